@@ -1,0 +1,201 @@
+"""ChannelBatch: many channels fetched concurrently by a bounded window of workers.
+
+Work is pulled from the caller's iterable only when a worker is free, and results wait in a
+queue no longer than the window, so a generator of a million channels costs as many tasks
+and as much memory as the window, not as the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Final, Self
+
+from ._errors import FlexError, InvalidArgumentError
+from ._models import ChannelResult, Participant
+
+__all__ = ["ChannelBatch", "Channels"]
+
+Channels = Iterable[tuple[str, str]] | AsyncIterable[tuple[str, str]]
+_Collect = Callable[[str, str], Awaitable[tuple[Participant, ...]]]
+_END: Final = object()
+
+
+class _Source:
+    """The caller's channels, read by one worker at a time."""
+
+    def __init__(self, channels: Channels) -> None:
+        self._sync: Iterator[tuple[str, str]] | None = None
+        self._async: AsyncIterator[tuple[str, str]] | None = None
+        if isinstance(channels, AsyncIterable):
+            self._async = aiter(channels)
+        elif isinstance(channels, Iterable) and not isinstance(channels, str | bytes):
+            self._sync = iter(channels)
+        else:
+            raise InvalidArgumentError(
+                f"channels must be an iterable or async iterable of (interaction_sid, channel_sid)"
+                f" pairs, got {type(channels).__name__}"
+            )
+        self._lock = asyncio.Lock()
+        self.done = False
+        self.taken = 0
+
+    async def next(self) -> object:
+        """The next item, or `_END`; the iterable's own exception propagates."""
+        async with self._lock:
+            if self.done:
+                return _END
+            try:
+                if self._async is not None:
+                    item: object = await anext(self._async)
+                else:
+                    assert self._sync is not None
+                    item = next(self._sync)
+            except (StopIteration, StopAsyncIteration):
+                self.done = True
+                return _END
+            except BaseException:
+                self.done = True
+                raise
+            self.taken += 1
+            return item
+
+
+class _Workers:
+    """The batch's tasks and their queue; holds no reference to the `ChannelBatch`."""
+
+    def __init__(self, source: _Source, collect: _Collect, window: int) -> None:
+        self._source = source
+        self._collect = collect
+        self.results: asyncio.Queue[ChannelResult | BaseException | object] = asyncio.Queue()
+        # Results waiting for the caller are bounded by this, not by the queue, so that the
+        # closing put below never blocks.
+        self.room = asyncio.Semaphore(window)
+        self._running = window
+        self._failure: BaseException | None = None
+        self.tasks = [
+            asyncio.create_task(self._work(), name=f"flex_participants batch worker {n}")
+            for n in range(window)
+        ]
+
+    async def _work(self) -> None:
+        try:
+            while True:
+                try:
+                    item = await self._source.next()
+                except Exception as exc:  # the caller's iterable failed: finish what is running
+                    self._failure = self._failure or exc
+                    return
+                if item is _END:
+                    return
+                result = await self._one(item)
+                await self.room.acquire()
+                self.results.put_nowait(result)
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                if self._failure is not None:
+                    self.results.put_nowait(self._failure)
+                self.results.put_nowait(_END)
+
+    async def _one(self, item: object) -> ChannelResult:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            error = InvalidArgumentError(
+                f"a channel must be an (interaction_sid, channel_sid) pair, got {item!r}"
+            )
+            return ChannelResult(repr(item), "", (), error)
+        interaction_sid, channel_sid = item
+        try:
+            participants = await self._collect(interaction_sid, channel_sid)
+        except FlexError as exc:  # an invalid SID included: it fails its channel only
+            return ChannelResult(str(interaction_sid), str(channel_sid), (), exc)
+        return ChannelResult(interaction_sid, channel_sid, participants, None)
+
+    def cancel(self) -> list[asyncio.Task[None]]:
+        cancelled = [t for t in self.tasks if not t.done() and not t.get_loop().is_closed()]
+        for task in cancelled:
+            task.cancel()
+        return cancelled
+
+
+class ChannelBatch:
+    """Results for many channels, yielded as each channel completes; made by
+    `FlexClient.participants_for_channels`.
+
+    ``async for result in batch`` yields one `ChannelResult` per input item, in completion
+    order. A channel that fails yields a result with ``error`` set and the batch goes on. If
+    the caller's iterable itself raises, the channels already under way are delivered first,
+    then the exception is raised. Leaving the loop early cancels the work still running once
+    the batch is closed (``async with``, `aclose`) or dropped.
+    """
+
+    def __init__(self, channels: Channels, collect: _Collect, *, window: int) -> None:
+        self._source = _Source(channels)
+        self._collect = collect
+        self._window = window
+        self._workers: _Workers | None = None
+        self._finished = False
+        self.completed = 0
+        """How many results have been yielded."""
+        self.failed = 0
+        """How many of them carried an error."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<ChannelBatch completed={self.completed} failed={self.failed} window={self._window}>"
+        )
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChannelResult:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._workers is None:
+            self._workers = _Workers(self._source, self._collect, self._window)
+        try:
+            item = await self._workers.results.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if item is _END:
+            await self.aclose()
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            await self.aclose()
+            raise item
+        assert isinstance(item, ChannelResult)
+        self._workers.room.release()
+        self.completed += 1
+        if item.error is not None:
+            self.failed += 1
+        return item
+
+    async def aclose(self) -> None:
+        """Cancel the channels still under way and wait for the workers to end. Idempotent."""
+        self._finished = True
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.cancel()
+            await asyncio.wait(workers.tasks)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if self._workers is not None:
+            self._workers.cancel()
+
+    def _cancel(self) -> list[asyncio.Task[None]]:
+        """Close without waiting (used by the client when it closes); return what was cancelled."""
+        self._finished = True
+        return self._workers.cancel() if self._workers is not None else []

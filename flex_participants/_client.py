@@ -1,0 +1,532 @@
+"""FlexClient: credentials, the origin, the one session, the limiter, and the request + retry loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._batch import ChannelBatch, Channels
+from ._convert import _DecodeError, _ShapeError, loads, parse_page
+from ._errors import (
+    AuthenticationError,
+    FlexAPIError,
+    FlexError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    _transport_errors,
+)
+from ._limit import AdaptiveLimiter, Limiter
+from ._models import Participant, ParticipantPage
+from ._request import (
+    DEFAULT_PAGE_SIZE,
+    build_base_url,
+    check_limit,
+    check_page_size,
+    check_same_origin,
+    check_sids,
+    participants_url,
+)
+from ._retry import RetryPolicy, parse_retry_after
+from ._stream import ParticipantStream
+
+__all__ = ["FlexClient"]
+
+logger = logging.getLogger("flex_participants")
+
+_USER_AGENT = "flex-participants/0.1.0"
+
+
+class _Credentials:
+    """The Basic-auth pair, kept out of every repr, str and log line."""
+
+    __slots__ = ("_header", "username")
+
+    def __init__(self, username: str, password: str) -> None:
+        try:
+            self._header = aiohttp.encode_basic_auth(username, password)
+        except (ValueError, UnicodeError) as exc:
+            raise InvalidArgumentError(f"unusable credentials: {exc}") from None
+        self.username = username
+
+    def header(self) -> str:
+        return self._header
+
+    def __repr__(self) -> str:
+        return f"<credentials for {self.username!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("credentials cannot be pickled")
+
+
+def _resolve_credentials(
+    account_sid: str | None,
+    auth_token: str | None,
+    api_key: str | None,
+    api_secret: str | None,
+    environ: Mapping[str, str],
+) -> _Credentials:
+    account_sid = account_sid or environ.get("TWILIO_ACCOUNT_SID") or None
+    auth_token = auth_token or environ.get("TWILIO_AUTH_TOKEN") or None
+    api_key = api_key or environ.get("TWILIO_API_KEY") or None
+    api_secret = api_secret or environ.get("TWILIO_API_SECRET") or None
+    for name, value in (
+        ("account_sid", account_sid),
+        ("auth_token", auth_token),
+        ("api_key", api_key),
+        ("api_secret", api_secret),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
+    # As in the official SDK: an API key and its secret, when given, are the Basic-auth pair.
+    if api_key or api_secret:
+        if not (api_key and api_secret):
+            missing = (
+                "api_secret (or TWILIO_API_SECRET)" if api_key else "api_key (or TWILIO_API_KEY)"
+            )
+            raise InvalidArgumentError(
+                f"an API key needs its secret and vice versa: {missing} is missing"
+            )
+        return _Credentials(api_key, api_secret)
+    if account_sid and auth_token:
+        return _Credentials(account_sid, auth_token)
+    raise InvalidArgumentError(
+        "no usable credentials: pass account_sid and auth_token (or api_key and api_secret), "
+        "or set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)"
+    )
+
+
+def _error_from_response(
+    url: str, status: int, reason: str | None, headers: CIMultiDictProxy[str], body: bytes
+) -> FlexAPIError:
+    """Build the typed error for an HTTP error status, from Twilio's error body if it has one."""
+    code: int | None = None
+    more_info: str | None = None
+    message = reason or "error"
+    try:
+        data = loads(body)
+    except _DecodeError:
+        content_type = headers.get("Content-Type", "no content type")
+        message = f"{message} (body is not JSON: {len(body)} bytes of {content_type})"
+    else:
+        if isinstance(data, dict):
+            if isinstance(data.get("message"), str):
+                message = data["message"]
+            if type(data.get("code")) is int:
+                code = data["code"]
+            if isinstance(data.get("more_info"), str):
+                more_info = data["more_info"]
+    cls: type[FlexAPIError] = FlexAPIError
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500:
+        cls = ServerError
+    error = cls(message, status=status, url=url, code=code, more_info=more_info)
+    if isinstance(error, RateLimitError):
+        error.retry_after = parse_retry_after(headers.get("Retry-After"))
+    return error
+
+
+def _page_from_response(
+    url: str, status: int, headers: CIMultiDictProxy[str], body: bytes
+) -> ParticipantPage:
+    content_type = headers.get("Content-Type", "")
+    if content_type and "json" not in content_type.lower():
+        raise InvalidResponseError(
+            f"expected JSON, got {content_type!r} ({len(body)} bytes)", url=url, status=status
+        )
+    try:
+        return parse_page(body)
+    except _DecodeError as exc:
+        raise InvalidResponseError(str(exc), url=url, status=status) from None
+    except _ShapeError as exc:
+        raise InvalidResponseError(
+            f"not a page of participants: {exc}", url=url, status=status, is_json=True
+        ) from None
+
+
+class FlexClient:
+    """An asyncio client for Flex's "List all Participants for a Channel" endpoint.
+
+    One client owns one `aiohttp.ClientSession`, the credentials, the retry policy and one
+    concurrency limit shared by everything it does: every stream, prefetch and batch. Use it
+    as ``async with FlexClient(...) as client:``, or call `close` when done.
+
+    Args:
+        account_sid: the account SID; default ``TWILIO_ACCOUNT_SID``.
+        auth_token: the auth token; default ``TWILIO_AUTH_TOKEN``.
+        api_key: an API key SID; default ``TWILIO_API_KEY``. With ``api_secret`` it is the
+            Basic-auth pair, as in the official SDK.
+        api_secret: the API key's secret; default ``TWILIO_API_SECRET``.
+        base_url: the API's origin; default ``https://flex-api.twilio.com``. ``http://`` is
+            accepted only for loopback hosts (an emulator, tests).
+        region: Twilio region (default ``TWILIO_REGION``), giving
+            ``https://flex-api.{edge}.{region}.twilio.com``; ignored when ``base_url`` is given.
+        edge: Twilio edge location (default ``TWILIO_EDGE``); implies region ``us1`` if none.
+        max_concurrency: the most HTTP requests this client has in flight at once.
+        timeout: seconds one attempt may take, connection and body included.
+        retry: the `RetryPolicy`; default ``RetryPolicy()``.
+        session: an aiohttp session to use; it is never closed by the client.
+        rate_limit: if given, the most requests started per second.
+        limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
+            ``rate_limit`` then only size the batch window).
+
+    Raises:
+        InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL, or a number out
+            of range.
+    """
+
+    def __init__(
+        self,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        base_url: str | None = None,
+        region: str | None = None,
+        edge: str | None = None,
+        max_concurrency: int = 10,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        rate_limit: float | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
+        environ = os.environ
+        self._credentials = _resolve_credentials(
+            account_sid, auth_token, api_key, api_secret, environ
+        )
+        self._origin = build_base_url(
+            base_url,
+            region or environ.get("TWILIO_REGION") or None,
+            edge or environ.get("TWILIO_EDGE") or None,
+        )
+        if type(max_concurrency) is not int or max_concurrency < 1:
+            raise InvalidArgumentError(
+                f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
+            )
+        if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+            raise InvalidArgumentError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidArgumentError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
+        if limiter is None:
+            try:
+                limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit)
+            except ValueError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+        elif not isinstance(limiter, Limiter):
+            raise InvalidArgumentError(
+                f"limiter must implement Limiter, got {type(limiter).__name__}"
+            )
+        self._max_concurrency = max_concurrency
+        self._timeout = aiohttp.ClientTimeout(total=float(timeout))
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._limiter = limiter
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._streams: weakref.WeakSet[ParticipantStream] = weakref.WeakSet()
+        self._batches: weakref.WeakSet[ChannelBatch] = weakref.WeakSet()
+        self._headers = {
+            "Authorization": self._credentials.header(),
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        self.requests_sent = 0
+        """How many HTTP attempts this client has made."""
+        self.retries = 0
+        """How many of them were retries."""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<FlexClient {state} base_url={str(self._origin)!r} "
+            f"username={self._credentials.username!r} max_concurrency={self._max_concurrency}>"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The origin every request goes to, and the only one that receives the credentials."""
+        return str(self._origin)
+
+    @property
+    def limiter(self) -> Limiter:
+        """The limiter every request of this client passes through."""
+        return self._limiter
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests in flight at once."""
+        return self._max_concurrency
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._closed
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._get_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Cancel the streams and batches still open and close the session, if the client made it.
+
+        Idempotent. A session passed in as ``session=`` is left open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        tasks: list[asyncio.Task[None]] = []
+        for stream in list(self._streams):
+            tasks.extend(stream._cancel())
+        for batch in list(self._batches):
+            tasks.extend(batch._cancel())
+        if tasks:
+            await asyncio.wait(tasks)
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise FlexError("this FlexClient is closed")
+        if self._session is None:
+            # Made here, inside the running loop, on first use.
+            connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0)
+            self._session = aiohttp.ClientSession(connector=connector)
+        elif self._session.closed:
+            raise FlexError("the aiohttp session of this FlexClient is closed")
+        return self._session
+
+    # -- public operations --------------------------------------------------------------
+
+    def participants(
+        self,
+        interaction_sid: str,
+        channel_sid: str,
+        *,
+        page_size: int | None = None,
+        limit: int | None = None,
+        prefetch: int = 1,
+    ) -> ParticipantStream:
+        """Stream the participants of one channel.
+
+        ``async for participant in client.participants(kd, uo)`` yields them in server order,
+        while the next page is already being requested.
+
+        Args:
+            interaction_sid: the interaction SID, ``KD`` and 32 hex digits.
+            channel_sid: the channel SID, ``UO`` and 32 hex digits.
+            page_size: participants per page, 1 to 1000; default: the server's (50).
+            limit: stop after this many participants; ``None`` for all.
+            prefetch: how many pages to request ahead of the one being consumed; 0 for none.
+
+        Raises:
+            InvalidArgumentError: (a `ValueError`, raised here, before any request) a bad SID,
+                page size, limit or prefetch.
+            FlexError: raised by the iteration, for the page that failed.
+        """
+        interaction_sid, channel_sid = check_sids(interaction_sid, channel_sid)
+        page_size = check_page_size(page_size)
+        limit = check_limit(limit)
+        if type(prefetch) is not int or prefetch < 0:
+            raise InvalidArgumentError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        if limit is not None and limit < (page_size or DEFAULT_PAGE_SIZE):
+            page_size = max(limit, 1)
+        url = participants_url(self._origin, interaction_sid, channel_sid, page_size=page_size)
+        return ParticipantStream(
+            self._fetch, url, limit=limit, prefetch=prefetch, on_open=self._streams.add
+        )
+
+    async def fetch_page(
+        self,
+        interaction_sid: str,
+        channel_sid: str,
+        *,
+        page_size: int | None = None,
+        page: int | None = None,
+        page_token: str | None = None,
+    ) -> ParticipantPage:
+        """Fetch one page, for callers that keep their own cursor.
+
+        Args:
+            interaction_sid: the interaction SID.
+            channel_sid: the channel SID.
+            page_size: participants per page, 1 to 1000; default: the server's.
+            page: the page index (``Page``), as the API's own URLs carry it.
+            page_token: the ``PageToken`` from a ``next_page_url``.
+
+        Raises:
+            InvalidArgumentError: a bad argument, before any request.
+            FlexError: the request failed after its retries.
+        """
+        interaction_sid, channel_sid = check_sids(interaction_sid, channel_sid)
+        url = participants_url(
+            self._origin,
+            interaction_sid,
+            channel_sid,
+            page_size=check_page_size(page_size),
+            page=page,
+            page_token=page_token,
+        )
+        return await self._fetch(url)
+
+    async def fetch_page_url(self, url: str) -> ParticipantPage:
+        """Fetch the page at ``url``: a ``meta.next_page_url`` (or any page URL) of this origin.
+
+        Raises:
+            UnsafeURLError: ``url`` is not on the client's origin; nothing is sent.
+            InvalidArgumentError: ``url`` is not a URL.
+            FlexError: the request failed after its retries.
+        """
+        try:
+            parsed = URL(url)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"not a URL: {url!r} ({exc})") from None
+        return await self._fetch(parsed)
+
+    def participants_for_channels(
+        self,
+        channels: Channels,
+        *,
+        page_size: int | None = None,
+        concurrency: int | None = None,
+    ) -> ChannelBatch:
+        """Fetch many channels concurrently; yield a `ChannelResult` for each as it completes.
+
+        ``channels`` is read lazily, as capacity frees up, so it may be a generator of any
+        length. A channel that fails yields a result with ``error`` set; the batch goes on.
+
+        Args:
+            channels: an iterable or async iterable of ``(interaction_sid, channel_sid)``.
+            page_size: participants per page for every channel.
+            concurrency: how many channels are fetched at once; default ``max_concurrency``.
+                Requests in flight stay bounded by the client's limit either way.
+
+        Raises:
+            InvalidArgumentError: a bad ``page_size`` or ``concurrency``, or ``channels`` is not
+                iterable; raised here, before any request.
+        """
+        page_size = check_page_size(page_size)
+        if concurrency is None:
+            concurrency = self._max_concurrency
+        if type(concurrency) is not int or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+
+        async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
+            stream = self.participants(
+                interaction_sid, channel_sid, page_size=page_size, prefetch=0
+            )
+            return tuple(await stream.collect())
+
+        batch = ChannelBatch(channels, collect, window=concurrency)
+        self._batches.add(batch)
+        return batch
+
+    # -- one page, with retries ---------------------------------------------------------
+
+    async def _fetch(self, url: URL) -> ParticipantPage:
+        url = check_same_origin(url, self._origin)
+        session = self._get_session()
+        policy = self._retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(session, url, attempt)
+            except FlexError as error:
+                error.attempts = attempt
+                if attempt >= policy.max_attempts or not policy.should_retry(error):
+                    raise
+                retry_after = getattr(error, "retry_after", None)
+                delay = policy.delay(attempt, retry_after)
+                logger.warning(
+                    "retrying GET %s in %.3f s (attempt %d of %d failed: %s)",
+                    url,
+                    delay,
+                    attempt,
+                    policy.max_attempts,
+                    error.message
+                    if not isinstance(error, FlexAPIError)
+                    else f"HTTP {error.status}",
+                )
+                self.retries += 1
+            # The slot was released before this sleep: a waiting retry holds no capacity.
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: URL, attempt: int
+    ) -> ParticipantPage:
+        permit = await self._limiter.acquire()
+        throttled = False
+        status: int | str = "error"
+        started = time.perf_counter()
+        url_text = str(url)
+        try:
+            self.requests_sent += 1
+            with _transport_errors(url_text):
+                async with session.get(
+                    url,
+                    headers=self._headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as response:
+                    body = await response.read()
+                    status = response.status
+                    headers = response.headers
+                    reason = response.reason
+        finally:
+            throttled = status == 429
+            await self._limiter.release(permit, throttled=throttled)
+            logger.debug(
+                "GET %s -> %s (attempt %d, %.1f ms)",
+                url_text,
+                status,
+                attempt,
+                (time.perf_counter() - started) * 1000,
+            )
+        assert isinstance(status, int)
+        if status == 200:
+            return _page_from_response(url_text, status, headers, body)
+        if 300 <= status < 400:
+            raise InvalidResponseError(
+                f"unexpected redirect to {headers.get('Location', 'nowhere')!r}; redirects are not "
+                "followed, so that credentials go nowhere else",
+                url=url_text,
+                status=status,
+            )
+        if status >= 400:
+            raise _error_from_response(url_text, status, reason, headers, body)
+        raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)

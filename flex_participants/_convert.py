@@ -1,0 +1,186 @@
+"""JSON bytes -> `ParticipantPage`: the one cattrs converter and its hooks, registered at import.
+
+Everything the server sends is checked here: a body that is not JSON, or JSON of the wrong
+shape or with a field of the wrong type, becomes `_ShapeError` / `_DecodeError` with a message
+that names the offending place; the client turns those into `InvalidResponseError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from ._models import PageMeta, Participant, ParticipantPage, ParticipantType
+
+__all__ = ["converter", "loads", "parse_page", "to_dict"]
+
+try:
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError, TypeError)
+    JSON_LIBRARY = "orjson"
+except ImportError:  # pragma: no cover - exercised by the stdlib-json test session
+    _loads = json.loads
+    _JSON_ERRORS = (ValueError, TypeError)
+    JSON_LIBRARY = "json"
+
+
+class _DecodeError(Exception):
+    """The body is not JSON at all (empty, cut off, HTML, not UTF-8)."""
+
+
+class _ShapeError(Exception):
+    """The body is JSON, but not of the shape the API promises."""
+
+
+def loads(body: bytes) -> Any:
+    """Decode JSON bytes with the fastest library installed; `_DecodeError` if they are not JSON."""
+    try:
+        return _loads(body)
+    except _JSON_ERRORS as exc:
+        raise _DecodeError(f"body is not valid JSON ({exc})") from None
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _freeze(value: Any) -> Any:
+    """Make a decoded JSON value read-only all the way down."""
+    if type(value) is dict:
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if type(value) is list:
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or type(value) is str:
+        return value
+    raise _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
+
+
+_TYPES: dict[str, ParticipantType] = {member.value: member for member in ParticipantType}
+
+
+def _structure_participant(obj: Any, _: Any) -> Participant:
+    # Written by hand rather than generated: this runs once per participant and is the hot path.
+    if type(obj) is not dict:
+        raise _ShapeError(f"expected an object, got {_kind(obj)}")
+    kind = obj.get("type")
+    if type(kind) is not str:
+        raise _ShapeError(f"type: expected a string, got {_kind(kind)}")
+    routing = obj.get("routing_properties")
+    if routing is not None:
+        if type(routing) is not dict:
+            raise _ShapeError(
+                f"routing_properties: expected an object or null, got {_kind(routing)}"
+            )
+        routing = _freeze(routing)
+    return Participant(
+        _optional_str(obj, "sid"),
+        _TYPES.get(kind) or ParticipantType(kind),
+        _optional_str(obj, "interaction_sid"),
+        _optional_str(obj, "channel_sid"),
+        _optional_str(obj, "url"),
+        routing,
+    )
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {_kind(value)}")
+    return value
+
+
+converter = cattrs.Converter()
+"""The one converter: structures pages from decoded JSON and unstructures models to plain dicts."""
+
+converter.register_structure_hook(str, _strict_str)
+converter.register_structure_hook(int, _strict_int)
+converter.register_structure_hook(Participant, _structure_participant)
+converter.register_structure_hook(PageMeta, make_dict_structure_fn(PageMeta, converter))
+converter.register_unstructure_hook(MappingProxyType, lambda m: {k: _thaw(v) for k, v in m.items()})
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, MappingProxyType):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _structure_meta(raw: Any) -> PageMeta:
+    if type(raw) is not dict:
+        raise _ShapeError(f"meta: expected an object, got {_kind(raw)}")
+    try:
+        meta: PageMeta = converter.structure(raw, PageMeta)
+    except Exception as exc:  # cattrs raises a tree of errors: flatten it into one line
+        problems = "; ".join(cattrs.transform_error(exc, path="meta"))
+        raise _ShapeError(problems) from None
+    return meta
+
+
+def _structure_page(obj: Any, _: Any) -> ParticipantPage:
+    if type(obj) is not dict:
+        raise _ShapeError(f"expected a JSON object, got {_kind(obj)}")
+    meta = _structure_meta(obj.get("meta"))
+    raw = obj.get("participants")
+    if type(raw) is not list:
+        raise _ShapeError(f"participants: expected a list, got {_kind(raw)}")
+    structure = _structure_participant
+    try:
+        participants = tuple([structure(item, Participant) for item in raw])
+    except _ShapeError:
+        # Only on the error path: find which item failed, to name it.
+        for index, item in enumerate(raw):
+            try:
+                structure(item, Participant)
+            except _ShapeError as exc:
+                raise _ShapeError(f"participants[{index}]: {exc}") from None
+        raise  # pragma: no cover - the loop above always finds the culprit
+    return ParticipantPage(participants, meta)
+
+
+converter.register_structure_hook(ParticipantPage, _structure_page)
+
+
+def parse_page(body: bytes) -> ParticipantPage:
+    """Build a `ParticipantPage` from a response body.
+
+    Raises:
+        _DecodeError: the body is not JSON.
+        _ShapeError: the body is JSON but not a page of participants.
+    """
+    return _structure_page(loads(body), ParticipantPage)
+
+
+def to_dict(model: Participant | PageMeta | ParticipantPage) -> dict[str, Any]:
+    """Turn a model into plain JSON-ready data: the shape the API sent, enums as their strings.
+
+    Args:
+        model: a `Participant`, `PageMeta` or `ParticipantPage`.
+
+    Raises:
+        TypeError: ``model`` is none of those.
+    """
+    if not isinstance(model, Participant | PageMeta | ParticipantPage):
+        raise TypeError(
+            f"to_dict() takes a Participant, PageMeta or ParticipantPage, not {_kind(model)}"
+        )
+    data: dict[str, Any] = converter.unstructure(model)
+    return data

@@ -1,0 +1,143 @@
+"""How many requests a client lets into flight, and how fast: the in-process adaptive limiter.
+
+Every request a client sends, from every stream, prefetch and batch, first takes a slot here
+and gives it back when its response has been read. A retry gives its slot back before it
+sleeps, so waiting never blocks anyone else.
+
+The number of slots adapts (additive increase, multiplicative decrease): a 429 halves it, once
+per burst of 429s, and every success adds ``1 / level``, about one slot per round of
+requests, never above ``max_concurrency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+from typing import Protocol, runtime_checkable
+
+__all__ = ["AdaptiveLimiter", "Limiter"]
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What a client needs from a limiter: a slot for each request, and news of 429s."""
+
+    async def acquire(self) -> object:
+        """Wait for a slot for one request; return a permit to hand back to `release`."""
+        ...
+
+    async def release(self, permit: object, *, throttled: bool) -> None:
+        """Give a slot back; ``throttled`` says whether the request was answered with 429."""
+        ...
+
+
+class AdaptiveLimiter:
+    """The default `Limiter`: slots shared in one process, adapting to 429s, optionally paced.
+
+    Args:
+        max_concurrency: the most requests in flight, whatever happens.
+        rate_limit: if given, the most requests started per second.
+
+    Raises:
+        ValueError: ``max_concurrency`` is not an integer >= 1, or ``rate_limit`` is not > 0.
+    """
+
+    def __init__(self, max_concurrency: int, *, rate_limit: float | None = None) -> None:
+        if type(max_concurrency) is not int or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        if rate_limit is not None and not (
+            isinstance(rate_limit, int | float) and math.isfinite(rate_limit) and rate_limit > 0
+        ):
+            raise ValueError(
+                f"rate_limit must be a number of requests per second > 0, got {rate_limit!r}"
+            )
+        self._max = max_concurrency
+        self._interval = 1.0 / rate_limit if rate_limit else 0.0
+        self._next_start = 0.0
+        self._level = float(max_concurrency)
+        self._generation = 0
+        self._in_flight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.peak_in_flight = 0
+        """The most requests that were in flight at once."""
+        self.throttled = 0
+        """How many responses were 429s."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<AdaptiveLimiter level={self.level}/{self._max} in_flight={self._in_flight}"
+            f" waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def max_concurrency(self) -> int:
+        """The ceiling of `level`."""
+        return self._max
+
+    @property
+    def level(self) -> int:
+        """How many requests may be in flight now (1 to `max_concurrency`)."""
+        return max(1, math.floor(self._level))
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are in flight now."""
+        return self._in_flight
+
+    async def acquire(self) -> object:
+        """Wait for pacing and for a free slot, in arrival order; return the permit."""
+        if self._interval:
+            await self._pace()
+        if self._in_flight < self.level and not self._waiters:
+            self._take()
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # The slot was handed over just as we were cancelled: pass it on.
+                    self._in_flight -= 1
+                    self._wake()
+                raise
+            finally:
+                if not waiter.done() or waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+        return self._generation
+
+    async def release(self, permit: object, *, throttled: bool) -> None:
+        """Free the slot and adapt the level to the outcome."""
+        self._in_flight -= 1
+        if throttled:
+            self.throttled += 1
+            # One decrease per burst: the 429s of requests sent before the last
+            # decrease were caused by the old level and are already accounted for.
+            if permit == self._generation:
+                self._level = max(1.0, self._level / 2)
+                self._generation += 1
+        else:
+            self._level = min(float(self._max), self._level + 1.0 / self._level)
+        self._wake()
+
+    def _take(self) -> None:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self.level:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._next_start)
+        self._next_start = start + self._interval
+        if start > now:
+            await asyncio.sleep(start - now)

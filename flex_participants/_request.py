@@ -1,0 +1,148 @@
+"""Arguments -> a validated request URL; and the rules for which URLs may receive credentials."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from yarl import URL
+
+from ._errors import InvalidArgumentError, UnsafeURLError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_PAGE_SIZE",
+    "build_base_url",
+    "check_limit",
+    "check_page_size",
+    "check_same_origin",
+    "check_sids",
+    "participants_url",
+]
+
+DEFAULT_BASE_URL = "https://flex-api.twilio.com"
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+_INTERACTION_SID = re.compile(r"KD[0-9a-fA-F]{32}")
+_CHANNEL_SID = re.compile(r"UO[0-9a-fA-F]{32}")
+
+
+def check_sids(interaction_sid: object, channel_sid: object) -> tuple[str, str]:
+    """Return the two SIDs if they match the API's patterns, else raise `InvalidArgumentError`."""
+    if not isinstance(interaction_sid, str) or not _INTERACTION_SID.fullmatch(interaction_sid):
+        raise InvalidArgumentError(
+            f"interaction_sid must match ^KD[0-9a-fA-F]{{32}}$, got {interaction_sid!r}"
+        )
+    if not isinstance(channel_sid, str) or not _CHANNEL_SID.fullmatch(channel_sid):
+        raise InvalidArgumentError(
+            f"channel_sid must match ^UO[0-9a-fA-F]{{32}}$, got {channel_sid!r}"
+        )
+    return interaction_sid, channel_sid
+
+
+def check_page_size(page_size: object) -> int | None:
+    """Return ``page_size`` if it is ``None`` or an integer in 1..1000."""
+    if page_size is None:
+        return None
+    if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgumentError(
+            f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}"
+        )
+    return page_size
+
+
+def check_limit(limit: object) -> int | None:
+    """Return ``limit`` if it is ``None`` or an integer >= 0."""
+    if limit is None:
+        return None
+    if type(limit) is not int or limit < 0:
+        raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
+    return limit
+
+
+def participants_url(
+    base: URL,
+    interaction_sid: str,
+    channel_sid: str,
+    *,
+    page_size: int | None = None,
+    page: int | None = None,
+    page_token: str | None = None,
+) -> URL:
+    """The URL of one page of a channel's participants (SIDs already checked)."""
+    url = base / "v1" / "Interactions" / interaction_sid / "Channels" / channel_sid / "Participants"
+    query: dict[str, str | int] = {}
+    if page_size is not None:
+        query["PageSize"] = page_size
+    if page is not None:
+        if type(page) is not int or page < 0:
+            raise InvalidArgumentError(f"page must be an integer >= 0, got {page!r}")
+        query["Page"] = page
+    if page_token is not None:
+        if not isinstance(page_token, str) or not page_token:
+            raise InvalidArgumentError(f"page_token must be a non-empty string, got {page_token!r}")
+        query["PageToken"] = page_token
+    return url.with_query(query) if query else url
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_base_url(base_url: str | None, region: str | None, edge: str | None) -> URL:
+    """The client's origin: ``base_url``, or Twilio's host composed with region and edge.
+
+    Composed as the official SDK does: ``flex-api.{edge}.{region}.twilio.com``, where an edge
+    without a region implies region ``us1``.
+
+    Raises:
+        InvalidArgumentError: not an absolute http(s) URL; ``http`` to a host that is not
+            loopback; credentials, a query or a fragment in the URL.
+    """
+    if base_url is None:
+        base_url = DEFAULT_BASE_URL
+        if region or edge:
+            parts = ["flex-api", edge, region or "us1", "twilio.com"]
+            base_url = "https://" + ".".join(p for p in parts if p)
+    try:
+        url = URL(base_url)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"base_url is not a URL: {exc}") from None
+    if not url.absolute or url.scheme not in {"http", "https"} or not url.host:
+        raise InvalidArgumentError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise InvalidArgumentError(
+            f"base_url {base_url!r}: plain http is allowed only to a loopback host "
+            "(localhost, 127.0.0.0/8, ::1); use https"
+        )
+    if url.user is not None or url.password is not None:
+        raise InvalidArgumentError("base_url must not carry credentials; pass them as arguments")
+    if url.query_string or url.fragment:
+        raise InvalidArgumentError(f"base_url must not have a query or fragment, got {base_url!r}")
+    return url.with_path(url.path.rstrip("/"))
+
+
+def check_same_origin(url: URL, origin: URL) -> URL:
+    """Return ``url`` resolved against ``origin`` if it shares its scheme, host and port.
+
+    Raises:
+        UnsafeURLError: it points anywhere else, so the credentials must not go there.
+    """
+    if not url.absolute:
+        url = origin.join(url)
+    if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
+        raise UnsafeURLError(
+            f"refusing to send credentials to {url.with_user(None).with_query(None)}: "
+            f"it is not on the client's origin {origin.origin()}"
+        )
+    if url.user is not None or url.password is not None:
+        raise UnsafeURLError("refusing a URL that carries its own credentials")
+    return url

@@ -1,0 +1,263 @@
+"""ParticipantStream: one channel's participants, page by page, with the next page prefetched.
+
+A stream follows ``meta.next_page_url`` from page to page, as the API asks; it never builds
+Page or PageToken itself. With ``prefetch=N`` one background task, owned by the stream,
+requests up to N pages ahead of the page the caller is consuming. The task ends when the
+stream is exhausted, fails, is closed, is garbage-collected, or when its client closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Final, Self
+
+from yarl import URL
+
+from ._models import Participant, ParticipantPage
+
+__all__ = ["ParticipantStream"]
+
+_FetchPage = Callable[[URL], Awaitable[ParticipantPage]]
+_END: Final = object()
+
+
+class _Pager:
+    """Walks a channel's pages by ``next_page_url``; knows nothing of the caller."""
+
+    def __init__(self, fetch: _FetchPage, first_url: URL | None, limit: int | None) -> None:
+        self._fetch = fetch
+        self.next_url = first_url
+        self._limit = limit
+        self._fetched = 0
+
+    def exhausted(self) -> bool:
+        return self.next_url is None or (self._limit is not None and self._fetched >= self._limit)
+
+    async def fetch_next(self) -> ParticipantPage | None:
+        if self.exhausted():
+            return None
+        assert self.next_url is not None
+        page = await self._fetch(self.next_url)
+        self._fetched += len(page.participants)
+        next_url = page.meta.next_page_url
+        # An empty page ends the walk even if it names a next page: a server that keeps
+        # sending empty pages must not keep us paging forever.
+        self.next_url = URL(next_url) if next_url and page.participants else None
+        return page
+
+    def stop(self) -> None:
+        self.next_url = None
+
+
+class _Prefetcher:
+    """The stream's background task: requests up to ``depth`` pages ahead of the caller.
+
+    It holds no reference to the stream, so that a stream dropped by its caller is freed at
+    once and can cancel this task from ``__del__``.
+    """
+
+    def __init__(self, pager: _Pager, depth: int, name: str) -> None:
+        self._pager = pager
+        self._buffer: asyncio.Queue[ParticipantPage | Exception | object] = asyncio.Queue()
+        # One credit per page that may be requested before the caller takes it.
+        self._credits = asyncio.Semaphore(depth)
+        self.task = asyncio.create_task(self._produce(), name=name)
+
+    async def take(self) -> ParticipantPage | None:
+        item = await self._buffer.get()
+        if item is _END:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        assert isinstance(item, ParticipantPage)
+        # The caller now consumes this page: the page after it may be requested meanwhile.
+        self._credits.release()
+        return item
+
+    async def _produce(self) -> None:
+        try:
+            while not self._pager.exhausted():
+                await self._credits.acquire()
+                page = await self._pager.fetch_next()
+                if page is None:
+                    break
+                self._buffer.put_nowait(page)
+        except Exception as exc:  # handed to the caller in order, after the pages before it
+            self._buffer.put_nowait(exc)
+        else:
+            self._buffer.put_nowait(_END)
+
+
+class ParticipantStream:
+    """The participants of one channel, as an async iterator; made by `FlexClient.participants`.
+
+    ``async for participant in stream`` yields every participant once, in server order.
+    `pages` yields whole pages instead, `collect` gathers everything into a list. A stream
+    is iterated once. Leaving the loop early is safe: the prefetch is cancelled when the
+    stream is closed (``async with stream``, `aclose`), dropped, or its client closes.
+
+    Any `FlexError` of a page is raised where that page would have been, after every
+    participant of the pages before it.
+    """
+
+    def __init__(
+        self,
+        fetch: _FetchPage,
+        first_url: URL,
+        *,
+        limit: int | None,
+        prefetch: int,
+        on_open: Callable[[ParticipantStream], None] | None = None,
+    ) -> None:
+        self._pager = _Pager(fetch, first_url if limit != 0 else None, limit)
+        self._limit = limit
+        self._prefetch = prefetch
+        self._prefetcher: _Prefetcher | None = None
+        self._delivered = 0
+        self._page: tuple[Participant, ...] = ()
+        self._index = 0
+        self._started = False
+        self._closed = False
+        self._pages_seen = 0
+        self._on_open = on_open
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ParticipantStream {state} delivered={self._delivered} pages={self._pages_seen}>"
+
+    @property
+    def pages_fetched(self) -> int:
+        """How many pages the caller has been handed so far."""
+        return self._pages_seen
+
+    @property
+    def delivered(self) -> int:
+        """How many participants the caller has been handed so far."""
+        return self._delivered
+
+    # -- the caller's side ------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Participant:
+        while self._index >= len(self._page):
+            page = await self._next_page()
+            if page is None:
+                raise StopAsyncIteration
+            self._page = page.participants
+            self._index = 0
+        participant = self._page[self._index]
+        self._index += 1
+        return participant
+
+    def pages(self) -> AsyncIterator[ParticipantPage]:
+        """Iterate over whole pages instead of single participants.
+
+        With a ``limit``, the last page holds only the participants the limit leaves.
+        """
+        return _PageIterator(self)
+
+    async def collect(self) -> list[Participant]:
+        """Fetch every (remaining) participant and return them as a list.
+
+        Raises:
+            FlexError: any error of any page; nothing is returned then.
+        """
+        async with self:
+            return [participant async for participant in self]
+
+    async def aclose(self) -> None:
+        """Stop the stream: cancel the prefetch and wait until it has ended. Idempotent."""
+        self._closed = True
+        self._pager.stop()
+        prefetcher, self._prefetcher = self._prefetcher, None
+        if prefetcher is not None and not prefetcher.task.done():
+            prefetcher.task.cancel()
+            # wait() does not raise, so a cancellation of *our* caller still comes through.
+            await asyncio.wait([prefetcher.task])
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # Dropped without being closed (a `break` out of `async for`): do not leave the
+        # prefetch running for nobody.
+        self._cancel()
+
+    def _cancel(self) -> list[asyncio.Task[None]]:
+        """Close without waiting (from `__del__`, and by the client when it closes).
+
+        Returns the task that was cancelled, if any, for the client to wait for.
+        """
+        self._closed = True
+        self._pager.stop()
+        prefetcher = self._prefetcher
+        if prefetcher is None or prefetcher.task.done() or prefetcher.task.get_loop().is_closed():
+            return []
+        prefetcher.task.cancel()
+        return [prefetcher.task]
+
+    # -- paging -------------------------------------------------------------------------
+
+    async def _next_page(self) -> ParticipantPage | None:
+        if self._closed:
+            return None
+        if not self._started:
+            self._started = True
+            if self._on_open is not None:
+                self._on_open(self)
+        try:
+            if self._prefetch == 0:
+                page = await self._pager.fetch_next()
+            else:
+                if self._prefetcher is None:
+                    self._prefetcher = _Prefetcher(
+                        self._pager, self._prefetch, name=f"flex_participants prefetch {id(self):x}"
+                    )
+                page = await self._prefetcher.take()
+        except BaseException:
+            await self.aclose()
+            raise
+        if page is None:
+            await self.aclose()
+            return None
+        return self._trim(page)
+
+    def _trim(self, page: ParticipantPage) -> ParticipantPage:
+        if self._limit is not None:
+            room = self._limit - self._delivered
+            if len(page.participants) > room:
+                page = ParticipantPage(page.participants[:room], page.meta)
+        self._delivered += len(page.participants)
+        self._pages_seen += 1
+        return page
+
+
+class _PageIterator:
+    """``stream.pages()``: the same stream, one page at a time."""
+
+    def __init__(self, stream: ParticipantStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ParticipantPage:
+        page = await self._stream._next_page()
+        if page is None:
+            raise StopAsyncIteration
+        return page
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
