@@ -27,6 +27,7 @@ from ._errors import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    TransportError,
     _transport_errors,
 )
 from ._limit import AdaptiveLimiter, Limiter
@@ -160,6 +161,16 @@ def _page_from_response(
         raise InvalidResponseError(
             f"not a page of participants: {exc}", url=url, status=status, is_json=True
         ) from None
+
+
+def _reason(error: FlexError) -> str:
+    """A few words on why an attempt failed, for the retry warning (the URL is already in it)."""
+    if isinstance(error, FlexAPIError):
+        return f"HTTP {error.status}"
+    if isinstance(error, TransportError):
+        cause = error.__cause__
+        return f"{type(cause).__name__}: {cause}" if cause is not None else error.message
+    return error.message
 
 
 class FlexClient:

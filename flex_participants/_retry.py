@@ -62,7 +62,9 @@ class RetryPolicy:
         if isinstance(error, RateLimitError | ServerError):
             return error.status in _RETRIED_STATUSES
         if isinstance(error, InvalidResponseError):
-            return not error.is_json
+            # A 200 whose body is cut off or not JSON may come through whole next time;
+            # JSON of the wrong shape, or a redirect, will not.
+            return error.status == 200 and not error.is_json
         return isinstance(error, TransportError)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:

@@ -1,0 +1,403 @@
+"""FlexClient: construction, credentials, one request and its errors (HTTP mocked)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from flex_participants import (
+    AuthenticationError,
+    FlexAPIError,
+    FlexClient,
+    FlexError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    UnsafeURLError,
+)
+
+from .helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    BASE_URL,
+    KD,
+    UO,
+    Credentials,
+    page_body,
+    participants_url,
+    twilio_error,
+)
+
+NO_WAIT = RetryPolicy(backoff_base=0.0)
+
+
+def sent_headers(mock: aioresponses, url: str) -> list[dict[str, str]]:
+    return [call.kwargs["headers"] for call in mock.requests[("GET", URL(url))]]
+
+
+def request_count(mock: aioresponses) -> int:
+    return sum(len(calls) for calls in mock.requests.values())
+
+
+# -- credentials ---------------------------------------------------------------------
+
+
+async def test_sends_account_sid_and_token_as_basic_auth(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials) as client:
+        await client.fetch_page(KD, UO)
+    [headers] = sent_headers(mock_http, participants_url())
+    assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)
+
+
+async def test_reads_credentials_from_the_environment(
+    mock_http: aioresponses, credentials: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-env")
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient() as client:
+        await client.fetch_page(KD, UO)
+    [headers] = sent_headers(mock_http, participants_url())
+    assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, "from-env")
+
+
+async def test_api_key_and_secret_are_the_basic_auth_pair_when_given(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials, api_key="SK" + "1" * 32, api_secret="secret") as client:
+        await client.fetch_page(KD, UO)
+    [headers] = sent_headers(mock_http, participants_url())
+    assert headers["Authorization"] == aiohttp.encode_basic_auth("SK" + "1" * 32, "secret")
+
+
+def test_no_credentials_is_an_error_when_the_client_is_built(credentials: Credentials) -> None:
+    with pytest.raises(InvalidArgumentError, match="no usable credentials"):
+        FlexClient()
+
+
+def test_an_api_key_without_its_secret_is_an_error(credentials: Credentials) -> None:
+    with pytest.raises(InvalidArgumentError, match="api_secret"):
+        FlexClient(api_key="SK" + "1" * 32)
+
+
+def test_a_colon_in_the_username_is_an_error(credentials: Credentials) -> None:
+    with pytest.raises(InvalidArgumentError, match="unusable credentials"):
+        FlexClient("AC:x", "token")
+
+
+def test_repr_never_shows_the_token(credentials: Credentials) -> None:
+    client = FlexClient(**credentials)
+    assert AUTH_TOKEN not in repr(client)
+    assert ACCOUNT_SID in repr(client)
+
+
+def test_repr_never_shows_the_api_secret(credentials: Credentials) -> None:
+    client = FlexClient(api_key="SK" + "1" * 32, api_secret="s3cr3t-value")
+    assert "s3cr3t-value" not in repr(client)
+    assert "s3cr3t-value" not in repr(vars(client))
+
+
+# -- origin and configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, "https://flex-api.twilio.com"),
+        ({"region": "au1"}, "https://flex-api.au1.twilio.com"),
+        ({"region": "ie1", "edge": "dublin"}, "https://flex-api.dublin.ie1.twilio.com"),
+        ({"edge": "sydney"}, "https://flex-api.sydney.us1.twilio.com"),
+        ({"base_url": "http://127.0.0.1:8080/"}, "http://127.0.0.1:8080"),
+    ],
+)
+def test_base_url_is_composed_like_the_official_sdk(
+    credentials: Credentials, kwargs: dict[str, Any], expected: str
+) -> None:
+    assert FlexClient(**credentials, **kwargs).base_url == expected
+
+
+def test_region_and_edge_come_from_the_environment(
+    credentials: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_REGION", "jp1")
+    monkeypatch.setenv("TWILIO_EDGE", "tokyo")
+    assert FlexClient(**credentials).base_url == "https://flex-api.tokyo.jp1.twilio.com"
+
+
+def test_plain_http_to_a_remote_host_is_refused(credentials: Credentials) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        FlexClient(**credentials, base_url="http://flex-api.example.com")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_concurrency": 0},
+        {"max_concurrency": 2.5},
+        {"timeout": 0},
+        {"timeout": float("nan")},
+        {"rate_limit": 0},
+        {"retry": 3},
+    ],
+)
+def test_out_of_range_settings_are_refused(
+    credentials: Credentials, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        FlexClient(**credentials, **kwargs)
+
+
+# -- session ownership -----------------------------------------------------------------
+
+
+async def test_the_client_closes_the_session_it_made(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    client = FlexClient(**credentials)
+    await client.fetch_page(KD, UO)
+    session = client._session
+    assert session is not None
+    await client.close()
+    assert session.closed
+    assert client.closed
+
+
+async def test_a_session_passed_in_is_used_and_never_closed(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload=page_body(range(2)))
+    async with aiohttp.ClientSession() as session:
+        async with FlexClient(**credentials, session=session) as client:
+            page = await client.fetch_page(KD, UO)
+        assert not session.closed
+    assert len(page.participants) == 2
+
+
+async def test_a_closed_client_refuses_requests(credentials: Credentials) -> None:
+    client = FlexClient(**credentials)
+    await client.close()
+    with pytest.raises(FlexError, match="closed"):
+        await client.fetch_page(KD, UO)
+
+
+async def test_close_is_idempotent(credentials: Credentials) -> None:
+    client = FlexClient(**credentials)
+    await client.close()
+    await client.close()
+
+
+# -- one page ------------------------------------------------------------------------------
+
+
+async def test_fetch_page_sends_only_the_paging_parameters_given(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    url = participants_url() + "?PageSize=20&Page=3&PageToken=abc"
+    mock_http.get(url, payload=page_body(range(1)))
+    async with FlexClient(**credentials) as client:
+        await client.fetch_page(KD, UO, page_size=20, page=3, page_token="abc")
+    assert request_count(mock_http) == 1
+
+
+async def test_fetch_page_url_follows_a_url_of_the_same_origin(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    url = participants_url() + "?PageSize=2&Page=1&PageToken=PT1"
+    mock_http.get(url, payload=page_body(range(2, 4), page=1))
+    async with FlexClient(**credentials) as client:
+        page = await client.fetch_page_url(url)
+    assert [p.sid for p in page.participants] == [
+        page_body(range(2, 4))["participants"][i]["sid"] for i in (0, 1)
+    ]
+    assert page.meta.page == 1
+
+
+async def test_fetch_page_url_refuses_another_origin_before_sending_anything(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(UnsafeURLError, match=r"evil\.example"):
+            await client.fetch_page_url("https://evil.example/v1/Interactions")
+    assert request_count(mock_http) == 0
+
+
+async def test_fetch_page_url_refuses_another_port_or_scheme(credentials: Credentials) -> None:
+    async with FlexClient(**credentials) as client:
+        for url in (f"{BASE_URL}:8443/v1", "http://flex-api.twilio.com/v1"):
+            with pytest.raises(UnsafeURLError):
+                await client.fetch_page_url(url)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error_class"),
+    [
+        (400, 20001, FlexAPIError),
+        (401, 20003, AuthenticationError),
+        (403, 20403, AuthenticationError),
+        (404, 20404, NotFoundError),
+    ],
+)
+async def test_client_errors_are_typed_and_not_retried(
+    mock_http: aioresponses,
+    credentials: Credentials,
+    status: int,
+    code: int,
+    error_class: type[FlexAPIError],
+) -> None:
+    mock_http.get(participants_url(), status=status, payload=twilio_error(status, code, "nope"))
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(error_class) as caught:
+            await client.fetch_page(KD, UO)
+    error = caught.value
+    assert type(error) is error_class
+    assert (error.status, error.code, error.message, error.attempts) == (status, code, "nope", 1)
+    assert error.more_info == f"https://www.twilio.com/docs/errors/{code}"
+    assert error.url == participants_url()
+    assert request_count(mock_http) == 1
+
+
+async def test_a_429_after_the_last_attempt_is_a_rate_limit_error_with_code_20429(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(
+        participants_url(),
+        status=429,
+        payload=twilio_error(429, 20429, "Too many requests"),
+        headers={"Retry-After": "0"},
+        repeat=True,
+    )
+    async with FlexClient(
+        **credentials, retry=RetryPolicy(max_attempts=3, backoff_base=0)
+    ) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.fetch_page(KD, UO)
+    assert (caught.value.code, caught.value.attempts, caught.value.retry_after) == (20429, 3, 0.0)
+    assert "after 3 attempts" in str(caught.value)
+    assert request_count(mock_http) == 3
+
+
+async def test_a_5xx_is_retried_and_the_page_arrives_once(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), status=503, payload=twilio_error(503, 20503, "down"))
+    mock_http.get(participants_url(), payload=page_body(range(3)))
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        page = await client.fetch_page(KD, UO)
+        assert client.retries == 1
+    assert len(page.participants) == 3
+
+
+async def test_an_html_502_from_a_proxy_is_a_server_error_that_describes_the_body(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(
+        participants_url(),
+        status=502,
+        body="<html><body>Bad Gateway</body></html>",
+        content_type="text/html",
+        repeat=True,
+    )
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        with pytest.raises(ServerError, match="not JSON") as caught:
+            await client.fetch_page(KD, UO)
+    assert (caught.value.status, caught.value.code, caught.value.attempts) == (502, None, 4)
+
+
+async def test_a_success_that_is_not_json_is_an_invalid_response_naming_url_and_status(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), body="<html>hi</html>", content_type="text/html", repeat=True)
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        with pytest.raises(InvalidResponseError) as caught:
+            await client.fetch_page(KD, UO)
+    assert participants_url() in str(caught.value)
+    assert "HTTP 200" in str(caught.value)
+
+
+async def test_a_success_of_the_wrong_shape_is_not_retried(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload={"participants": "nope"}, repeat=True)
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        with pytest.raises(InvalidResponseError, match="meta") as caught:
+            await client.fetch_page(KD, UO)
+    assert caught.value.is_json
+    assert request_count(mock_http) == 1
+
+
+async def test_a_redirect_is_not_followed(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), status=302, headers={"Location": "https://evil.example/"})
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(InvalidResponseError, match="redirect"):
+            await client.fetch_page(KD, UO)
+    assert request_count(mock_http) == 1
+
+
+async def test_a_connection_error_is_a_transport_error_after_the_attempts(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(
+        participants_url(), exception=aiohttp.ClientConnectionError("refused"), repeat=True
+    )
+    async with FlexClient(
+        **credentials, retry=RetryPolicy(max_attempts=2, backoff_base=0)
+    ) as client:
+        with pytest.raises(TransportError, match="refused") as caught:
+            await client.fetch_page(KD, UO)
+    assert caught.value.attempts == 2
+
+
+async def test_error_messages_never_contain_the_token(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), status=401, payload=twilio_error(401, 20003, "Authenticate"))
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.fetch_page(KD, UO)
+    assert AUTH_TOKEN not in str(caught.value)
+    assert AUTH_TOKEN not in repr(caught.value)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+async def test_logs_one_debug_line_per_request_and_a_warning_per_retry_without_secrets(
+    mock_http: aioresponses, credentials: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flex_participants")
+    mock_http.get(participants_url(), status=500, payload=twilio_error(500, 20500, "oops"))
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        await client.fetch_page(KD, UO)
+    records = [r for r in caplog.records if r.name == "flex_participants"]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(debug) == 2
+    assert "-> 500 (attempt 1" in debug[0]
+    assert "-> 200 (attempt 2" in debug[1]
+    assert participants_url() in debug[0]
+    assert len(warnings) == 1
+    assert "retrying" in warnings[0]
+    assert all(AUTH_TOKEN not in r.getMessage() for r in records)
+    assert all(
+        aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN) not in r.getMessage() for r in records
+    )
