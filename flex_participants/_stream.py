@@ -170,8 +170,12 @@ class ParticipantStream:
             return [participant async for participant in self]
 
     async def aclose(self) -> None:
-        """Stop the stream: cancel the prefetch and wait until it has ended. Idempotent."""
+        """Stop the stream: cancel the prefetch and wait until it has ended. Idempotent.
+
+        A closed stream yields nothing more, not even the rest of the current page.
+        """
         self._closed = True
+        self._page = ()
         self._pager.stop()
         prefetcher, self._prefetcher = self._prefetcher, None
         if prefetcher is not None and not prefetcher.task.done():

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
 
+from flex_participants import FlexClient, RetryPolicy
+
 from .helpers import ACCOUNT_SID, AUTH_TOKEN, Credentials
+from .server import PagedServer, serve
 
 
 class _StreamWriterStandIn:
@@ -59,3 +63,21 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> Credentials:
     ):
         monkeypatch.delenv(name, raising=False)
     return {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
+
+
+@pytest_asyncio.fixture
+async def paged_server() -> AsyncIterator[PagedServer]:
+    """A running `PagedServer` on loopback, with no channels yet."""
+    async with serve(PagedServer()) as server:
+        yield server
+
+
+@pytest.fixture
+def client_for(credentials: Credentials) -> Callable[..., FlexClient]:
+    """Build a `FlexClient` for a loopback server: ``client_for(server, **options)``."""
+
+    def build(server: PagedServer, **options: Any) -> FlexClient:
+        options.setdefault("retry", RetryPolicy(backoff_base=0.0))
+        return FlexClient(**credentials, base_url=server.base_url, **options)
+
+    return build

@@ -1,0 +1,349 @@
+"""ParticipantStream: paging, prefetch, limits and cleanup, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from flex_participants import FlexClient, InvalidArgumentError, NotFoundError, ParticipantPage
+
+from .helpers import KD, sid, twilio_error
+from .server import PagedServer, Seen, idle_tasks, settle
+
+ClientFor = Callable[..., FlexClient]
+
+
+def sids(numbers: range) -> list[str]:
+    return [sid("UT", n) for n in numbers]
+
+
+# -- order and completeness ----------------------------------------------------------------
+
+
+async def test_yields_every_participant_once_in_server_order_across_many_pages(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 1234)
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo)]
+    assert got == sids(range(1234))
+    assert [s.page for s in paged_server.seen] == list(range(25))
+
+
+async def test_an_empty_channel_yields_nothing_after_one_request(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 0)
+    async with client_for(paged_server) as client:
+        assert await client.participants(KD, uo).collect() == []
+    assert len(paged_server.seen) == 1
+
+
+async def test_pages_after_the_first_are_requested_by_next_page_url_verbatim(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 120)
+    async with client_for(paged_server) as client:
+        await client.participants(KD, uo, page_size=50).collect()
+    assert [s.query for s in paged_server.seen] == [
+        {"PageSize": "50"},
+        {"PageSize": "50", "Page": "1", "PageToken": "PT1x"},
+        {"PageSize": "50", "Page": "2", "PageToken": "PT2x"},
+    ]
+
+
+async def test_pages_yields_whole_pages_with_their_meta(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 25)
+    async with client_for(paged_server) as client:
+        pages = [page async for page in client.participants(KD, uo, page_size=10).pages()]
+    assert [len(p.participants) for p in pages] == [10, 10, 5]
+    assert [p.meta.page for p in pages] == [0, 1, 2]
+    assert pages[-1].meta.next_page_url is None
+    assert all(isinstance(p, ParticipantPage) for p in pages)
+
+
+# -- limit and page size -------------------------------------------------------------------
+
+
+async def test_without_page_size_no_page_size_is_sent(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 10)
+    async with client_for(paged_server) as client:
+        await client.participants(KD, uo).collect()
+    assert paged_server.seen[0].query == {}
+
+
+async def test_a_limit_smaller_than_a_page_becomes_the_page_size(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 500)
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo, limit=7)]
+    assert got == sids(range(7))
+    assert [s.query for s in paged_server.seen] == [{"PageSize": "7"}]
+
+
+async def test_a_limit_requests_only_the_pages_it_needs(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 1000)
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo, limit=120)]
+    assert got == sids(range(120))
+    assert [s.page for s in paged_server.seen] == [0, 1, 2]
+    assert paged_server.seen[0].query == {}
+
+
+async def test_a_limit_trims_the_last_of_the_pages(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    async with client_for(paged_server) as client:
+        pages = [p async for p in client.participants(KD, uo, page_size=10, limit=25).pages()]
+    assert [len(p.participants) for p in pages] == [10, 10, 5]
+
+
+async def test_a_limit_of_zero_sends_nothing(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    async with client_for(paged_server) as client:
+        assert await client.participants(KD, uo, limit=0).collect() == []
+    assert paged_server.seen == []
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("KD123", sid("UO", 1)), {}, "interaction_sid"),
+        ((KD, "UT" + "0" * 32), {}, "channel_sid"),
+        ((KD, sid("UO", 1)), {"page_size": 0}, "page_size"),
+        ((KD, sid("UO", 1)), {"page_size": 1001}, "page_size"),
+        ((KD, sid("UO", 1)), {"limit": -1}, "limit"),
+        ((KD, sid("UO", 1)), {"prefetch": -1}, "prefetch"),
+    ],
+)
+async def test_bad_arguments_raise_value_error_from_the_call_before_any_request(
+    paged_server: PagedServer,
+    client_for: ClientFor,
+    args: tuple[str, str],
+    kwargs: dict[str, Any],
+    match: str,
+) -> None:
+    async with client_for(paged_server) as client:
+        with pytest.raises(InvalidArgumentError, match=match) as caught:
+            client.participants(*args, **kwargs)
+    assert isinstance(caught.value, ValueError)
+    assert paged_server.seen == []
+
+
+# -- prefetch ------------------------------------------------------------------------------
+
+
+async def test_the_next_page_is_requested_while_the_caller_consumes_the_current_one(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    next_requested = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.page == 1:
+            next_requested.set()
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        async with stream:
+            async for p in stream:
+                if p.sid == sid("UT", 0):
+                    paged_server.events.append("caller started page 0")
+                    # Still inside page 0: page 1 must be on its way without us asking.
+                    await asyncio.wait_for(next_requested.wait(), timeout=10)
+                if p.sid == sid("UT", 9):
+                    paged_server.events.append("caller finished page 0")
+    events = paged_server.events
+    assert events.index("request 0001 page 1") < events.index("caller finished page 0")
+    assert events.index("caller started page 0") < events.index("request 0001 page 1")
+
+
+async def test_prefetch_one_requests_no_further_than_one_page_ahead(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 50)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=1)
+        async with stream:
+            await anext(stream)
+            await paged_server.wait_for_requests(2)
+            await asyncio.sleep(0.05)  # room for a wrong third request to show up
+            assert [s.page for s in paged_server.seen] == [0, 1]
+
+
+async def test_prefetch_three_keeps_three_pages_ahead(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=3)
+        async with stream:
+            await anext(stream)
+            await paged_server.wait_for_requests(4)
+            await asyncio.sleep(0.05)
+            assert [s.page for s in paged_server.seen] == [0, 1, 2, 3]
+
+
+async def test_prefetch_zero_requests_a_page_only_when_asked(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=0)
+        await anext(stream)
+        await asyncio.sleep(0.05)
+        assert len(paged_server.seen) == 1
+        assert idle_tasks() == set()
+        rest = [p.sid async for p in stream]
+    assert rest == sids(range(1, 30))
+
+
+# -- errors and cleanup ---------------------------------------------------------------------
+
+
+async def test_an_error_page_comes_after_every_participant_before_it(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+
+    async def hook(seen: Seen) -> web.Response | None:
+        if seen.page == 2:
+            return web.json_response(twilio_error(404, 20404, "gone"), status=404)
+        return None
+
+    paged_server.hook = hook
+    got: list[str | None] = []
+
+    async def consume(client: FlexClient) -> None:
+        async for p in client.participants(KD, uo, page_size=10):
+            got.append(p.sid)
+
+    async with client_for(paged_server) as client:
+        with pytest.raises(NotFoundError):
+            await consume(client)
+        await settle()
+        assert idle_tasks() == set()
+    assert got == sids(range(20))
+
+
+async def test_breaking_out_of_the_loop_cancels_the_prefetch(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.page >= 1:
+            await release.wait()  # the prefetch hangs until the test ends
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        async for _ in client.participants(KD, uo, page_size=10):
+            await paged_server.wait_for_requests(2)
+            break
+        gc.collect()
+        await settle()
+        assert idle_tasks() == set()
+        release.set()
+
+
+async def test_aclose_cancels_the_prefetch_and_ends_the_stream(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        await anext(stream)
+        await stream.aclose()
+        assert idle_tasks() == set()
+        assert [p async for p in stream] == []
+        await stream.aclose()
+
+
+async def test_cancelling_the_consumer_cancels_the_prefetch(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    first_page_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.page >= 1:
+            await release.wait()
+
+    paged_server.hook = hook
+
+    async def consume(client: FlexClient) -> None:
+        async for p in client.participants(KD, uo, page_size=10):
+            if p.sid == sid("UT", 9):
+                first_page_in.set()
+
+    async with client_for(paged_server) as client:
+        task = asyncio.create_task(consume(client))
+        await first_page_in.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle()
+        assert idle_tasks() == set()
+        release.set()
+
+
+async def test_closing_the_client_cancels_its_open_streams(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.page >= 1:
+            await release.wait()
+
+    paged_server.hook = hook
+    client = client_for(paged_server)
+    stream = client.participants(KD, uo, page_size=10)
+    await anext(stream)
+    await client.close()
+    assert idle_tasks() == set()
+    release.set()
+    del stream
+
+
+# -- the shared limit -----------------------------------------------------------------------
+
+
+async def test_streams_of_one_client_share_its_concurrency_limit(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    channels = [paged_server.add_channel(n, 40) for n in range(8)]
+    gate = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if paged_server.in_flight >= 3:
+            gate.set()
+        await asyncio.sleep(0.005)
+
+    paged_server.hook = hook
+    async with client_for(paged_server, max_concurrency=3) as client:
+        results = await asyncio.gather(
+            *(client.participants(KD, uo, page_size=10, prefetch=2).collect() for uo in channels)
+        )
+    assert [len(r) for r in results] == [40] * 8
+    assert paged_server.peak_in_flight == 3
+    assert gate.is_set()
