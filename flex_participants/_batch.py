@@ -131,10 +131,10 @@ class ChannelBatch:
     """
 
     def __init__(self, channels: Channels, collect: _Collect, *, window: int) -> None:
+        self._workers: _Workers | None = None
         self._source = _Source(channels)
         self._collect = collect
         self._window = window
-        self._workers: _Workers | None = None
         self._finished = False
         self.completed = 0
         """How many results have been yielded."""
