@@ -43,7 +43,8 @@ class ParticipantType(enum.StrEnum):
     @property
     def is_listed(self) -> bool:
         """Whether this is one of the five types the API documents."""
-        return self._name_ in type(self).__members__
+        # By identity: a raw value such as "AGENT" gets a member whose name is a listed name.
+        return type(self).__members__.get(self._name_) is self
 
 
 # Members made for values the API documents none of, cached so that a value keeps one member;
