@@ -114,6 +114,8 @@ converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(Participant, _structure_participant)
 converter.register_structure_hook(PageMeta, make_dict_structure_fn(PageMeta, converter))
 converter.register_unstructure_hook(MappingProxyType, lambda m: {k: _thaw(v) for k, v in m.items()})
+# A StrEnum is a str, so cattrs passes it through as is; plain data wants the plain string.
+converter.register_unstructure_hook(ParticipantType, lambda member: member.value)
 
 
 def _thaw(value: Any) -> Any:
