@@ -5,8 +5,8 @@ and gives it back when its response has been read. A retry gives its slot back b
 sleeps, so waiting never blocks anyone else.
 
 The number of slots adapts (additive increase, multiplicative decrease): a 429 halves it, once
-per burst of 429s, and every success adds ``1 / level``, about one slot per round of
-requests, never above ``max_concurrency``.
+per burst of 429s, and every success while the window is full adds ``0.5 / level``, about one
+slot every two rounds of requests, never above ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import math
 from typing import Protocol, runtime_checkable
 
 __all__ = ["AdaptiveLimiter", "Limiter"]
+
+_GROWTH = 0.5
 
 
 @runtime_checkable
@@ -119,8 +121,11 @@ class AdaptiveLimiter:
             if permit == self._generation:
                 self._level = max(1.0, self._level / 2)
                 self._generation += 1
-        else:
-            self._level = min(float(self._max), self._level + 1.0 / self._level)
+        elif self._in_flight + 1 >= self.level:
+            # Grow only while the window is in use, by about one slot every two rounds of
+            # requests: slow enough that 429s stay rare once the level sits near the
+            # server's limit, and a window nobody fills does not drift up unchecked.
+            self._level = min(float(self._max), self._level + _GROWTH / self._level)
         self._wake()
 
     def _take(self) -> None:

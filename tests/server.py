@@ -26,6 +26,9 @@ class Seen:
     page: int
     query: dict[str, str]
     authorization: str | None
+    at: float = attrs.field(eq=False)
+    """The loop time when the request arrived."""
+    request: web.Request = attrs.field(eq=False, repr=False)
 
 
 Hook = Callable[[Seen], Awaitable[web.StreamResponse | None]]
@@ -62,7 +65,14 @@ class PagedServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         channel_sid = request.match_info["channel"]
         page = int(request.query.get("Page", "0"))
-        seen = Seen(channel_sid, page, dict(request.query), request.headers.get("Authorization"))
+        seen = Seen(
+            channel_sid,
+            page,
+            dict(request.query),
+            request.headers.get("Authorization"),
+            asyncio.get_running_loop().time(),
+            request,
+        )
         self.seen.append(seen)
         self.events.append(f"request {channel_sid[-4:]} page {page}")
         async with self._arrived:
