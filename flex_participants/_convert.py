@@ -27,7 +27,7 @@ try:
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised by the stdlib-json test session
     _loads = json.loads
-    _JSON_ERRORS = (ValueError, TypeError)
+    _JSON_ERRORS = (ValueError, TypeError, RecursionError)  # the stdlib recurses per level
     JSON_LIBRARY = "json"
 
 
@@ -83,7 +83,11 @@ def _structure_participant(obj: Any, _: Any) -> Participant:
             raise _ShapeError(
                 f"routing_properties: expected an object or null, got {_kind(routing)}"
             )
-        routing = _freeze(routing)
+        try:
+            routing = _freeze(routing)
+        except RecursionError:
+            # orjson accepts 1024 levels, more than Python's stack has room to copy.
+            raise _ShapeError("routing_properties: nested too deeply") from None
     return Participant(
         _optional_str(obj, "sid"),
         _TYPES.get(kind) or ParticipantType(kind),
