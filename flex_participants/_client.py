@@ -186,8 +186,9 @@ class FlexClient:
         api_key: an API key SID; default ``TWILIO_API_KEY``. With ``api_secret`` it is the
             Basic-auth pair, as in the official SDK.
         api_secret: the API key's secret; default ``TWILIO_API_SECRET``.
-        base_url: the API's origin; default ``https://flex-api.twilio.com``. ``http://`` is
-            accepted only for loopback hosts (an emulator, tests).
+        base_url: the API's origin; default ``FLEX_PARTICIPANTS_BASE_URL``, else
+            ``https://flex-api.twilio.com``. ``http://`` is accepted only for loopback hosts
+            (an emulator, tests).
         region: Twilio region (default ``TWILIO_REGION``), giving
             ``https://flex-api.{edge}.{region}.twilio.com``; ignored when ``base_url`` is given.
         edge: Twilio edge location (default ``TWILIO_EDGE``); implies region ``us1`` if none.
@@ -226,7 +227,7 @@ class FlexClient:
             account_sid, auth_token, api_key, api_secret, environ
         )
         self._origin = build_base_url(
-            base_url,
+            base_url or environ.get("FLEX_PARTICIPANTS_BASE_URL") or None,
             region or environ.get("TWILIO_REGION") or None,
             edge or environ.get("TWILIO_EDGE") or None,
         )

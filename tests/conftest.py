@@ -60,6 +60,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> Credentials:
         "TWILIO_API_SECRET",
         "TWILIO_REGION",
         "TWILIO_EDGE",
+        "FLEX_PARTICIPANTS_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     return {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}

@@ -137,6 +137,13 @@ def test_region_and_edge_come_from_the_environment(
     assert FlexClient(**credentials).base_url == "https://flex-api.tokyo.jp1.twilio.com"
 
 
+def test_base_url_comes_from_the_environment(
+    credentials: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEX_PARTICIPANTS_BASE_URL", "http://127.0.0.1:9999")
+    assert FlexClient(**credentials).base_url == "http://127.0.0.1:9999"
+
+
 def test_plain_http_to_a_remote_host_is_refused(credentials: Credentials) -> None:
     with pytest.raises(ValueError, match="loopback"):
         FlexClient(**credentials, base_url="http://flex-api.example.com")
