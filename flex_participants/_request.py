@@ -116,6 +116,9 @@ def build_base_url(base_url: str | None, region: str | None, edge: str | None) -
         url = URL(base_url)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"base_url is not a URL: {exc}") from None
+    # Checked first, so that no message below echoes a password.
+    if url.user is not None or url.password is not None:
+        raise InvalidArgumentError("base_url must not carry credentials; pass them as arguments")
     if not url.absolute or url.scheme not in {"http", "https"} or not url.host:
         raise InvalidArgumentError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
     if url.scheme == "http" and not _is_loopback(url.host):
@@ -123,8 +126,6 @@ def build_base_url(base_url: str | None, region: str | None, edge: str | None) -
             f"base_url {base_url!r}: plain http is allowed only to a loopback host "
             "(localhost, 127.0.0.0/8, ::1); use https"
         )
-    if url.user is not None or url.password is not None:
-        raise InvalidArgumentError("base_url must not carry credentials; pass them as arguments")
     if url.query_string or url.fragment:
         raise InvalidArgumentError(f"base_url must not have a query or fragment, got {base_url!r}")
     return url.with_path(url.path.rstrip("/"))
