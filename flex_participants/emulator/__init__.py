@@ -1,1 +1,27 @@
-"""A loopback emulator of Flex's "List all Participants for a Channel" endpoint."""
+"""A loopback emulator of Flex's "List all Participants for a Channel" endpoint.
+
+Serves the endpoint over real HTTP, as Twilio does, so that tests, demos and benchmarks need
+no Twilio account::
+
+    async with FlexEmulator(seed=7, channels=300) as emulator:
+        async with FlexClient(**emulator.client_kwargs()) as client:
+            kd, uo = emulator.channels[0]
+            participants = await client.participants(kd, uo).collect()
+
+Run it on its own with ``python -m flex_participants.emulator --help``. With pytest and
+pytest-asyncio installed, the ``flex_emulator`` fixture yields a running one.
+"""
+
+from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FlexEmulator
+from ._faults import Fault, FaultKind
+from ._stats import EmulatorStats, RequestRecord
+
+__all__ = [
+    "DEFAULT_ACCOUNT_SID",
+    "DEFAULT_AUTH_TOKEN",
+    "EmulatorStats",
+    "Fault",
+    "FaultKind",
+    "FlexEmulator",
+    "RequestRecord",
+]

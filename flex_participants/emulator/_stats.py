@@ -1,0 +1,103 @@
+"""What the emulator counts: requests, concurrency, throttling, faults, and a log of requests."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["EmulatorStats", "RequestRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request the emulator answered (requests to ``/__emulator__/`` are not recorded).
+
+    Attributes:
+        interaction_sid: the interaction SID from the path, as sent ("" if the path is not the
+            participants endpoint's).
+        channel_sid: the channel SID from the path, as sent ("" likewise).
+        page: the page index served, or as sent if the request was refused; ``None`` if it
+            was not an integer.
+        page_size: the page size served, or as sent; ``None`` if it was not an integer.
+        status: the HTTP status sent (200 for a ``"reset"`` fault, whose body was cut).
+        started: ``loop.time()`` when the handler started.
+        finished: ``loop.time()`` when the response had been written.
+        authorized: whether the credentials were checked and accepted (``False`` for a
+            request refused with 429 before they were checked).
+        query: the query parameters (the first value of each).
+        fault: the kind of the `Fault` that answered, or ``None``.
+        throttled: whether it was refused with 429 for ``max_in_flight``.
+    """
+
+    interaction_sid: str
+    channel_sid: str
+    page: int | None
+    page_size: int | None
+    status: int
+    started: float
+    finished: float
+    authorized: bool
+    query: dict[str, str]
+    fault: str | None = None
+    throttled: bool = False
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the start of the handler to the response written."""
+        return self.finished - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class EmulatorStats:
+    """Counters of the requests to the API (requests to ``/__emulator__/`` are not counted).
+
+    Attributes:
+        requests: requests received.
+        in_flight: requests being handled now, from the start of the handler until the
+            response has been written (latency included, 429s included).
+        peak_in_flight: the most requests in flight at once.
+        throttled: 429s sent for ``max_in_flight`` (not those of faults).
+        faults_fired: requests answered by a `Fault`.
+        service_time: seconds spent in the handler, summed over requests (latency included).
+        log: a `RequestRecord` per request answered, in the order they finished.
+        log_dropped: records not kept because the log had reached its limit.
+    """
+
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    throttled: int = 0
+    faults_fired: int = 0
+    service_time: float = 0.0
+    log: list[RequestRecord] = field(default_factory=list)
+    log_dropped: int = 0
+
+    def reset(self) -> None:
+        """Zero the counters and start a new log; requests in flight stay counted."""
+        self.requests = 0
+        self.peak_in_flight = self.in_flight
+        self.throttled = 0
+        self.faults_fired = 0
+        self.service_time = 0.0
+        self.log = []
+        self.log_dropped = 0
+
+    def as_dict(self, *, log: bool = True) -> dict[str, Any]:
+        """The counters, and the log unless ``log=False``, as a JSON-ready dict."""
+        data: dict[str, Any] = {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "throttled": self.throttled,
+            "faults_fired": self.faults_fired,
+            "service_time": self.service_time,
+            "log_dropped": self.log_dropped,
+        }
+        if log:
+            data["log"] = [record.as_dict() for record in self.log]
+        return data
