@@ -75,7 +75,8 @@ class RetryPolicy:
             attempt: the number of the attempt that failed.
             retry_after: the server's ``Retry-After`` in seconds, if it sent one.
         """
-        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
+        # 2.0 ** 1024 raises OverflowError; a larger product is inf, which `min` turns into the cap.
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 1023))
         jittered = ceiling * self.random()
         if retry_after is None:
             return jittered
