@@ -5,6 +5,8 @@ async with FlexClient() as client:
         print(participant.sid, participant.type)
 """
 
+from typing import TYPE_CHECKING
+
 from ._batch import ChannelBatch
 from ._client import FlexClient
 from ._convert import to_dict
@@ -24,6 +26,9 @@ from ._limit import AdaptiveLimiter, Limiter
 from ._models import ChannelResult, PageMeta, Participant, ParticipantPage, ParticipantType
 from ._retry import RetryPolicy
 from ._stream import ParticipantStream
+
+if TYPE_CHECKING:
+    from ._redis_limit import RedisLimiter, RedisLimitState
 
 __version__ = "0.1.0"
 
@@ -45,6 +50,8 @@ __all__ = [
     "ParticipantStream",
     "ParticipantType",
     "RateLimitError",
+    "RedisLimitState",
+    "RedisLimiter",
     "RetryPolicy",
     "ServerError",
     "TransportError",
@@ -52,3 +59,12 @@ __all__ = [
     "__version__",
     "to_dict",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis limiter is imported on first use, so that redis is needed only by those who use it.
+    if name in ("RedisLimiter", "RedisLimitState"):
+        from . import _redis_limit
+
+        return getattr(_redis_limit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
