@@ -1,0 +1,509 @@
+"""`_limit`: the adaptive limiter: slots in arrival order, 429s halve the level, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from flex_participants import _limit
+from flex_participants._limit import AdaptiveLimiter, Limiter
+
+T = TypeVar("T")
+
+
+async def settle() -> None:
+    """Let every task that can run, run until it blocks again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+class Holder:
+    """A task that takes a slot and keeps it until told to give it back."""
+
+    def __init__(
+        self, limiter: AdaptiveLimiter, name: object = None, log: list[object] | None = None
+    ) -> None:
+        self.limiter = limiter
+        self.name = name
+        self.log = log
+        self.acquired = asyncio.Event()
+        self.done = asyncio.Event()
+        self.throttled = False
+        self.in_flight_when_acquired = -1
+        self.level_when_acquired = -1
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        permit = await self.limiter.acquire()
+        self.in_flight_when_acquired = self.limiter.in_flight
+        self.level_when_acquired = self.limiter.level
+        if self.log is not None:
+            self.log.append(self.name)
+        self.acquired.set()
+        await self.done.wait()
+        await self.limiter.release(permit, throttled=self.throttled)
+
+    async def finish(self, *, throttled: bool = False) -> None:
+        """Give the slot back and wait until it is given back."""
+        self.throttled = throttled
+        self.done.set()
+        await self.task
+
+
+async def holders(
+    limiter: AdaptiveLimiter, n: int, log: list[object] | None = None
+) -> list[Holder]:
+    """``n`` holders, queued strictly in order."""
+    started = []
+    for index in range(n):
+        started.append(Holder(limiter, index, log))
+        await settle()
+    return started
+
+
+async def cycle(limiter: AdaptiveLimiter, *, throttled: bool = False) -> None:
+    """One request: take a slot and give it straight back."""
+    permit = await limiter.acquire()
+    await limiter.release(permit, throttled=throttled)
+
+
+# Construction
+
+
+def test_the_adaptive_limiter_is_a_limiter() -> None:
+    assert isinstance(AdaptiveLimiter(1), Limiter)
+
+
+def test_a_new_limiter_starts_at_max_concurrency_with_nothing_in_flight() -> None:
+    limiter = AdaptiveLimiter(5)
+
+    assert (limiter.level, limiter.max_concurrency, limiter.in_flight) == (5, 5, 0)
+    assert (limiter.peak_in_flight, limiter.throttled) == (0, 0)
+
+
+def test_repr_shows_level_in_flight_and_waiting() -> None:
+    assert repr(AdaptiveLimiter(3)) == "<AdaptiveLimiter level=3/3 in_flight=0 waiting=0>"
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, 2.0, True, "2", None], ids=repr)
+def test_max_concurrency_must_be_an_integer_of_at_least_one(value: Any) -> None:
+    with pytest.raises(ValueError, match="max_concurrency must be an integer >= 1"):
+        AdaptiveLimiter(value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -1, math.inf, math.nan, "5"], ids=repr)
+def test_rate_limit_must_be_a_finite_number_above_zero(value: Any) -> None:
+    with pytest.raises(ValueError, match="rate_limit must be a number of requests per second > 0"):
+        AdaptiveLimiter(1, rate_limit=value)
+
+
+# Slots
+
+
+async def test_no_more_than_level_requests_are_in_flight() -> None:
+    limiter = AdaptiveLimiter(3)
+    started = await holders(limiter, 10)
+
+    assert sum(h.acquired.is_set() for h in started) == 3
+    assert limiter.in_flight == 3
+    for holder in started:
+        await holder.finish()
+        await settle()
+        assert limiter.in_flight <= 3
+    assert all(h.in_flight_when_acquired <= 3 for h in started)
+    assert limiter.in_flight == 0
+    assert limiter.peak_in_flight == 3
+
+
+async def test_a_released_slot_goes_to_the_first_waiter() -> None:
+    limiter = AdaptiveLimiter(1)
+    first, second, third = await holders(limiter, 3)
+
+    await first.finish()
+    await settle()
+
+    assert second.acquired.is_set()
+    assert not third.acquired.is_set()
+
+
+async def test_waiters_are_served_in_arrival_order() -> None:
+    limiter = AdaptiveLimiter(2)
+    log: list[object] = []
+    started = await holders(limiter, 8, log)
+
+    for holder in started:
+        await holder.finish()
+        await settle()
+
+    assert log == list(range(8))
+
+
+async def test_a_newcomer_does_not_jump_the_queue_while_a_slot_is_being_handed_over() -> None:
+    limiter = AdaptiveLimiter(1)
+    log: list[object] = []
+    permit = await limiter.acquire()
+    (waiter,) = await holders(limiter, 1, log)
+
+    await limiter.release(permit, throttled=False)  # does not yield: the waiter has not run yet
+    newcomer = Holder(limiter, "newcomer", log)
+    await settle()
+
+    assert log == [0]
+    assert not newcomer.acquired.is_set()
+    await waiter.finish()
+    await newcomer.finish()
+    assert log == [0, "newcomer"]
+
+
+async def test_a_cancelled_waiter_leaves_no_slot_taken_and_no_one_waiting() -> None:
+    limiter = AdaptiveLimiter(1)
+    holder, waiter = await holders(limiter, 2)
+
+    waiter.task.cancel()
+    await settle()
+    await holder.finish()
+
+    assert waiter.task.cancelled()
+    assert limiter.in_flight == 0
+    assert "waiting=0" in repr(limiter)
+    newcomer = Holder(limiter)
+    await settle()
+    assert newcomer.acquired.is_set()
+    await newcomer.finish()
+
+
+async def test_a_cancelled_waiter_does_not_take_the_next_waiters_turn() -> None:
+    limiter = AdaptiveLimiter(1)
+    holder, cancelled, patient = await holders(limiter, 3)
+
+    cancelled.task.cancel()
+    await settle()
+    await holder.finish()
+    await settle()
+
+    assert patient.acquired.is_set()
+    assert limiter.in_flight == 1
+    await patient.finish()
+    assert limiter.in_flight == 0
+
+
+async def test_a_slot_handed_over_as_its_waiter_is_cancelled_passes_to_the_next() -> None:
+    limiter = AdaptiveLimiter(1)
+    permit = await limiter.acquire()
+    unlucky, patient = await holders(limiter, 2)
+
+    await limiter.release(permit, throttled=False)  # hands the slot to `unlucky`, without yielding
+    unlucky.task.cancel()  # cancelled before it resumes with the slot
+    await settle()
+
+    assert unlucky.task.cancelled()
+    assert not unlucky.acquired.is_set()
+    assert patient.acquired.is_set()
+    assert limiter.in_flight == 1
+    await patient.finish()
+    assert limiter.in_flight == 0
+
+
+async def test_a_slot_handed_over_as_the_last_waiter_is_cancelled_is_freed() -> None:
+    limiter = AdaptiveLimiter(1)
+    permit = await limiter.acquire()
+    (unlucky,) = await holders(limiter, 1)
+
+    await limiter.release(permit, throttled=False)
+    unlucky.task.cancel()
+    await settle()
+
+    assert unlucky.task.cancelled()
+    assert not unlucky.acquired.is_set()
+    assert limiter.in_flight == 0
+    assert "waiting=0" in repr(limiter)
+    await cycle(limiter)
+
+
+async def test_cancelling_many_waiters_at_once_leaks_nothing() -> None:
+    limiter = AdaptiveLimiter(2)
+    started = await holders(limiter, 10)
+
+    for holder in started[2::2]:
+        holder.task.cancel()
+    for holder in started[:2]:
+        holder.done.set()
+    await settle()
+    for holder in started[1::2]:
+        await holder.finish()
+    await settle()
+
+    assert limiter.in_flight == 0
+    assert "waiting=0" in repr(limiter)
+    assert limiter.peak_in_flight == 2
+
+
+async def test_peak_in_flight_is_the_most_slots_taken_at_once() -> None:
+    limiter = AdaptiveLimiter(10)
+    first = await holders(limiter, 4)
+    for holder in first:
+        await holder.finish()
+    second = await holders(limiter, 2)
+    for holder in second:
+        await holder.finish()
+
+    assert limiter.peak_in_flight == 4
+
+
+# Adapting the level
+
+
+async def test_a_429_halves_the_level() -> None:
+    limiter = AdaptiveLimiter(8)
+
+    await cycle(limiter, throttled=True)
+
+    assert limiter.level == 4
+    assert limiter.throttled == 1
+
+
+async def test_the_429s_of_requests_sent_before_a_decrease_count_once() -> None:
+    limiter = AdaptiveLimiter(8)
+    permits = [await limiter.acquire() for _ in range(8)]
+
+    for permit in permits:
+        await limiter.release(permit, throttled=True)
+
+    assert limiter.level == 4
+    assert limiter.throttled == 8
+
+
+async def test_a_429_of_a_request_sent_after_a_decrease_halves_again() -> None:
+    limiter = AdaptiveLimiter(8)
+    before = await limiter.acquire()
+    await cycle(limiter, throttled=True)
+
+    await limiter.release(before, throttled=True)
+    assert limiter.level == 4
+    await cycle(limiter, throttled=True)
+
+    assert limiter.level == 2
+    assert limiter.throttled == 3
+
+
+async def test_the_level_never_falls_below_one() -> None:
+    limiter = AdaptiveLimiter(4)
+
+    for _ in range(10):
+        await cycle(limiter, throttled=True)
+
+    assert limiter.level == 1
+    assert limiter.throttled == 10
+    await cycle(limiter)
+
+
+async def test_after_a_decrease_no_slot_is_granted_until_in_flight_drops_below_the_new_level() -> (
+    None
+):
+    limiter = AdaptiveLimiter(4)
+    started = await holders(limiter, 5)
+    waiter = started[4]
+
+    await started[0].finish(throttled=True)  # level 2, 3 still in flight
+    await settle()
+    assert limiter.level == 2
+    assert not waiter.acquired.is_set()
+    await started[1].finish()  # 2 in flight
+    await settle()
+    assert not waiter.acquired.is_set()
+    await started[2].finish()  # 1 in flight: room under the new level
+    await settle()
+
+    assert waiter.acquired.is_set()
+    assert waiter.in_flight_when_acquired <= waiter.level_when_acquired
+    await started[3].finish()
+    await waiter.finish()
+
+
+async def busy_round(limiter: AdaptiveLimiter) -> None:
+    """Fill the window, then answer every request with success."""
+    permits = [await limiter.acquire() for _ in range(limiter.level)]
+    for permit in permits:
+        await limiter.release(permit, throttled=False)
+
+
+async def cycle_with_window_full(limiter: AdaptiveLimiter, times: int) -> None:
+    """``times`` successes, each released while the rest of the window is in flight."""
+    held = [await limiter.acquire() for _ in range(limiter.level - 1)]
+    for _ in range(times):
+        await cycle(limiter)
+    for permit in held:
+        await limiter.release(permit, throttled=False)
+
+
+async def halved_to(level: int, max_concurrency: int) -> AdaptiveLimiter:
+    limiter = AdaptiveLimiter(max_concurrency)
+    while limiter.level > level:
+        await cycle(limiter, throttled=True)
+    assert limiter.level == level
+    return limiter
+
+
+async def test_success_with_the_window_full_grows_the_level_by_growth_over_level() -> None:
+    # Each success adds _GROWTH / level: from 4, at most _GROWTH / 4 a success,
+    # at least _GROWTH / 5 until the level reaches 5.
+    limiter = await halved_to(4, 8)
+    too_few = math.ceil(4 / _limit._GROWTH) - 1
+    enough = math.ceil(5 / _limit._GROWTH)
+
+    await cycle_with_window_full(limiter, too_few)
+    assert limiter.level == 4
+    await cycle_with_window_full(limiter, enough - too_few)
+    assert limiter.level == 5
+
+
+async def test_success_with_the_window_mostly_empty_does_not_grow_the_level() -> None:
+    limiter = await halved_to(4, 8)
+
+    for _ in range(100):
+        await cycle(limiter)
+
+    assert limiter.level == 4
+
+
+async def test_steady_success_grows_the_level_back_to_max_concurrency_and_no_further() -> None:
+    limiter = await halved_to(1, 6)
+
+    for _ in range(200):
+        await busy_round(limiter)
+
+    assert limiter.level == 6
+    assert limiter.max_concurrency == 6
+
+
+async def test_the_level_never_exceeds_max_concurrency() -> None:
+    limiter = AdaptiveLimiter(3)
+
+    for _ in range(50):
+        await busy_round(limiter)
+
+    assert limiter.level == 3
+    assert limiter.peak_in_flight == 3
+
+
+# Pacing
+
+
+class _VirtualClockSelector(selectors.SelectSelector):
+    """A selector that, instead of blocking until the next timer, moves the clock to it."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.now = start
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if not ready:
+            if timeout is None:
+                raise RuntimeError("deadlock: nothing ready and no timer scheduled")
+            self.now += max(timeout, 0.0)
+        return ready
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock only moves when every task is waiting for a timer."""
+
+    def __init__(self) -> None:
+        self._clock = _VirtualClockSelector(start=1000.0)
+        super().__init__(self._clock)
+
+    def time(self) -> float:
+        return self._clock.now
+
+
+def in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    with asyncio.Runner(loop_factory=_VirtualTimeLoop) as runner:
+        return runner.run(main())
+
+
+def start_times(limiter: AdaptiveLimiter, n: int) -> Callable[[], Coroutine[Any, Any, list[float]]]:
+    """``n`` concurrent requests; the loop time at which each one got its slot."""
+
+    async def run() -> list[float]:
+        loop = asyncio.get_running_loop()
+        started: list[float] = []
+
+        async def request() -> None:
+            await limiter.acquire()
+            started.append(loop.time())
+            await limiter.release(None, throttled=False)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(n):
+                group.create_task(request())
+        return [t - 1000.0 for t in started]
+
+    return run
+
+
+def test_rate_limit_spaces_concurrent_starts_by_its_interval() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=4)
+
+    starts = in_virtual_time(start_times(limiter, 6))
+
+    assert starts == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.25])
+
+
+def test_rate_limit_paces_a_single_caller_too() -> None:
+    limiter = AdaptiveLimiter(1, rate_limit=10)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        starts = []
+        for _ in range(4):
+            await cycle(limiter)
+            starts.append(loop.time() - 1000.0)
+        return starts
+
+    assert in_virtual_time(main) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_rate_limit_saves_up_no_burst_while_idle() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=2)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        await cycle(limiter)
+        await asyncio.sleep(60)
+        starts = await start_times(limiter, 3)()
+        return [*starts, loop.time() - 1000.0]
+
+    *starts, end = in_virtual_time(main)
+    assert starts == pytest.approx([60.0, 60.5, 61.0])
+    assert end == pytest.approx(61.0)
+
+
+def test_without_rate_limit_requests_start_at_once() -> None:
+    limiter = AdaptiveLimiter(10)
+
+    assert in_virtual_time(start_times(limiter, 5)) == [0.0] * 5
+
+
+def test_pacing_comes_before_waiting_for_a_slot() -> None:
+    limiter = AdaptiveLimiter(1, rate_limit=100)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        holder = Holder(limiter)
+        await holder.acquired.wait()
+        waiter = Holder(limiter)
+        await asyncio.sleep(5)  # long past the waiter's paced start
+        assert not waiter.acquired.is_set()
+        await holder.finish()
+        await waiter.acquired.wait()
+        granted = loop.time() - 1000.0
+        await waiter.finish()
+        return [granted]
+
+    # The slot is granted the moment it is freed: no second wait for pacing.
+    assert in_virtual_time(main) == pytest.approx([5.0])
