@@ -12,13 +12,14 @@ Run it on its own with ``python -m flex_participants.emulator --help``. With pyt
 pytest-asyncio installed, the ``flex_emulator`` fixture yields a running one.
 """
 
-from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FlexEmulator
+from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, ClientKwargs, FlexEmulator
 from ._faults import Fault, FaultKind
 from ._stats import EmulatorStats, RequestRecord
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
+    "ClientKwargs",
     "EmulatorStats",
     "Fault",
     "FaultKind",

@@ -6,7 +6,7 @@ import ipaddress
 import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypedDict
 
 from aiohttp import web
 
@@ -15,12 +15,21 @@ from ._data import Dataset
 from ._faults import Fault, FaultPlan
 from ._stats import EmulatorStats
 
-__all__ = ["DEFAULT_ACCOUNT_SID", "DEFAULT_AUTH_TOKEN", "FlexEmulator"]
+__all__ = ["DEFAULT_ACCOUNT_SID", "DEFAULT_AUTH_TOKEN", "ClientKwargs", "FlexEmulator"]
 
 DEFAULT_ACCOUNT_SID: Final = "AC" + "0123456789abcdef" * 2
 """The account SID an emulator accepts unless given another."""
 DEFAULT_AUTH_TOKEN: Final = "flex-emulator-auth-token"  # noqa: S105 - a published default
 """The auth token an emulator accepts unless given another."""
+
+
+class ClientKwargs(TypedDict):
+    """The keyword arguments of ``FlexClient`` that point it at an emulator."""
+
+    base_url: str
+    account_sid: str
+    auth_token: str
+
 
 # Requests still running when the emulator stops get this long to finish.
 _SHUTDOWN_TIMEOUT: Final = 1.0
@@ -259,7 +268,7 @@ class FlexEmulator:
         """The seed of the generated data."""
         return self._seed
 
-    def client_kwargs(self) -> dict[str, str]:
+    def client_kwargs(self) -> ClientKwargs:
         """``base_url``, ``account_sid`` and ``auth_token``: ``FlexClient(**kwargs)`` talks to it.
 
         Raises:
