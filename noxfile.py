@@ -31,3 +31,12 @@ def typecheck(session: nox.Session) -> None:
     """Type-check the package and the tests with ``mypy --strict``."""
     session.install("-e", ".[test,cli,speedups]", "mypy>=1.18")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs; every warning and broken reference fails the build."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
