@@ -1,0 +1,116 @@
+"""The options every command that talks to the API shares, and the `FlexClient` they make."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from flex_participants import FlexClient, InvalidArgumentError
+
+from ._errors import UsageError
+
+__all__ = [
+    "add_connection_arguments",
+    "client_from_args",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+]
+
+_CREDENTIAL_VARIABLES = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the credential, origin and concurrency options to ``parser``."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--account-sid", metavar="SID", help="default: $TWILIO_ACCOUNT_SID")
+    group.add_argument("--auth-token", metavar="TOKEN", help="default: $TWILIO_AUTH_TOKEN")
+    group.add_argument("--api-key", metavar="SID", help="default: $TWILIO_API_KEY")
+    group.add_argument("--api-secret", metavar="SECRET", help="default: $TWILIO_API_SECRET")
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API origin; default: $FLEX_PARTICIPANTS_BASE_URL, else https://flex-api.twilio.com",
+    )
+    group.add_argument("--region", help="Twilio region; default: $TWILIO_REGION")
+    group.add_argument("--edge", help="Twilio edge location; default: $TWILIO_EDGE")
+    group.add_argument(
+        "--max-concurrency",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="most requests in flight at once (default: %(default)s)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds one attempt may take (default: %(default)s)",
+    )
+
+
+def client_from_args(args: argparse.Namespace) -> FlexClient:
+    """The client the options of ``args`` describe (environment variables fill the gaps).
+
+    Raises:
+        UsageError: no credentials, or an option the client refuses.
+    """
+    given = [args.account_sid, args.auth_token, args.api_key, args.api_secret]
+    if not any(given) and not any(os.environ.get(name) for name in _CREDENTIAL_VARIABLES):
+        raise UsageError(
+            "no credentials: pass --account-sid and --auth-token (or --api-key and "
+            "--api-secret), or set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        )
+    try:
+        return FlexClient(
+            args.account_sid,
+            args.auth_token,
+            api_key=args.api_key,
+            api_secret=args.api_secret,
+            base_url=args.base_url,
+            region=args.region,
+            edge=args.edge,
+            max_concurrency=args.max_concurrency,
+            timeout=args.timeout,
+        )
+    except InvalidArgumentError as exc:
+        raise UsageError(str(exc)) from None

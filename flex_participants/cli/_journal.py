@@ -1,0 +1,225 @@
+"""JournaledOutput: an export file that a crash never leaves with a half-written channel.
+
+Each finished channel's rows go to the output in one write, flushed to disk (``fsync``);
+only then is a line ``interaction_sid,channel_sid,end_offset`` appended to the journal,
+``OUT.journal``, and flushed to disk too. So the journal names exactly the channels whose
+rows are on disk, and its last offset is where the last complete channel ends. Resuming
+truncates the output to that offset, which drops whatever a crash left after it, and skips
+the channels the journal names.
+
+The journal's first line records the file format and where the first channel starts (after
+the CSV header), so that a resume in another format is refused::
+
+    # flex-participants journal v1 format=csv start=56
+    KD...,UO...,1234
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from ._errors import UsageError
+
+__all__ = ["JOURNAL_SUFFIX", "JournaledOutput", "journal_path"]
+
+JOURNAL_SUFFIX: Final = ".journal"
+_HEADER = re.compile(rb"# flex-participants journal v1 format=(?P<format>\w+) start=(?P<start>\d+)")
+
+
+def journal_path(out: Path) -> Path:
+    """The journal that goes with the output file ``out``."""
+    return out.with_name(out.name + JOURNAL_SUFFIX)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _sync_directory(path: Path) -> None:
+    """Make the creation of a file in ``path`` durable; a no-op where directories can't be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Journal:
+    """What a journal on disk says: the format, the finished channels and where they end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format: str | None = None
+        self.start = 0
+        self.end = 0
+        self.finished: set[tuple[str, str]] = set()
+        self.complete_bytes = 0
+        """The length of the journal's complete lines; a torn last line lies beyond it."""
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.complete_bytes = len(complete)
+        lines = complete.splitlines()
+        if not lines:
+            return
+        header = _HEADER.fullmatch(lines[0])
+        if header is None:
+            raise UsageError(f"{path} is not a flex-participants journal; cannot resume")
+        self.format = header["format"].decode()
+        self.start = self.end = int(header["start"])
+        for number, line in enumerate(lines[1:], start=2):
+            parts = line.decode("utf-8", "replace").split(",")
+            if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < self.end:
+                raise UsageError(f"{path} line {number} is corrupt: {line[:80]!r}; cannot resume")
+            self.finished.add((parts[0], parts[1]))
+            self.end = int(parts[2])
+
+
+class JournaledOutput:
+    """An export's output file and its journal; see the module docstring.
+
+    Open it with `create` or `resume`, write each finished channel with `commit`, and close
+    it (``with`` closes it). `finished` holds the channels already in the file.
+    """
+
+    def __init__(
+        self, path: Path, out_fd: int, journal_fd: int, end: int, finished: set[tuple[str, str]]
+    ) -> None:
+        self.path = path
+        self._out_fd = out_fd
+        self._journal_fd = journal_fd
+        self._end = end
+        self.finished = finished
+        """The ``(interaction_sid, channel_sid)`` of every channel whose rows are in the file."""
+
+    @classmethod
+    def create(cls, path: Path, *, file_format: str, header: bytes, force: bool) -> Self:
+        """Start a new output file ``path`` (with ``header``) and its journal.
+
+        Raises:
+            UsageError: the file or its journal exists and ``force`` is false.
+            OSError: the files cannot be written.
+        """
+        journal = journal_path(path)
+        if not force:
+            for existing in (path, journal):
+                if existing.exists():
+                    raise UsageError(
+                        f"{existing} already exists: pass --resume to continue that export, "
+                        "or --force to start over"
+                    )
+        return cls._start(path, file_format=file_format, header=header)
+
+    @classmethod
+    def resume(cls, path: Path, *, file_format: str, header: bytes) -> Self:
+        """Continue the export in ``path``: drop what follows the last finished channel.
+
+        With neither the file nor its journal on disk, this starts a new file.
+
+        Raises:
+            UsageError: the journal is missing, corrupt, of another format, or says more than
+                the file holds.
+            OSError: the files cannot be read or written.
+        """
+        journal_file = journal_path(path)
+        if not journal_file.exists():
+            if path.exists():
+                raise UsageError(
+                    f"{path} has no journal {journal_file.name}, so it cannot be resumed; "
+                    "pass --force to start over"
+                )
+            return cls._start(path, file_format=file_format, header=header)
+        journal = _Journal(journal_file)
+        if journal.format is None:  # the first run ended before its journal was written
+            return cls._start(path, file_format=file_format, header=header)
+        if journal.format != file_format:
+            raise UsageError(
+                f"{path} was exported as {journal.format}; resume it with --format {journal.format}"
+            )
+        size = path.stat().st_size if path.exists() else 0
+        if size < journal.end:
+            raise UsageError(
+                f"{path} holds {size} bytes but its journal says {journal.end}; cannot resume"
+            )
+        out_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            os.ftruncate(out_fd, journal.end)
+            os.fsync(out_fd)
+            os.lseek(out_fd, journal.end, os.SEEK_SET)
+            journal_fd = os.open(journal_file, os.O_WRONLY)
+            try:
+                os.ftruncate(journal_fd, journal.complete_bytes)
+                os.fsync(journal_fd)
+                os.lseek(journal_fd, journal.complete_bytes, os.SEEK_SET)
+            except BaseException:
+                os.close(journal_fd)
+                raise
+        except BaseException:
+            os.close(out_fd)
+            raise
+        return cls(path, out_fd, journal_fd, journal.end, journal.finished)
+
+    @classmethod
+    def _start(cls, path: Path, *, file_format: str, header: bytes) -> Self:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        out_fd = os.open(path, flags, 0o666)
+        try:
+            _write_all(out_fd, header)
+            os.fsync(out_fd)
+            journal_fd = os.open(journal_path(path), flags, 0o666)
+            try:
+                line = f"# flex-participants journal v1 format={file_format} start={len(header)}\n"
+                _write_all(journal_fd, line.encode())
+                os.fsync(journal_fd)
+            except BaseException:
+                os.close(journal_fd)
+                raise
+        except BaseException:
+            os.close(out_fd)
+            raise
+        _sync_directory(path.parent)
+        return cls(path, out_fd, journal_fd, len(header), set())
+
+    def commit(self, interaction_sid: str, channel_sid: str, data: bytes) -> None:
+        """Append one finished channel's rows, then journal it; both reach the disk first.
+
+        Raises:
+            OSError: the write failed; the channel is not journaled, and this output must not
+                be written to again (a resume drops whatever part of ``data`` was written).
+        """
+        if data:
+            _write_all(self._out_fd, data)
+            os.fsync(self._out_fd)
+        self._end += len(data)
+        _write_all(self._journal_fd, f"{interaction_sid},{channel_sid},{self._end}\n".encode())
+        os.fsync(self._journal_fd)
+        self.finished.add((interaction_sid, channel_sid))
+
+    def close(self) -> None:
+        """Close both files. Idempotent."""
+        for fd in (self._out_fd, self._journal_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._out_fd = self._journal_fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
