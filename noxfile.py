@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_stdlib_json", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 SOURCES = ["flex_participants", "tests", "noxfile.py"]
+# Everything the tests import: every extra but the docs.
+TEST_INSTALL = ".[test,cli,speedups,redis]"
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after ``--``)."""
-    session.install("-e", ".[test,cli,speedups]")
+    session.install("-e", TEST_INSTALL)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_stdlib_json(session: nox.Session) -> None:
+    """Run the parsing and client tests without orjson, on the standard library's json."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python", "-c", "import flex_participants._convert as c; assert c.JSON_LIBRARY == 'json'"
+    )
+    session.run(
+        "pytest",
+        "tests/test_convert.py",
+        "tests/test_client.py",
+        "tests/test_stream.py",
+        "tests/test_resilience.py",
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -29,7 +48,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package and the tests with ``mypy --strict``."""
-    session.install("-e", ".[test,cli,speedups]", "mypy>=1.18")
+    session.install("-e", TEST_INSTALL, "mypy>=1.18")
     session.run("mypy")
 
 
