@@ -18,20 +18,12 @@ from aiohttp import web
 from ._data import CHANNEL_SID, INTERACTION_SID, Dataset, StoredChannel
 from ._faults import FaultPlan, answer_with_fault
 from ._paging import InvalidQueryError, PageRequest, page_meta, parse_page_request, peek_int
-from ._responses import dumps, json_response, send, twilio_error
+from ._responses import dumps, json_response, page_response, send, twilio_error
 from ._stats import EmulatorStats, RequestRecord
 
 __all__ = ["Endpoint"]
 
 _PARTICIPANTS_PATH: Final = re.compile(r"/v1/Interactions/([^/]+)/Channels/([^/]+)/Participants")
-
-_PAGE_HEADERS: Final = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET",
-    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, User-Agent",
-    "Access-Control-Allow-Credentials": "true",
-    "Access-Control-Expose-Headers": "ETag",
-}
 
 
 @dataclass(slots=True)
@@ -130,7 +122,8 @@ class Endpoint:
             else:
                 stats.throttled += 1
                 response = twilio_error(429, "Too many requests", retry_after=self.retry_after)
-            response.headers["Twilio-Request-Id"] = f"RQ{next(self._request_ids):032x}"
+            if not response.prepared:
+                response.headers["Twilio-Request-Id"] = f"RQ{next(self._request_ids):032x}"
             status = response.status
             await send(request, response)
             return response
@@ -188,7 +181,7 @@ class Endpoint:
             self.stats.faults_fired += 1
             outcome.fault = fault.kind
             return await answer_with_fault(request, fault, page_body)
-        return json_response(page_body(), headers=dict(_PAGE_HEADERS))
+        return page_response(page_body())
 
     def _authorized(self, header: str | None) -> bool:
         given = _basic_credentials(header)

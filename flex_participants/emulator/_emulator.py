@@ -341,7 +341,7 @@ class FlexEmulator:
 
     @property
     def channels(self) -> list[tuple[str, str]]:
-        """Every channel's ``(interaction_sid, channel_sid)``, in the order they were added."""
+        """Every channel's ``(interaction_sid, channel_sid)``, in the order added (a new list)."""
         return self._dataset.keys()
 
     def participants_of(self, interaction_sid: str, channel_sid: str) -> list[dict[str, Any]]:

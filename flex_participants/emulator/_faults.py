@@ -11,10 +11,18 @@ from typing import Final, Literal, get_args
 
 from aiohttp import web
 
-from ._responses import HTML_BAD_GATEWAY, format_retry_after, json_response, send, twilio_error
+from ._responses import (
+    HTML_BAD_GATEWAY,
+    format_retry_after,
+    json_response,
+    page_response,
+    send,
+    twilio_error,
+)
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "answer_with_fault"]
 
+# The kinds of fault; each is described in the docstring of `Fault`.
 FaultKind = Literal["status", "html", "reset", "truncated", "empty", "slow", "body"]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 
@@ -216,7 +224,7 @@ async def answer_with_fault(
     elif kind == "reset":
         return await _reset(request, page_body())
     else:  # "slow"
-        return json_response(page_body())
+        return page_response(page_body())
     await send(request, response)
     return response
 

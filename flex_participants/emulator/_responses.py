@@ -15,6 +15,7 @@ __all__ = [
     "format_retry_after",
     "json_response",
     "loads",
+    "page_response",
     "send",
     "twilio_error",
 ]
@@ -77,6 +78,21 @@ def json_response(
 ) -> web.Response:
     """A response with ``body`` as ``application/json`` (no charset, as Twilio sends it)."""
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+# Sent with every page, as the spec lists them.
+_PAGE_HEADERS: Final = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET",
+    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, User-Agent",
+    "Access-Control-Allow-Credentials": "true",
+    "Access-Control-Expose-Headers": "ETag",
+}
+
+
+def page_response(body: bytes) -> web.Response:
+    """A 200 page of participants, with the headers Twilio sends with one."""
+    return json_response(body, headers=dict(_PAGE_HEADERS))
 
 
 def twilio_error(
