@@ -26,7 +26,14 @@ try:
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError, TypeError)
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised by the stdlib-json test session
-    _loads = json.loads
+
+    def _reject_constant(name: str) -> Any:
+        # JSON has no NaN or Infinity; orjson refuses them, and so must this path.
+        raise ValueError(f"{name} is not JSON")
+
+    def _loads(body: bytes) -> Any:
+        return json.loads(body, parse_constant=_reject_constant)
+
     _JSON_ERRORS = (ValueError, TypeError, RecursionError)  # the stdlib recurses per level
     JSON_LIBRARY = "json"
 
