@@ -1,0 +1,335 @@
+"""Every code sample of the docs runs here, against the emulator, so that none of them rots.
+
+The samples live in ``docs/examples/`` and the pages include them whole. They read their
+credentials and base URL from the environment, as production code does; the ``emulator``
+fixture points those variables at a running `FlexEmulator`. Samples that need a package the
+project does not depend on (FastAPI) are only compiled.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+import flex_participants
+import flex_participants.emulator
+from flex_participants import RetryPolicy
+from flex_participants.emulator import Fault, FlexEmulator
+
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+
+_ENVIRONMENT = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_REGION",
+    "TWILIO_EDGE",
+    "FLEX_PARTICIPANTS_BASE_URL",
+)
+MISSING_KD = "KD" + "0" * 32
+MISSING_UO = "UO" + "0" * 32
+
+
+def load(name: str) -> Any:
+    """Import ``docs/examples/{name}.py`` as a module of its own (its ``__main__`` part unrun)."""
+    path = EXAMPLES / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"docs_examples_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest_asyncio.fixture
+async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FlexEmulator]:
+    """A running emulator, with TWILIO_* and FLEX_PARTICIPANTS_BASE_URL pointing at it."""
+    for name in _ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    async with FlexEmulator(seed=2024) as running:
+        monkeypatch.setenv("TWILIO_ACCOUNT_SID", running.account_sid)
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", running.auth_token)
+        monkeypatch.setenv("FLEX_PARTICIPANTS_BASE_URL", running.base_url)
+        yield running
+
+
+def types_of(participants: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(p["type"] for p in participants)
+
+
+# -- quickstart.md ------------------------------------------------------------------------
+
+
+async def test_quickstart_prints_every_participant_of_the_channel(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=120)
+    served = emulator.participants_of(kd, uo)
+
+    await load("quickstart").main(kd, uo)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [p["sid"] for p in served]
+    assert emulator.stats.requests == 3
+
+
+async def test_try_emulator_needs_no_account(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in _ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+    await load("try_emulator").main()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "120 participants in 3 requests"
+    assert len(lines) == 4
+
+
+# -- streaming.md -------------------------------------------------------------------------
+
+
+async def test_stream_pages_walks_by_participant_by_page_and_up_to_a_limit(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=450)
+    served = emulator.participants_of(kd, uo)
+    first_agent = next(p["sid"] for p in served if p["type"] == "agent")
+
+    await load("stream_pages").main(kd, uo)
+
+    assert capsys.readouterr().out.splitlines() == [
+        f"first agent: {first_agent}",
+        "page 0: 200 participants",
+        "page 1: 200 participants",
+        "page 2: 50 participants",
+        f"sample: {[p['sid'] for p in served[:10]]}",
+    ]
+    # The sample's request asks for one page of 10, not a page of 50.
+    assert emulator.stats.log[-1].page_size == 10
+
+
+# -- batch.md -----------------------------------------------------------------------------
+
+
+async def test_batch_export_writes_a_line_per_channel_and_counts_failures(
+    emulator: FlexEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    channels = [emulator.add_channel(participants=n) for n in (0, 3, 75, 1200)]
+    channels_csv = tmp_path / "channels.csv"
+    with channels_csv.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerows(channels)
+        writer.writerow([MISSING_KD, MISSING_UO])
+        writer.writerow(["KD-not-a-sid", "UO-not-a-sid"])
+    output = tmp_path / "participants.jsonl"
+
+    failed = await load("batch_export").main(channels_csv, output)
+
+    assert failed == 2
+    assert capsys.readouterr().out == "6 channels, 2 failed\n"
+    lines = {line["channel_sid"]: line for line in map(json.loads, output.read_text().splitlines())}
+    assert len(lines) == 6
+    for kd, uo in channels:
+        assert lines[uo]["participants"] == emulator.participants_of(kd, uo)
+    assert "HTTP 404" in lines[MISSING_UO]["error"]
+    assert "interaction_sid must match" in lines["UO-not-a-sid"]["error"]
+
+
+# -- web-apps.md --------------------------------------------------------------------------
+
+
+async def test_aiohttp_app_serves_participants_from_its_one_client(emulator: FlexEmulator) -> None:
+    kd, uo = emulator.add_channel(participants=60)
+    served = emulator.participants_of(kd, uo)
+    app = load("web_app_aiohttp").create_app()
+    route = f"/interactions/{kd}/channels/{uo}/participants"
+
+    async with TestClient(TestServer(app)) as http:
+        response = await http.get(route)
+        assert response.status == 200
+        assert (await response.json())["participants"] == served
+
+        response = await http.get(route + ".jsonl")
+        assert response.status == 200
+        assert [json.loads(line) for line in (await response.text()).splitlines()] == served
+
+        response = await http.get(f"/interactions/{MISSING_KD}/channels/{MISSING_UO}/participants")
+        assert response.status == 404
+        response = await http.get("/interactions/KD1/channels/UO1/participants")
+        assert response.status == 400
+
+    assert emulator.stats.requests == 5
+
+
+def test_fastapi_app_compiles() -> None:
+    # FastAPI is not a dependency of the project: the sample is compiled, not run.
+    path = EXAMPLES / "web_app_fastapi.py"
+    compile(path.read_text(), str(path), "exec")
+
+
+# -- workers.md ---------------------------------------------------------------------------
+
+
+async def test_asyncio_worker_counts_every_job_and_logs_the_failed_ones(
+    emulator: FlexEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    channels = [emulator.add_channel(participants=n) for n in (5, 50, 51, 130, 0, 9, 700)]
+    jobs = [*channels[:3], (MISSING_KD, MISSING_UO), *channels[3:]]
+
+    with caplog.at_level(logging.ERROR, logger="worker"):
+        counts = await load("worker").main(jobs, workers=3)
+
+    assert counts == {uo: types_of(emulator.participants_of(kd, uo)) for kd, uo in channels}
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        f"channel {MISSING_UO} failed"
+    ]
+
+
+async def test_arq_worker_functions_share_one_client(emulator: FlexEmulator) -> None:
+    worker = load("worker_arq")
+    kd, uo = emulator.add_channel(participants=80)
+    ctx: dict[str, Any] = {}
+
+    await worker.startup(ctx)
+    try:
+        counts = await worker.count_participants(ctx, kd, uo)
+        missing = await worker.count_participants(ctx, MISSING_KD, MISSING_UO)
+    finally:
+        await worker.shutdown(ctx)
+
+    assert counts == dict(types_of(emulator.participants_of(kd, uo)))
+    assert missing is None
+    assert ctx["flex_client"].closed
+    assert worker.WorkerSettings.functions == (worker.count_participants,)
+
+
+# -- errors.md ----------------------------------------------------------------------------
+
+
+async def test_errors_sample_retries_server_errors_and_logs_each_retry(
+    emulator: FlexEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sample = load("errors")
+    # The sample's policy with no waiting, so that the test does not sleep.
+    monkeypatch.setattr(sample, "RETRY", RetryPolicy(max_attempts=6, backoff_base=0.0))
+    kd, uo = emulator.add_channel(participants=70)
+    emulator.add_fault(Fault("status", status=503, times=2))
+
+    with caplog.at_level(logging.WARNING, logger="flex_participants"):
+        await sample.main(kd, uo)
+
+    assert capsys.readouterr().out.splitlines() == [
+        "participants: 70",
+        "4 requests, 2 of them retries",
+    ]
+    assert len(caplog.records) == 2
+    assert all(r.getMessage().startswith("retrying GET") for r in caplog.records)
+
+
+async def test_errors_sample_returns_none_for_a_missing_channel(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await load("errors").main(MISSING_KD, MISSING_UO)
+
+    assert capsys.readouterr().out.splitlines() == [
+        "participants: None",
+        "1 requests, 0 of them retries",
+    ]
+
+
+async def test_errors_sample_reports_throttling_that_outlasts_the_retries(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = load("errors")
+    monkeypatch.setattr(sample, "RETRY", RetryPolicy(max_attempts=3, backoff_base=0.0))
+    kd, uo = emulator.add_channel(participants=1)
+    emulator.add_fault(Fault("status", status=429, retry_after=0, times=3))
+
+    with pytest.raises(flex_participants.RateLimitError):
+        await sample.main(kd, uo)
+
+    assert capsys.readouterr().out == "throttled 3 times; server asked for 0.0 s\n"
+
+
+# -- testing.md ---------------------------------------------------------------------------
+
+
+def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
+    # Run as a user runs them: pytest on the files, with the fixture from the installed plugin.
+    environment = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
+    environment.pop("PYTEST_ADDOPTS", None)
+    result = subprocess.run(  # noqa: S603 - our own interpreter, our own files
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(EXAMPLES / "testing_with_emulator.py"),
+            str(EXAMPLES / "testing_with_aioresponses.py"),
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b6 passed\b", result.stdout), result.stdout
+
+
+# -- the pages themselves -----------------------------------------------------------------
+
+
+def test_every_sample_is_shown_on_a_page_and_every_included_file_exists() -> None:
+    included: set[str] = set()
+    for page in DOCS.glob("*.md"):
+        for target in re.findall(r"```\{literalinclude\}\s+(\S+)", page.read_text()):
+            assert (DOCS / target).is_file(), f"{page.name} includes a missing {target}"
+            included.add(Path(target).name)
+    assert included == {path.name for path in EXAMPLES.glob("*.py")}
+
+
+def test_api_page_documents_every_public_name() -> None:
+    api = (DOCS / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. (?:auto\w+|data):: (\w+)", api, flags=re.MULTILINE))
+    assert set(flex_participants.__all__) <= documented
+    assert set(flex_participants.emulator.__all__) <= documented
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
+def test_samples_are_ruff_clean() -> None:
+    # The lint session checks the package and the tests; the samples are checked here.
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(  # noqa: S603 - ruff, on our own files
+            [sys.executable, "-m", "ruff", *command, str(EXAMPLES)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
