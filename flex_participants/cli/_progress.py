@@ -17,6 +17,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from flex_participants import FlexClient
@@ -24,11 +25,15 @@ from flex_participants import FlexClient
 __all__ = ["ExportProgress"]
 
 
+def _fixed() -> Column:
+    return Column(no_wrap=True)
+
+
 class _RequestsColumn(ProgressColumn):
     """Requests per second and retries, read from the client at every refresh."""
 
     def __init__(self, client: FlexClient) -> None:
-        super().__init__()
+        super().__init__(table_column=_fixed())
         self._client = client
         self._first = client.requests_sent
 
@@ -48,14 +53,18 @@ class ExportProgress:
         self._description = description
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("channels  {task.fields[participants]:,} participants"),
+            TextColumn("[bold]{task.description}", table_column=_fixed()),
+            # The bar takes what the text leaves, so that a narrow terminal squeezes it first.
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4, max_width=40)),
+            MofNCompleteColumn(table_column=_fixed()),
+            TextColumn(
+                "channels  {task.fields[participants]:,} participants", table_column=_fixed()
+            ),
             _RequestsColumn(client),
-            TextColumn("{task.fields[errors]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[errors]}", table_column=_fixed()),
+            TimeRemainingColumn(table_column=_fixed()),
             console=console,
+            expand=True,
             refresh_per_second=8,
         )
         self._task: TaskID | None = None
