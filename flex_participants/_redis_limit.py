@@ -174,7 +174,7 @@ _FORGET = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-return 1
+return {1}
 """
 
 # KEYS: leases, queue, state. Returns: {level, in_flight, waiting, throttled, peak, generation}
