@@ -8,10 +8,11 @@ that names the offending place; the client turns those into `InvalidResponseErro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
@@ -61,48 +62,86 @@ def _kind(value: object) -> str:
 def _freeze(value: Any) -> Any:
     """Make a decoded JSON value read-only all the way down."""
     if type(value) is dict:
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return _freeze_object(value)
     if type(value) is list:
-        return tuple(_freeze(v) for v in value)
+        return tuple([_freeze(v) for v in value])
     return value
 
 
-def _optional_str(obj: Mapping[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is None or type(value) is str:
-        return value
-    raise _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
+def _freeze_object(value: dict[str, Any]) -> MappingProxyType[str, Any]:
+    for item in value.values():
+        if type(item) is dict or type(item) is list:
+            return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    # Flat, as routing properties usually are: the dict was just decoded and nobody else
+    # holds it, so a read-only view of it needs no copy.
+    return MappingProxyType(value)
 
 
 _TYPES: dict[str, ParticipantType] = {member.value: member for member in ParticipantType}
 
+# Participant is built without its attrs __init__, by setting its slots directly: a third of
+# the cost of structuring a participant was that __init__. This is only right while
+# Participant has exactly these fields and nothing attrs would run on them; checked here,
+# at import, so that a change to the model cannot silently skip a validator.
+_FIELDS = ("sid", "type", "interaction_sid", "channel_sid", "url", "routing_properties")
+if tuple(f.name for f in attrs.fields(Participant)) != _FIELDS or any(
+    f.validator is not None or f.converter is not None for f in attrs.fields(Participant)
+):  # pragma: no cover - a guard against future edits of the model
+    raise RuntimeError("Participant changed: build it through its __init__ again")
+_new = object.__new__
+_set_sid, _set_type, _set_interaction, _set_channel, _set_url, _set_routing = (
+    getattr(Participant, name).__set__ for name in _FIELDS
+)
 
-def _structure_participant(obj: Any, _: Any) -> Participant:
-    # Written by hand rather than generated: this runs once per participant and is the hot path.
-    if type(obj) is not dict:
-        raise _ShapeError(f"expected an object, got {_kind(obj)}")
+
+def _participant_shape_error(obj: dict[str, Any]) -> _ShapeError:
+    """Name the first field of a participant that is not of its type (the slow path)."""
     kind = obj.get("type")
     if type(kind) is not str:
-        raise _ShapeError(f"type: expected a string, got {_kind(kind)}")
+        return _ShapeError(f"type: expected a string, got {_kind(kind)}")
+    for name in ("sid", "interaction_sid", "channel_sid", "url"):
+        value = obj.get(name)
+        if value is not None and type(value) is not str:
+            return _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
     routing = obj.get("routing_properties")
+    return _ShapeError(f"routing_properties: expected an object or null, got {_kind(routing)}")
+
+
+def _structure_participant(obj: Any, _: Any) -> Participant:
+    # Written by hand rather than generated: this runs once per participant and is the hot
+    # path, so the checks are inlined and the error messages built only on failure.
+    if type(obj) is not dict:
+        raise _ShapeError(f"expected an object, got {_kind(obj)}")
+    get = obj.get
+    sid = get("sid")
+    kind = get("type")
+    interaction_sid = get("interaction_sid")
+    channel_sid = get("channel_sid")
+    url = get("url")
+    routing = get("routing_properties")
+    if (
+        type(kind) is not str
+        or (type(sid) is not str and sid is not None)
+        or (type(interaction_sid) is not str and interaction_sid is not None)
+        or (type(channel_sid) is not str and channel_sid is not None)
+        or (type(url) is not str and url is not None)
+        or (type(routing) is not dict and routing is not None)
+    ):
+        raise _participant_shape_error(obj)
     if routing is not None:
-        if type(routing) is not dict:
-            raise _ShapeError(
-                f"routing_properties: expected an object or null, got {_kind(routing)}"
-            )
         try:
-            routing = _freeze(routing)
+            routing = _freeze_object(routing)
         except RecursionError:
             # orjson accepts 1024 levels, more than Python's stack has room to copy.
             raise _ShapeError("routing_properties: nested too deeply") from None
-    return Participant(
-        _optional_str(obj, "sid"),
-        _TYPES.get(kind) or ParticipantType(kind),
-        _optional_str(obj, "interaction_sid"),
-        _optional_str(obj, "channel_sid"),
-        _optional_str(obj, "url"),
-        routing,
-    )
+    participant = _new(Participant)
+    _set_sid(participant, sid)
+    _set_type(participant, _TYPES.get(kind) or ParticipantType(kind))
+    _set_interaction(participant, interaction_sid)
+    _set_channel(participant, channel_sid)
+    _set_url(participant, url)
+    _set_routing(participant, routing)
+    return participant
 
 
 def _strict_str(value: Any, _: Any) -> str:

@@ -9,7 +9,7 @@ stream is exhausted, fails, is closed, is garbage-collected, or when its client 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Final, Self
 
@@ -116,8 +116,7 @@ class ParticipantStream:
         self._prefetch = prefetch
         self._prefetcher: _Prefetcher | None = None
         self._delivered = 0
-        self._page: tuple[Participant, ...] = ()
-        self._index = 0
+        self._current: Iterator[Participant] = iter(())
         self._started = False
         self._closed = False
         self._pages_seen = 0
@@ -143,15 +142,16 @@ class ParticipantStream:
         return self
 
     async def __anext__(self) -> Participant:
-        while self._index >= len(self._page):
+        # The common case, once per participant, costs one next() on the current page.
+        for participant in self._current:
+            return participant
+        while True:
             page = await self._next_page()
             if page is None:
                 raise StopAsyncIteration
-            self._page = page.participants
-            self._index = 0
-        participant = self._page[self._index]
-        self._index += 1
-        return participant
+            self._current = iter(page.participants)
+            for participant in self._current:
+                return participant
 
     def pages(self) -> AsyncIterator[ParticipantPage]:
         """Iterate over whole pages instead of single participants.
@@ -175,7 +175,7 @@ class ParticipantStream:
         A closed stream yields nothing more, not even the rest of the current page.
         """
         self._closed = True
-        self._page = ()
+        self._current = iter(())
         self._pager.stop()
         prefetcher, self._prefetcher = self._prefetcher, None
         if prefetcher is not None and not prefetcher.task.done():
