@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -100,6 +101,9 @@ class JournaledOutput:
         self._out_fd = out_fd
         self._journal_fd = journal_fd
         self._end = end
+        # Held by `commit` (run in a worker thread) and `close`, so that the files are never
+        # closed under a commit, whose fd numbers could otherwise be reused by another file.
+        self._lock = threading.Lock()
         self.finished = finished
         """The ``(interaction_sid, channel_sid)`` of every channel whose rows are in the file."""
 
@@ -197,21 +201,27 @@ class JournaledOutput:
         Raises:
             OSError: the write failed; the channel is not journaled, and this output must not
                 be written to again (a resume drops whatever part of ``data`` was written).
+            ValueError: the output is closed.
         """
-        if data:
-            _write_all(self._out_fd, data)
-            os.fsync(self._out_fd)
-        self._end += len(data)
-        _write_all(self._journal_fd, f"{interaction_sid},{channel_sid},{self._end}\n".encode())
-        os.fsync(self._journal_fd)
-        self.finished.add((interaction_sid, channel_sid))
+        with self._lock:
+            if self._out_fd < 0:
+                raise ValueError("commit to a closed JournaledOutput")
+            if data:
+                _write_all(self._out_fd, data)
+                os.fsync(self._out_fd)
+            self._end += len(data)
+            line = f"{interaction_sid},{channel_sid},{self._end}\n"
+            _write_all(self._journal_fd, line.encode())
+            os.fsync(self._journal_fd)
+            self.finished.add((interaction_sid, channel_sid))
 
     def close(self) -> None:
-        """Close both files. Idempotent."""
-        for fd in (self._out_fd, self._journal_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._out_fd = self._journal_fd = -1
+        """Close both files, once a commit under way has ended. Idempotent."""
+        with self._lock:
+            for fd in (self._out_fd, self._journal_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._out_fd = self._journal_fd = -1
 
     def __enter__(self) -> Self:
         return self

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from flex_participants import FlexError, InvalidArgumentError, __version__
 
-from ._connection import add_connection_arguments, non_negative_int, positive_float, positive_int
+from ._connection import add_connection_arguments, non_negative_int, positive_int
 from ._errors import CommandError, UsageError
 
 __all__ = ["main"]
@@ -157,7 +157,13 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
 
 
 def _milliseconds(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def _command(name: str) -> Command:

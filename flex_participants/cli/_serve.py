@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from flex_participants.emulator import FlexEmulator
 
@@ -83,9 +84,9 @@ def _print_usage(console: Console, emulator: FlexEmulator, channel_list: Path) -
         f"  base URL     {emulator.base_url}",
         f"  account SID  {emulator.account_sid}",
         f"  auth token   {emulator.auth_token}",
-        f"  channels     {channel_list}",
+        f"  channels     {escape(str(channel_list))}",
         "Export every channel with:",
-        f"  {command}",
+        f"  {escape(command)}",
         "Press Ctrl-C to stop.",
     ]
     for line in lines:
