@@ -47,6 +47,8 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
+# `Fault` lists its kinds under a heading of their own.
+napoleon_custom_sections = ["Kinds"]
 
 # -- Cross-references to other projects ---------------------------------------------------
 
