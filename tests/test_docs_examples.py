@@ -3,7 +3,7 @@
 The samples live in ``docs/examples/`` and the pages include them whole. They read their
 credentials and base URL from the environment, as production code does; the ``emulator``
 fixture points those variables at a running `FlexEmulator`. Samples that need a package the
-project does not depend on (FastAPI) are only compiled.
+project does not depend on (FastAPI, arq) or a Redis server are only compiled.
 """
 
 from __future__ import annotations
@@ -220,6 +220,16 @@ async def test_arq_worker_functions_share_one_client(emulator: FlexEmulator) -> 
     assert missing is None
     assert ctx["flex_client"].closed
     assert worker.WorkerSettings.functions == (worker.count_participants,)
+
+
+# -- scale-out.md -------------------------------------------------------------------------
+
+
+def test_arq_fleet_worker_compiles() -> None:
+    # It needs a Redis server, and arq to queue jobs: the sample is compiled, not run.
+    # RedisLimiter itself is run against a real redis-server by tests/test_redis_limit.py.
+    path = EXAMPLES / "arq_worker.py"
+    compile(path.read_text(), str(path), "exec")
 
 
 # -- errors.md ----------------------------------------------------------------------------
