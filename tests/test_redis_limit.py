@@ -322,6 +322,7 @@ async def test_a_lone_waiter_is_not_starved_by_a_busy_limiter(
             await busy.release(permit, throttled=False)
 
     overtaken: list[int] = []
+    await lone.read_state()  # its connection is open before it queues
     async with asyncio.TaskGroup() as group:
         hogs = [group.create_task(hog()) for _ in range(8)]
         await within(10, busy_for_a_while.wait())
