@@ -1,0 +1,36 @@
+"""The README's quickstart runs as printed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_the_quickstart_streams_every_participant_of_the_emulated_channel(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quickstart = python_blocks()[0]
+    assert "asyncio.run(main())" in quickstart
+    exec(compile(quickstart, str(README), "exec"), {"__name__": "readme"})  # noqa: S102
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 120
+    assert all(line.startswith("UT") for line in lines)
+
+
+def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    first_block = re.search(r"```console\n(.*?)```", text, re.DOTALL)
+    assert first_block is not None
+    demo, tests = first_block.group(1).strip().splitlines()
+    assert demo.endswith("python3 -m flex_participants demo")
+    assert tests == "python3 -m pip install nox && nox"
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "\nnox\n" in ci
