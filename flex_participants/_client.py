@@ -140,7 +140,7 @@ def _error_from_response(
     elif status >= 500:
         cls = ServerError
     error = cls(message, status=status, url=url, code=code, more_info=more_info)
-    if isinstance(error, RateLimitError):
+    if status in (429, 503):
         error.retry_after = parse_retry_after(headers.get("Retry-After"))
     return error
 
@@ -482,7 +482,7 @@ class FlexClient:
                 error.attempts = attempt
                 if attempt >= policy.max_attempts or not policy.should_retry(error):
                     raise
-                retry_after = getattr(error, "retry_after", None)
+                retry_after = error.retry_after if isinstance(error, FlexAPIError) else None
                 delay = policy.delay(attempt, retry_after)
                 logger.warning(
                     "retrying GET %s in %.3f s (attempt %d of %d failed: %s)",
@@ -490,9 +490,7 @@ class FlexClient:
                     delay,
                     attempt,
                     policy.max_attempts,
-                    error.message
-                    if not isinstance(error, FlexAPIError)
-                    else f"HTTP {error.status}",
+                    _reason(error),
                 )
                 self.retries += 1
             # The slot was released before this sleep: a waiting retry holds no capacity.

@@ -64,7 +64,11 @@ class FlexAPIError(FlexError):
         message: Twilio's message, or a description of the response when the body had none.
         more_info: the link to Twilio's page about the error code, or ``None``.
         url: the URL that was requested.
+        retry_after: the wait in seconds a 429 or 503 asked for with ``Retry-After``, or
+            ``None``.
     """
+
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -97,8 +101,6 @@ class NotFoundError(FlexAPIError):
 
 class RateLimitError(FlexAPIError):
     """Too many requests (HTTP 429); ``retry_after`` holds the server's hint in seconds, if any."""
-
-    retry_after: float | None = None
 
 
 class ServerError(FlexAPIError):

@@ -359,6 +359,17 @@ async def test_a_redirect_is_not_followed(
     assert request_count(mock_http) == 1
 
 
+async def test_the_retry_warning_names_the_cause_of_a_transport_error(
+    mock_http: aioresponses, credentials: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_http.get(participants_url(), exception=aiohttp.ClientConnectionError("refused"))
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials, retry=NO_WAIT) as client:
+        await client.fetch_page(KD, UO)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.endswith("failed: ClientConnectionError: refused)")
+
+
 async def test_a_connection_error_is_a_transport_error_after_the_attempts(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
@@ -404,6 +415,7 @@ async def test_logs_one_debug_line_per_request_and_a_warning_per_retry_without_s
     assert participants_url() in debug[0]
     assert len(warnings) == 1
     assert "retrying" in warnings[0]
+    assert warnings[0].endswith("(attempt 1 of 4 failed: HTTP 500)")
     assert all(AUTH_TOKEN not in r.getMessage() for r in records)
     assert all(
         aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN) not in r.getMessage() for r in records

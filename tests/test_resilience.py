@@ -186,9 +186,10 @@ async def test_client_errors_are_never_retried(
 # -- Retry-After -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("status", [429, 503])
 @pytest.mark.parametrize("header", ["seconds", "http date"])
 async def test_retry_after_is_honoured_even_above_backoff_max(
-    paged_server: PagedServer, client_for: ClientFor, header: str
+    paged_server: PagedServer, client_for: ClientFor, header: str, status: int
 ) -> None:
     uo = paged_server.add_channel(1, 5)
     value = "1"
@@ -202,8 +203,8 @@ async def test_retry_after_is_honoured_even_above_backoff_max(
             return None
         answered = True
         return web.json_response(
-            twilio_error(429, 20429, "Too many requests"),
-            status=429,
+            twilio_error(status, 20000 + status, "Slow down"),
+            status=status,
             headers={"Retry-After": value},
         )
 
