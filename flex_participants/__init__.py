@@ -1,10 +1,13 @@
 """An asyncio client for Twilio Flex's "List all Participants for a Channel" endpoint.
 
-async with FlexClient() as client:
-    async for participant in client.participants(interaction_sid, channel_sid):
-        print(participant.sid, participant.type)
+Example::
+
+    async with FlexClient() as client:
+        async for participant in client.participants(interaction_sid, channel_sid):
+            print(participant.sid, participant.type)
 """
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
@@ -28,7 +31,8 @@ from ._retry import RetryPolicy
 from ._stream import ParticipantStream
 
 if TYPE_CHECKING:
-    from ._redis_limit import RedisLimiter, RedisLimitState
+    from ._redis_limit import RedisLimiter as RedisLimiter
+    from ._redis_limit import RedisLimitState as RedisLimitState
 
 __version__ = "0.1.0"
 
@@ -50,8 +54,6 @@ __all__ = [
     "ParticipantStream",
     "ParticipantType",
     "RateLimitError",
-    "RedisLimitState",
-    "RedisLimiter",
     "RetryPolicy",
     "ServerError",
     "TransportError",
@@ -60,10 +62,16 @@ __all__ = [
     "to_dict",
 ]
 
+_REDIS_NAMES = ("RedisLimiter", "RedisLimitState")
+if importlib.util.find_spec("redis") is not None:
+    # Listed only where they can be imported, so that `from flex_participants import *`
+    # works without the redis extra too.
+    __all__ += _REDIS_NAMES
+
 
 def __getattr__(name: str) -> object:
     # The Redis limiter is imported on first use, so that redis is needed only by those who use it.
-    if name in ("RedisLimiter", "RedisLimitState"):
+    if name in _REDIS_NAMES:
         from . import _redis_limit
 
         return getattr(_redis_limit, name)
