@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "tests_stdlib_json", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_stdlib_json", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
-SOURCES = ["flex_participants", "tests", "noxfile.py"]
+SOURCES = ["flex_participants", "tests", "docs", "bench", "noxfile.py"]
 # Everything the tests import: every extra but the docs.
 TEST_INSTALL = ".[test,cli,speedups,redis]"
 
