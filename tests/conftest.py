@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -14,6 +20,10 @@ from flex_participants import FlexClient, RetryPolicy
 
 from .helpers import ACCOUNT_SID, AUTH_TOKEN, Credentials
 from .server import PagedServer, serve
+
+if TYPE_CHECKING:
+    # The redis extra is optional: only the tests that talk to Redis import it at run time.
+    import redis.asyncio as aioredis
 
 
 class _StreamWriterStandIn:
@@ -82,3 +92,92 @@ def client_for(credentials: Credentials) -> Callable[..., FlexClient]:
         return FlexClient(**credentials, base_url=server.base_url, **options)
 
     return build
+
+
+# -- a redis-server per session, and short-lived ones for the failure tests ---------------
+
+
+def _redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found is None and os.access("/usr/bin/redis-server", os.X_OK):
+        found = "/usr/bin/redis-server"
+    return found
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server subprocess on a free loopback port, without persistence."""
+
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary, our own arguments
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            if self.process.poll() is not None:
+                output = self.process.communicate()[0].decode(errors="replace")
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {output}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not listen within 10 s")
+            time.sleep(0.02)
+
+    def url(self, db: int = 0) -> str:
+        """The server's ``redis://`` URL, for database ``db``."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> aioredis.Redis:
+        """A new asyncio client of the server; the caller closes it."""
+        import redis.asyncio as aioredis  # here: the redis extra is optional
+
+        return aioredis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+@contextlib.contextmanager
+def redis_server_or_skip() -> Iterator[RedisServer]:
+    """A redis-server of its own, stopped on exit; the test is skipped if none can start."""
+    binary = _redis_binary()
+    if binary is None:
+        pytest.skip(
+            "no redis-server on PATH or at /usr/bin/redis-server (apt-get install redis-server)"
+        )
+    try:
+        server = RedisServer(binary)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"redis-server could not be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the whole session; tests that use it are skipped without one."""
+    with redis_server_or_skip() as server:
+        yield server

@@ -2,22 +2,17 @@
 
 Several limiters, each with its own Redis client, stand for several processes; the fleet test
 runs real worker processes against one emulator. The server is started once per session
-(``redis-server`` from PATH or /usr/bin); without one, these tests are skipped.
+(``redis-server`` from PATH or /usr/bin, by the ``redis_server`` fixture of conftest.py);
+without one, these tests are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,89 +31,11 @@ from flex_participants import (
 )
 from flex_participants.emulator import FlexEmulator
 
+from .conftest import RedisServer, free_port, redis_server_or_skip
+
 T = TypeVar("T")
 
 WORKER = Path(__file__).with_name("redis_fleet_worker.py")
-
-
-# -- a redis-server per session, and short-lived ones for the failure tests ---------------
-
-
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found is None and os.access("/usr/bin/redis-server", os.X_OK):
-        found = "/usr/bin/redis-server"
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server subprocess on a free loopback port, without persistence."""
-
-    def __init__(self, binary: str) -> None:
-        self.port = _free_port()
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary, our own arguments
-            [
-                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if self.process.poll() is not None:
-                output = self.process.communicate()[0].decode(errors="replace")
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {output}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not listen within 10 s")
-            time.sleep(0.02)
-
-    def client(self) -> aioredis.Redis:
-        return aioredis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-
-
-@contextlib.contextmanager
-def redis_server_or_skip() -> Iterator[RedisServer]:
-    binary = _redis_binary()
-    if binary is None:
-        pytest.skip(
-            "no redis-server on PATH or at /usr/bin/redis-server (apt-get install redis-server)"
-        )
-    try:
-        server = RedisServer(binary)
-    except (OSError, RuntimeError) as exc:
-        pytest.skip(f"redis-server could not be started: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the whole session."""
-    with redis_server_or_skip() as server:
-        yield server
 
 
 @pytest_asyncio.fixture
@@ -416,7 +333,7 @@ async def test_a_redis_that_never_answers_times_out(key: str) -> None:
 
 
 async def test_a_batch_fails_each_channel_clearly_when_redis_is_unreachable(key: str) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=_free_port())  # nothing listens there
+    client = aioredis.Redis(host="127.0.0.1", port=free_port())  # nothing listens there
     try:
         limiter = RedisLimiter(client, key=key, max_concurrency=2, timeout=1.0)
         async with FlexEmulator(seed=3, channels=6) as emulator:
