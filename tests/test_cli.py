@@ -548,3 +548,28 @@ async def test_a_bad_channel_line_names_its_line(tmp_path: Path, text: str, mess
         await channels_of(path)
     with pytest.raises(ChannelInputError, match=re.escape(message)):
         count_channels(str(path))
+
+
+async def test_the_installed_flex_participants_command_runs_the_same_program(
+    emulator: FlexEmulator,
+) -> None:
+    script = Path(sys.executable).with_name("flex-participants")
+    if not script.exists():
+        pytest.skip("the package is not installed with its console script in this environment")
+    kd, uo = emulator.add_channel(participants=3)
+    process = await asyncio.create_subprocess_exec(
+        str(script),
+        "list",
+        kd,
+        uo,
+        "--format",
+        "jsonl",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_environment(emulator),
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err
+    sids = [json.loads(line)["sid"] for line in out.decode().splitlines()]
+    assert sids == [p["sid"] for p in emulator.participants_of(kd, uo)]
