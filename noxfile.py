@@ -59,3 +59,13 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark against twilio and a hand-written loop; rewrite docs/performance.md.
+
+    ``nox -s bench -- --quick`` is a tiny smoke run that checks only that nothing is lost.
+    """
+    session.install("-e", ".[speedups]", "twilio>=9,<10", "matplotlib")
+    session.run("python", "-m", "bench", *session.posargs)
