@@ -1,0 +1,190 @@
+"""What a run leaves behind: the Markdown table, the JSON record, the plot, and the docs page."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._scenarios import ScenarioResult
+
+__all__ = ["machine", "markdown_table", "plot", "update_page", "write_json"]
+
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, Any]:
+    """What the run ran on."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "packages": {
+            name: _version(name) for name in ("flex-participants", "aiohttp", "orjson", "twilio")
+        },
+    }
+
+
+def markdown_table(results: Sequence[ScenarioResult]) -> str:
+    """Every row of every scenario, as a Markdown table."""
+    lines = [
+        "| Scenario | System | Measured: median (min-max) | Bound or peer | Ratio | Target | Result |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        for row in result.rows:
+            cells = (
+                row.scenario,
+                f"`{row.system}`",
+                row.figure,
+                row.versus,
+                row.ratio,
+                row.target,
+                f"**{row.verdict}**" if row.verdict.startswith(("PASS", "FAIL")) else row.verdict,
+            )
+            lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """The whole record of the run: machine, settings, every run, every summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def plot(results: Sequence[ScenarioResult], path: Path) -> None:
+    """One panel per scenario: each system's median, its min-max, and the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_name = {result.name: result for result in results}
+    panels = [name for name in ("prefetch", "batch", "cpu", "memory", "scale") if name in by_name]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for axis, name in zip(axes[0], panels, strict=True):
+        result = by_name[name]
+        labels, medians, lows, highs = _panel(result)
+        positions = range(len(labels))
+        axis.bar(positions, medians, color=["#3b6ea8"] + ["#9aa5b1"] * (len(labels) - 1))
+        axis.errorbar(
+            positions,
+            medians,
+            yerr=[
+                [m - lo for m, lo in zip(medians, lows, strict=True)],
+                [hi - m for m, hi in zip(medians, highs, strict=True)],
+            ],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+        )
+        axis.set_xticks(list(positions), labels, rotation=20, ha="right", fontsize=8)
+        title, ylabel, target = _PANEL_TEXT[name]
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel(ylabel, fontsize=9)
+        if target is not None:
+            axis.axhline(target, color="#c0392b", linestyle="--", linewidth=1)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+_PANEL_TEXT: dict[str, tuple[str, str, float | None]] = {
+    "prefetch": ("prefetch: wall / bound", "ratio (target 1.03)", 1.03),
+    "batch": ("batch: wall / bound", "ratio (target 1.10)", 1.10),
+    "cpu": ("cpu: CPU per participant", "µs", None),
+    "memory": ("memory: peak RSS growth 10k → 1M", "MB (target 30)", 30.0),
+    "scale": ("scale: 20,000 channels", "channels / s", None),
+}
+
+
+def _panel(result: ScenarioResult) -> tuple[list[str], list[float], list[float], list[float]]:
+    labels: list[str] = []
+    values: list[list[float]] = []
+    runs = [run for run in result.runs if run["ok"]]
+    systems = list(dict.fromkeys(run["system"] for run in runs))
+    for system in systems:
+        mine = [run for run in runs if run["system"] == system]
+        if result.name in ("prefetch", "batch"):
+            points = [run["ratio"] for run in mine]
+        elif result.name == "cpu":
+            points = [run["cpu_per_participant"] * 1e6 for run in mine]
+        elif result.name == "memory":
+            small, large = result.summary["small"], result.summary["large"]
+            by_rep: dict[int, dict[int, float]] = {}
+            for run in mine:
+                by_rep.setdefault(run["rep"], {})[run["size"]] = run["peak_rss_mb"]
+            points = [rep[large] - rep[small] for rep in by_rep.values() if len(rep) == 2]
+        else:
+            large = result.summary["large"]
+            points = [run["channels_per_s"] for run in mine if run["size"] == large]
+        labels.append(system)
+        values.append(points or [0.0])
+    medians = [statistics.median(v) for v in values]
+    return labels, medians, [min(v) for v in values], [max(v) for v in values]
+
+
+def results_section(
+    results: Sequence[ScenarioResult], info: dict[str, Any], repeat: int, image: str
+) -> str:
+    """The part of the docs page that each run rewrites."""
+    packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
+    load = info["load_average"]
+    load_text = f"; load average {load[0]:.2f} at the start" if load else ""
+    return "\n".join(
+        [
+            START,
+            "",
+            f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores,"
+            f" {info['implementation']} {info['python']} ({info['platform']}){load_text};"
+            f" {packages}. {repeat} repetitions of each scenario, the systems interleaved"
+            " within each; the figures are medians with the (min-max) of the runs, the ratios"
+            " medians of the per-run ratios.",
+            "",
+            markdown_table(results),
+            "",
+            f"![Each system's median per scenario, with its min-max and the target]({image})",
+            "",
+            END,
+        ]
+    )
+
+
+def update_page(path: Path, section: str, template: str) -> None:
+    """Replace the results section of the page, or write the page from ``template``."""
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        before, _, rest = text.partition(START)
+        _, _, after = rest.partition(END)
+        path.write_text(before + section + after)
+    else:
+        path.write_text(template.replace("{results}", section))

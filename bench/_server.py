@@ -1,0 +1,74 @@
+"""``python -m bench._server``: one emulator with the channels a scenario needs, in a process of
+its own, so that serving does not share the client's CPU.
+
+The emulator's command line seeds channels of random sizes only; a scenario needs channels of
+given sizes, so this adds them with `FlexEmulator.add_channel`, in the order given. The same
+seed and the same ``--group`` arguments give the same SIDs, which is how the harness knows
+what every system should return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from flex_participants.emulator import FlexEmulator
+
+__all__ = ["build", "main", "parse_group"]
+
+
+def parse_group(text: str) -> tuple[int, list[int]]:
+    """``"200x150"``: 200 channels of 150 participants; ``"20000x0-9"``: sizes cycling 0..9."""
+    count, _, sizes = text.partition("x")
+    low, _, high = sizes.partition("-")
+    first = int(low)
+    last = int(high) if high else first
+    return int(count), list(range(first, last + 1))
+
+
+def build(
+    seed: int, groups: Sequence[str], *, latency: float = 0.0, max_in_flight: int | None = None
+) -> FlexEmulator:
+    """An emulator (not started) with the channels of ``groups`` added in order."""
+    # No request log: at a million requests it would cost the emulator time and memory.
+    emulator = FlexEmulator(seed=seed, latency=latency, max_in_flight=max_in_flight, log_limit=0)
+    for group in groups:
+        count, sizes = parse_group(group)
+        for n in range(count):
+            emulator.add_channel(participants=sizes[n % len(sizes)])
+    return emulator
+
+
+async def _serve(emulator: FlexEmulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    # The harness closes our stdin to stop us, too, should it die without a signal.
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    async with emulator:
+        print(json.dumps({"base_url": emulator.base_url}), flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM, SIGINT or the end of standard input."""
+    parser = argparse.ArgumentParser(prog="python -m bench._server")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument("--group", action="append", default=[], help="COUNTxSIZE[-SIZE]")
+    args = parser.parse_args(argv)
+    emulator = build(args.seed, args.group, latency=args.latency, max_in_flight=args.max_in_flight)
+    asyncio.run(_serve(emulator))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

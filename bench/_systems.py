@@ -1,0 +1,292 @@
+"""The three systems under test, each behind the same small interface.
+
+Every system opens its client in ``__aenter__`` (not timed) and closes it in ``__aexit__``;
+`stream` and `batch` are what is timed. A system hands each participant SID to ``sink`` (a
+`list.append` or a `Fingerprint.add`), so that what it returned can be checked against the
+dataset without the check costing the same for a million SIDs as for a thousand.
+
+- ``sdk``: this package's `FlexClient` (``participants``, ``participants_for_channels``).
+- ``twilio``: the official ``twilio`` package with its aiohttp client, ``stream_async``.
+- ``reference``: the least hand-written code that does the job: one aiohttp session, a
+  semaphore, orjson, dicts only, the next page requested while this one is consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import aiohttp
+
+from flex_participants import FlexClient
+from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+__all__ = ["SYSTEMS", "BatchSink", "Sink", "System", "import_all", "open_system"]
+
+Sink = Callable[[str | None], None]
+BatchSink = Callable[[str, list[str | None]], None]
+"""Called once per channel with its channel SID and the SIDs of its participants."""
+
+
+class System(Protocol):
+    """What every system offers the scenarios."""
+
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def stream(
+        self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
+    ) -> None:
+        """Stream one channel; sleep ``consume`` seconds after each ``page_size`` participants."""
+
+    async def batch(
+        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+    ) -> None:
+        """Fetch every channel, ``concurrency`` at a time."""
+
+
+class _Closing:
+    name = ""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class SdkSystem(_Closing):
+    """This package."""
+
+    name = "sdk"
+
+    def __init__(self, base_url: str, concurrency: int) -> None:
+        self._base_url = base_url
+        self._concurrency = concurrency
+        self._client: FlexClient | None = None
+
+    async def __aenter__(self) -> Self:
+        self._client = FlexClient(
+            DEFAULT_ACCOUNT_SID,
+            DEFAULT_AUTH_TOKEN,
+            base_url=self._base_url,
+            max_concurrency=self._concurrency,
+        )
+        await self._client.__aenter__()
+        return self
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def stream(
+        self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
+    ) -> None:
+        assert self._client is not None
+        count = 0
+        async with self._client.participants(*channel, page_size=page_size) as stream:
+            async for participant in stream:
+                sink(participant.sid)
+                count += 1
+                if consume and count % page_size == 0:
+                    await asyncio.sleep(consume)
+        if consume and count % page_size:
+            await asyncio.sleep(consume)
+
+    async def batch(
+        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+    ) -> None:
+        assert self._client is not None
+        async with self._client.participants_for_channels(
+            channels, page_size=page_size, concurrency=self._concurrency
+        ) as results:
+            async for result in results:
+                if result.error is not None:
+                    raise result.error
+                sink(result.channel_sid, [p.sid for p in result.participants])
+
+
+class TwilioSystem(_Closing):
+    """The official ``twilio`` package, as its docs show it used from asyncio."""
+
+    name = "twilio"
+
+    def __init__(self, base_url: str, concurrency: int) -> None:
+        self._base_url = base_url
+        self._concurrency = concurrency
+        self._http: Any = None
+        self._client: Any = None
+
+    async def __aenter__(self) -> Self:
+        from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
+        from twilio.rest import Client  # type: ignore[import-untyped]
+
+        # Its aiohttp session is made in the constructor: inside the loop, then.
+        self._http = AsyncTwilioHttpClient()
+        self._client = Client(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, http_client=self._http)
+        self._client.flex_api.base_url = self._base_url
+        return self
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def _participants(self, channel: tuple[str, str]) -> Any:
+        interaction_sid, channel_sid = channel
+        v1 = self._client.flex_api.v1
+        return v1.interaction(interaction_sid).channels(channel_sid).participants
+
+    async def stream(
+        self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
+    ) -> None:
+        count = 0
+        records = await self._participants(channel).stream_async(page_size=page_size)
+        async for record in records:
+            sink(record.sid)
+            count += 1
+            if consume and count % page_size == 0:
+                await asyncio.sleep(consume)
+        if consume and count % page_size:
+            await asyncio.sleep(consume)
+
+    async def batch(
+        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+    ) -> None:
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def one(channel: tuple[str, str]) -> None:
+            async with semaphore:
+                records = await self._participants(channel).stream_async(page_size=page_size)
+                sink(channel[1], [record.sid async for record in records])
+
+        async with asyncio.TaskGroup() as group:
+            for channel in channels:
+                group.create_task(one(channel))
+
+
+class ReferenceSystem(_Closing):
+    """The least code that does the job: the yardstick of what Python + aiohttp can do."""
+
+    name = "reference"
+
+    def __init__(self, base_url: str, concurrency: int) -> None:
+        self._base_url = base_url
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._headers = {
+            "Authorization": aiohttp.BasicAuth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN).encode(),
+            "Accept": "application/json",
+        }
+
+    async def __aenter__(self) -> Self:
+        import orjson
+
+        self._loads = orjson.loads
+        connector = aiohttp.TCPConnector(limit=self._concurrency)
+        self._session = aiohttp.ClientSession(connector=connector)
+        return self
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _first_url(self, channel: tuple[str, str], page_size: int) -> str:
+        interaction_sid, channel_sid = channel
+        return (
+            f"{self._base_url}/v1/Interactions/{interaction_sid}/Channels/{channel_sid}"
+            f"/Participants?PageSize={page_size}"
+        )
+
+    async def _get(self, url: str) -> Any:
+        assert self._session is not None
+        async with (
+            self._semaphore,
+            self._session.get(url, headers=self._headers) as response,
+        ):
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {url}: HTTP {response.status}")
+        return self._loads(body)
+
+    async def stream(
+        self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
+    ) -> None:
+        page = await self._get(self._first_url(channel, page_size))
+        while True:
+            next_url = page["meta"]["next_page_url"]
+            ahead = asyncio.create_task(self._get(next_url)) if next_url else None
+            try:
+                for participant in page["participants"]:
+                    sink(participant["sid"])
+                if consume:
+                    await asyncio.sleep(consume)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            if ahead is None:
+                return
+            page = await ahead
+
+    async def batch(
+        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+    ) -> None:
+        source: Iterator[tuple[str, str]] = iter(channels)
+
+        async def worker() -> None:
+            for channel in source:
+                sids: list[str | None] = []
+                url: str | None = self._first_url(channel, page_size)
+                while url:
+                    page = await self._get(url)
+                    sids.extend([participant["sid"] for participant in page["participants"]])
+                    url = page["meta"]["next_page_url"]
+                sink(channel[1], sids)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._concurrency):
+                group.create_task(worker())
+
+
+SYSTEMS: dict[str, type[SdkSystem | TwilioSystem | ReferenceSystem]] = {
+    "sdk": SdkSystem,
+    "twilio": TwilioSystem,
+    "reference": ReferenceSystem,
+}
+
+
+def import_all() -> None:
+    """Import what every system needs, so that no import happens in a timed run.
+
+    A worker process imports only the system it runs, so that its memory is that system's.
+    """
+    import importlib
+
+    for module in (
+        "orjson",
+        "twilio.http.async_http_client",
+        "twilio.rest",
+        "twilio.rest.flex_api.v1.interaction.interaction_channel.interaction_channel_participant",
+    ):
+        importlib.import_module(module)
+
+
+def open_system(name: str, base_url: str, concurrency: int) -> System:
+    """The system called ``name``, not yet opened: ``async with open_system(...) as s``."""
+    return SYSTEMS[name](base_url, concurrency)
