@@ -1,13 +1,17 @@
 """Every code sample of the docs runs here, against the emulator, so that none of them rots.
 
-The samples live in ``docs/examples/`` and the pages include them whole. They read their
-credentials and base URL from the environment, as production code does; the ``emulator``
-fixture points those variables at a running `FlexEmulator`. Samples that need a package the
-project does not depend on (FastAPI, arq) or a Redis server are only compiled.
+The samples live in ``docs/examples/`` and the pages include them whole. The samples read their credentials, base URL and Redis URL from the
+environment, as production code does; the ``emulator`` fixture points TWILIO_* and
+FLEX_PARTICIPANTS_BASE_URL at a running `FlexEmulator`, and ``redis_url`` points REDIS_URL at
+the session's redis-server. The arq samples keep arq out of their job functions, which run
+here without it; only the FastAPI app, which needs a package the project does not depend on,
+is compiled and not run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import importlib.util
 import json
@@ -31,6 +35,8 @@ import flex_participants.emulator
 from flex_participants import RetryPolicy
 from flex_participants.emulator import Fault, FlexEmulator
 
+from .conftest import RedisServer
+
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -46,6 +52,8 @@ _ENVIRONMENT = (
 )
 MISSING_KD = "KD" + "0" * 32
 MISSING_UO = "UO" + "0" * 32
+# The Redis database the samples get, emptied before each test: the other tests use db 0.
+SAMPLES_DB = 1
 
 
 def load(name: str) -> Any:
@@ -59,16 +67,39 @@ def load(name: str) -> Any:
     return module
 
 
-@pytest_asyncio.fixture
-async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FlexEmulator]:
-    """A running emulator, with TWILIO_* and FLEX_PARTICIPANTS_BASE_URL pointing at it."""
+@contextlib.asynccontextmanager
+async def serving(monkeypatch: pytest.MonkeyPatch, **options: Any) -> AsyncIterator[FlexEmulator]:
+    """Run a `FlexEmulator(**options)`, with TWILIO_* and FLEX_PARTICIPANTS_BASE_URL at it."""
     for name in _ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    async with FlexEmulator(seed=2024) as running:
+    async with FlexEmulator(seed=2024, **options) as running:
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", running.account_sid)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", running.auth_token)
         monkeypatch.setenv("FLEX_PARTICIPANTS_BASE_URL", running.base_url)
         yield running
+
+
+@pytest_asyncio.fixture
+async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FlexEmulator]:
+    """A running emulator, with TWILIO_* and FLEX_PARTICIPANTS_BASE_URL pointing at it."""
+    async with serving(monkeypatch) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """REDIS_URL pointing at an empty database of the session's redis-server."""
+    pytest.importorskip(
+        "redis", reason="the redis extra is not installed: pip install -e '.[redis]'"
+    )
+    client = redis_server.client(SAMPLES_DB)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    url = redis_server.url(SAMPLES_DB)
+    monkeypatch.setenv("REDIS_URL", url)
+    return url
 
 
 def types_of(participants: list[dict[str, Any]]) -> Counter[str]:
@@ -225,11 +256,78 @@ async def test_arq_worker_functions_share_one_client(emulator: FlexEmulator) -> 
 # -- scale-out.md -------------------------------------------------------------------------
 
 
-def test_arq_fleet_worker_compiles() -> None:
-    # It needs a Redis server, and arq to queue jobs: the sample is compiled, not run.
-    # RedisLimiter itself is run against a real redis-server by tests/test_redis_limit.py.
-    path = EXAMPLES / "arq_worker.py"
-    compile(path.read_text(), str(path), "exec")
+async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis(
+    emulator: FlexEmulator,
+    redis_server: RedisServer,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    channels = [emulator.add_channel(participants=n) for n in (0, 3, 75, 250)]
+
+    await load("shared_budget").main([*channels, (MISSING_KD, MISSING_UO)])
+
+    *results, fleet = capsys.readouterr().out.splitlines()
+    failed = [line for line in results if line.startswith(f"{MISSING_UO} failed:")]
+    assert len(failed) == 1
+    assert "HTTP 404" in failed[0]
+    assert sorted(line for line in results if line not in failed) == sorted(
+        f"{uo} {len(emulator.participants_of(kd, uo))}" for kd, uo in channels
+    )
+    # The slots were taken and given back in Redis, in the database of REDIS_URL.
+    summary = re.fullmatch(r"fleet: 0 in flight now, at most (\d+) at once", fleet)
+    assert summary is not None, fleet
+    assert 1 <= int(summary[1]) <= 20
+    client = redis_server.client(SAMPLES_DB)
+    try:
+        assert await client.dbsize() > 0  # emptied before the test
+    finally:
+        await client.aclose()
+
+
+async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
+    redis_server: RedisServer,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cap = 2
+    monkeypatch.setenv("FLEET_MAX_CONCURRENCY", str(cap))
+    fleet = load("arq_fleet")
+    assert fleet.WorkerSettings.functions == (fleet.fetch_channel,)
+    # The emulator answers 429 to any request above the cap: a fleet that kept it sees none.
+    async with serving(monkeypatch, latency=0.02, max_in_flight=cap) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in (1, 60, 120, 7, 200, 40)]
+        workers: list[dict[str, Any]] = [{}, {}]
+        for ctx in workers:
+            await fleet.startup(ctx)
+        try:
+            jobs = [
+                fleet.fetch_channel(workers[n % 2], kd, uo) for n, (kd, uo) in enumerate(channels)
+            ]
+            *fetched, missing = await asyncio.gather(
+                *jobs, fleet.fetch_channel(workers[0], MISSING_KD, MISSING_UO)
+            )
+        finally:
+            for ctx in workers:
+                await fleet.shutdown(ctx)
+
+        assert fetched == [
+            [{"sid": p["sid"], "type": p["type"]} for p in emulator.participants_of(kd, uo)]
+            for kd, uo in channels
+        ]
+        assert missing is None
+        assert emulator.stats.throttled == 0
+        assert 1 < emulator.stats.peak_in_flight <= cap
+    assert all(ctx["flex_client"].closed for ctx in workers)
+
+    client = redis_server.client(SAMPLES_DB)
+    try:
+        state = await flex_participants.RedisLimiter(
+            client, key="flex_participants:my-account", max_concurrency=cap
+        ).read_state()
+    finally:
+        await client.aclose()
+    assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
+    assert state.peak_in_flight == emulator.stats.peak_in_flight
 
 
 # -- errors.md ----------------------------------------------------------------------------

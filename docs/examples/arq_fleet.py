@@ -2,11 +2,11 @@
 
 Start as many workers as you like, on as many machines, all with the same REDIS_URL:
 
-    arq arq_worker.WorkerSettings
+    arq arq_fleet.WorkerSettings
 
 and queue channels for them:
 
-    python arq_worker.py KD... UO... [KD... UO... ...]
+    python arq_fleet.py KD... UO... [KD... UO... ...]
 
 However many workers run, together they never have more than FLEET_MAX_CONCURRENCY requests
 in flight, and a 429 seen by one slows all of them down.
