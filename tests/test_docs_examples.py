@@ -1,6 +1,7 @@
 """Every code sample of the docs runs here, against the emulator, so that none of them rots.
 
-The samples live in ``docs/examples/`` and the pages include them whole. The samples read their credentials, base URL and Redis URL from the
+The samples live in ``docs/examples/`` and the pages include them whole; no page holds a
+Python block of its own. The samples read their credentials, base URL and Redis URL from the
 environment, as production code does; the ``emulator`` fixture points TWILIO_* and
 FLEX_PARTICIPANTS_BASE_URL at a running `FlexEmulator`, and ``redis_url`` points REDIS_URL at
 the session's redis-server. The arq samples keep arq out of their job functions, which run
@@ -54,6 +55,10 @@ MISSING_KD = "KD" + "0" * 32
 MISSING_UO = "UO" + "0" * 32
 # The Redis database the samples get, emptied before each test: the other tests use db 0.
 SAMPLES_DB = 1
+# Samples that are test files themselves: pytest runs them, as a user would.
+PYTEST_SAMPLES = ("testing_with_emulator.py", "testing_with_aioresponses.py")
+# Samples that need a package the project does not depend on: compiled, not run.
+COMPILED_ONLY = ("web_app_fastapi.py",)
 
 
 def load(name: str) -> Any:
@@ -396,8 +401,7 @@ def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
             "-p",
             "no:cacheprovider",
             "-q",
-            str(EXAMPLES / "testing_with_emulator.py"),
-            str(EXAMPLES / "testing_with_aioresponses.py"),
+            *(str(EXAMPLES / name) for name in PYTEST_SAMPLES),
         ],
         cwd=ROOT,
         env=environment,
@@ -413,13 +417,76 @@ def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
 # -- the pages themselves -----------------------------------------------------------------
 
 
+# A Python block written into a page, rather than included from docs/examples/: a fence
+# (```, ~~~ or MyST's :::) in a Python lexer, with or without a code directive, an
+# reStructuredText code directive, or a doctest prompt.
+_PYTHON_LEXER = r"(?:python3?|py3?|pycon|ipython3?|python-console)\b"
+_INLINE_PYTHON = re.compile(
+    rf"^[ \t>]*(?:`{{3,}}|~{{3,}}|:{{3,}})[ \t]*"
+    rf"(?:\{{(?:code-block|code|sourcecode|code-cell)\}}[ \t]*)?{_PYTHON_LEXER}"
+    rf"|^[ \t]*\.\.[ \t]+(?:code-block|code|sourcecode|ipython|doctest)::(?:[ \t]*{_PYTHON_LEXER}|[ \t]*$)"
+    r"|^[ \t>]*>>>[ \t]",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
+def pages() -> list[Path]:
+    return sorted(page for page in DOCS.rglob("*.md") if "_build" not in page.parts)
+
+
+def test_no_page_holds_a_python_block_that_no_test_runs() -> None:
+    inline = []
+    for page in pages():
+        text = page.read_text()
+        for found in _INLINE_PYTHON.finditer(text):
+            line = text.count("\n", 0, found.start()) + 1
+            inline.append(f"{page.relative_to(ROOT)}:{line}: {found[0].strip()}")
+    assert inline == [], (
+        "Python written into a page is run by no test: move it to a sample in docs/examples/, "
+        "include it with literalinclude, and run it here"
+    )
+
+
+def test_the_check_for_inline_python_finds_each_kind_of_block() -> None:
+    caught = [
+        "```python\n",
+        "~~~py\n",
+        "````{code-block} python\n",
+        ":::{code} python3\n",
+        "```pycon\n",
+        "  .. code-block:: python\n",
+        ".. doctest::\n",
+        ">>> client = FlexClient()\n",
+    ]
+    passed = [
+        "```{literalinclude} examples/quickstart.py\n:language: python\n```\n",
+        "```console\n$ python3 -m flex_participants demo\n```\n",
+        "```text\n```\n",
+        "```{eval-rst}\n.. autoclass:: FlexClient\n```\n",
+    ]
+    assert [bool(_INLINE_PYTHON.search(block)) for block in caught] == [True] * len(caught)
+    assert [bool(_INLINE_PYTHON.search(block)) for block in passed] == [False] * len(passed)
+
+
 def test_every_sample_is_shown_on_a_page_and_every_included_file_exists() -> None:
     included: set[str] = set()
-    for page in DOCS.glob("*.md"):
-        for target in re.findall(r"```\{literalinclude\}\s+(\S+)", page.read_text()):
-            assert (DOCS / target).is_file(), f"{page.name} includes a missing {target}"
-            included.add(Path(target).name)
+    for page in pages():
+        for target in re.findall(
+            r"^[ \t]*[`~:]{3,}\{literalinclude\}\s+(\S+)", page.read_text(), re.MULTILINE
+        ):
+            path = (page.parent / target).resolve()
+            assert path.is_file(), f"{page.name} includes a missing {target}"
+            if path.suffix == ".py":
+                assert path.parent == EXAMPLES.resolve(), f"{page.name} includes {target}"
+            included.add(path.name)
     assert included == {path.name for path in EXAMPLES.glob("*.py")}
+
+
+def test_every_sample_is_run_by_a_test_here() -> None:
+    loaded = {f"{name}.py" for name in re.findall(r'\bload\("(\w+)"\)', Path(__file__).read_text())}
+    assert loaded | set(PYTEST_SAMPLES) | set(COMPILED_ONLY) == {
+        path.name for path in EXAMPLES.glob("*.py")
+    }
 
 
 def test_api_page_documents_every_public_name() -> None:
