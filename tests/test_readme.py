@@ -25,6 +25,22 @@ def test_the_quickstart_streams_every_participant_of_the_emulated_channel(
     assert all(line.startswith("UT") for line in lines)
 
 
+def test_the_batch_example_yields_one_result_per_channel_and_names_the_unknown_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    batch = python_blocks()[1]
+    exec(compile(batch, str(README), "exec"), {"__name__": "readme"})  # noqa: S102
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 41
+    [failure] = [line for line in lines if "failed:" in line]
+    assert failure.startswith("UO" + "0" * 32)
+    assert "20404" in failure
+
+
+def test_every_python_block_of_the_readme_is_run_here() -> None:
+    assert len(python_blocks()) == 2
+
+
 def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
     text = README.read_text(encoding="utf-8")
     first_block = re.search(r"```console\n(.*?)```", text, re.DOTALL)
