@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,33 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _source() -> str:
+    """The commit measured, and whether the package had changes not yet committed."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "flex_participants"],  # noqa: S607
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} with uncommitted changes to flex_participants/" if changes else commit
+
+
 def machine() -> dict[str, Any]:
     """What the run ran on."""
     return {
+        "source": _source(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -89,8 +114,13 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
 
     by_name = {result.name: result for result in results}
     panels = [name for name in ("prefetch", "batch", "cpu", "memory", "scale") if name in by_name]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for axis, name in zip(axes[0], panels, strict=True):
+    columns = 3
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(12, 3.6 * rows), squeeze=False)
+    flat = [axis for row in axes for axis in row]
+    for axis in flat[len(panels) :]:
+        axis.set_visible(False)
+    for axis, name in zip(flat, panels, strict=False):
         result = by_name[name]
         labels, medians, lows, highs = _panel(result)
         positions = range(len(labels))
@@ -166,7 +196,7 @@ def results_section(
             "",
             f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores,"
             f" {info['implementation']} {info['python']} ({info['platform']}){load_text};"
-            f" {packages}. {repeat} repetitions of each scenario, the systems interleaved"
+            f" {packages}; commit {info['source']}. {repeat} repetitions of each scenario, the systems interleaved"
             " within each; the figures are medians with the (min-max) of the runs, the ratios"
             " medians of the per-run ratios.",
             "",
