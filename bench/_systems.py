@@ -133,8 +133,8 @@ class TwilioSystem(_Closing):
         self._client: Any = None
 
     async def __aenter__(self) -> Self:
-        from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
-        from twilio.rest import Client  # type: ignore[import-untyped]
+        from twilio.http.async_http_client import AsyncTwilioHttpClient
+        from twilio.rest import Client
 
         # Its aiohttp session is made in the constructor: inside the loop, then.
         self._http = AsyncTwilioHttpClient()
