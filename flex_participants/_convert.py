@@ -68,13 +68,15 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = frozenset({dict, list})
+
+
 def _freeze_object(value: dict[str, Any]) -> MappingProxyType[str, Any]:
-    for item in value.values():
-        if type(item) is dict or type(item) is list:
-            return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    # Flat, as routing properties usually are: the dict was just decoded and nobody else
-    # holds it, so a read-only view of it needs no copy.
-    return MappingProxyType(value)
+    if _CONTAINERS.isdisjoint(map(type, value.values())):
+        # Flat, as routing properties usually are: the dict was just decoded and nobody
+        # else holds it, so a read-only view of it needs no copy.
+        return MappingProxyType(value)
+    return MappingProxyType({k: _freeze(v) for k, v in value.items()})
 
 
 _TYPES: dict[str, ParticipantType] = {member.value: member for member in ParticipantType}
@@ -94,54 +96,77 @@ _set_sid, _set_type, _set_interaction, _set_channel, _set_url, _set_routing = (
 )
 
 
-def _participant_shape_error(obj: dict[str, Any]) -> _ShapeError:
-    """Name the first field of a participant that is not of its type (the slow path)."""
-    kind = obj.get("type")
+def _structure_participants(raw: list[Any]) -> tuple[Participant, ...]:
+    """Build the participants of a page, or raise `_ShapeError` for the first bad one.
+
+    Written by hand, one loop for the whole page, rather than generated: this is the hot
+    path, run once per participant, so the checks are inlined, names are local, and error
+    messages are built only on failure.
+    """
+    new, model, listed, proxy = _new, Participant, _TYPES, MappingProxyType
+    containers = _CONTAINERS
+    set_sid, set_type, set_interaction = _set_sid, _set_type, _set_interaction
+    set_channel, set_url, set_routing = _set_channel, _set_url, _set_routing
+    participants: list[Participant] = []
+    append = participants.append
+    for obj in raw:
+        if type(obj) is not dict:
+            raise _ShapeError(f"expected an object, got {_kind(obj)}")
+        get = obj.get
+        sid = get("sid")
+        kind = get("type")
+        interaction_sid = get("interaction_sid")
+        channel_sid = get("channel_sid")
+        url = get("url")
+        routing = get("routing_properties")
+        member = listed.get(kind) if type(kind) is str else None
+        if (
+            member is None
+            or (type(sid) is not str and sid is not None)
+            or (type(interaction_sid) is not str and interaction_sid is not None)
+            or (type(channel_sid) is not str and channel_sid is not None)
+            or (type(url) is not str and url is not None)
+            or (type(routing) is not dict and routing is not None)
+        ):
+            member = _check_participant(sid, kind, interaction_sid, channel_sid, url, routing)
+        if routing is not None:
+            if containers.isdisjoint(map(type, routing.values())):
+                routing = proxy(routing)
+            else:
+                try:
+                    routing = _freeze_object(routing)
+                except RecursionError:
+                    # orjson accepts 1024 levels, more than Python's stack has room to copy.
+                    raise _ShapeError("routing_properties: nested too deeply") from None
+        participant = new(model)
+        set_sid(participant, sid)
+        set_type(participant, member)
+        set_interaction(participant, interaction_sid)
+        set_channel(participant, channel_sid)
+        set_url(participant, url)
+        set_routing(participant, routing)
+        append(participant)
+    return tuple(participants)
+
+
+def _check_participant(*fields: Any) -> ParticipantType:
+    """The slow path: a type the API does not list, or a field of the wrong type."""
+    kind, routing = fields[1], fields[5]
     if type(kind) is not str:
-        return _ShapeError(f"type: expected a string, got {_kind(kind)}")
-    for name in ("sid", "interaction_sid", "channel_sid", "url"):
-        value = obj.get(name)
-        if value is not None and type(value) is not str:
-            return _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
-    routing = obj.get("routing_properties")
-    return _ShapeError(f"routing_properties: expected an object or null, got {_kind(routing)}")
+        raise _ShapeError(f"type: expected a string, got {_kind(kind)}")
+    for name, value in zip(_FIELDS, fields, strict=True):
+        if name in _STRING_FIELDS and value is not None and type(value) is not str:
+            raise _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
+    if routing is not None and type(routing) is not dict:
+        raise _ShapeError(f"routing_properties: expected an object or null, got {_kind(routing)}")
+    return ParticipantType(kind)
+
+
+_STRING_FIELDS = frozenset({"sid", "interaction_sid", "channel_sid", "url"})
 
 
 def _structure_participant(obj: Any, _: Any) -> Participant:
-    # Written by hand rather than generated: this runs once per participant and is the hot
-    # path, so the checks are inlined and the error messages built only on failure.
-    if type(obj) is not dict:
-        raise _ShapeError(f"expected an object, got {_kind(obj)}")
-    get = obj.get
-    sid = get("sid")
-    kind = get("type")
-    interaction_sid = get("interaction_sid")
-    channel_sid = get("channel_sid")
-    url = get("url")
-    routing = get("routing_properties")
-    if (
-        type(kind) is not str
-        or (type(sid) is not str and sid is not None)
-        or (type(interaction_sid) is not str and interaction_sid is not None)
-        or (type(channel_sid) is not str and channel_sid is not None)
-        or (type(url) is not str and url is not None)
-        or (type(routing) is not dict and routing is not None)
-    ):
-        raise _participant_shape_error(obj)
-    if routing is not None:
-        try:
-            routing = _freeze_object(routing)
-        except RecursionError:
-            # orjson accepts 1024 levels, more than Python's stack has room to copy.
-            raise _ShapeError("routing_properties: nested too deeply") from None
-    participant = _new(Participant)
-    _set_sid(participant, sid)
-    _set_type(participant, _TYPES.get(kind) or ParticipantType(kind))
-    _set_interaction(participant, interaction_sid)
-    _set_channel(participant, channel_sid)
-    _set_url(participant, url)
-    _set_routing(participant, routing)
-    return participant
+    return _structure_participants([obj])[0]
 
 
 def _strict_str(value: Any, _: Any) -> str:
@@ -194,14 +219,13 @@ def _structure_page(obj: Any, _: Any) -> ParticipantPage:
     raw = obj.get("participants")
     if type(raw) is not list:
         raise _ShapeError(f"participants: expected a list, got {_kind(raw)}")
-    structure = _structure_participant
     try:
-        participants = tuple([structure(item, Participant) for item in raw])
+        participants = _structure_participants(raw)
     except _ShapeError:
         # Only on the error path: find which item failed, to name it.
         for index, item in enumerate(raw):
             try:
-                structure(item, Participant)
+                _structure_participants([item])
             except _ShapeError as exc:
                 raise _ShapeError(f"participants[{index}]: {exc}") from None
         raise  # pragma: no cover - the loop above always finds the culprit
