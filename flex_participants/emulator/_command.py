@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of the generated data")
     parser.add_argument("--channels", type=int, default=0, metavar="N", help="channels to generate")
     parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="added to every request"
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds added to every request (as in `flex-participants emulator`)",
     )
     parser.add_argument(
         "--max-in-flight",
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             seed=args.seed,
             channels=args.channels,
-            latency=args.latency,
+            latency=args.latency / 1000,
             max_in_flight=args.max_in_flight,
             retry_after=args.retry_after,
             account_sid=args.account_sid,
