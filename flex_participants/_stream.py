@@ -15,6 +15,7 @@ from typing import Final, Self
 
 from yarl import URL
 
+from ._errors import InvalidResponseError
 from ._models import Participant, ParticipantPage
 
 __all__ = ["ParticipantStream"]
@@ -31,24 +32,38 @@ class _Pager:
         self.next_url = first_url
         self._limit = limit
         self._fetched = 0
+        self._broken: InvalidResponseError | None = None
 
     def exhausted(self) -> bool:
-        return self.next_url is None or (self._limit is not None and self._fetched >= self._limit)
+        if self._limit is not None and self._fetched >= self._limit:
+            return True
+        return self.next_url is None and self._broken is None
 
     async def fetch_next(self) -> ParticipantPage | None:
         if self.exhausted():
             return None
-        assert self.next_url is not None
-        page = await self._fetch(self.next_url)
+        if self._broken is not None:
+            raise self._broken
+        url = self.next_url
+        assert url is not None
+        page = await self._fetch(url)
         self._fetched += len(page.participants)
-        next_url = page.meta.next_page_url
+        next_url = URL(page.meta.next_page_url) if page.meta.next_page_url else None
+        if next_url is not None and next_url == url:
+            # A server that names the same page as its own next would keep us paging forever,
+            # repeating its participants: deliver this page, then fail where the next would be.
+            self._broken = InvalidResponseError(
+                "meta.next_page_url points back at this same page", url=str(url), status=200
+            )
+            next_url = None
         # An empty page ends the walk even if it names a next page: a server that keeps
-        # sending empty pages must not keep us paging forever.
-        self.next_url = URL(next_url) if next_url and page.participants else None
+        # sending empty pages must not keep us paging forever either.
+        self.next_url = next_url if page.participants else None
         return page
 
     def stop(self) -> None:
         self.next_url = None
+        self._broken = None
 
 
 class _Prefetcher:

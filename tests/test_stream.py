@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from flex_participants import FlexClient, InvalidArgumentError, NotFoundError, ParticipantPage
+from flex_participants import (
+    FlexClient,
+    InvalidArgumentError,
+    InvalidResponseError,
+    NotFoundError,
+    ParticipantPage,
+)
 
 from .helpers import KD, sid, twilio_error
 from .server import PagedServer, Seen, idle_tasks, settle
@@ -228,6 +234,46 @@ async def test_an_error_page_comes_after_every_participant_before_it(
         await settle()
         assert idle_tasks() == set()
     assert got == sids(range(20))
+
+
+async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_response(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+
+    async def hook(seen: Seen) -> web.Response:
+        body = paged_server._page(seen.request, uo, seen.page)
+        body["meta"]["next_page_url"] = str(seen.request.url)
+        return web.json_response(body)
+
+    paged_server.hook = hook
+    got: list[str | None] = []
+
+    async def consume(client: FlexClient) -> None:
+        async for p in client.participants(KD, uo, page_size=10):
+            got.append(p.sid)
+
+    async with client_for(paged_server) as client:
+        with pytest.raises(InvalidResponseError, match="points back at this same page"):
+            await consume(client)
+    assert got == sids(range(10))
+    assert len(paged_server.seen) == 1
+
+
+async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 0)
+
+    async def hook(seen: Seen) -> web.Response:
+        body = paged_server._page(seen.request, uo, seen.page)
+        body["meta"]["next_page_url"] = f"{paged_server.base_url}{seen.request.path}?Page=9"
+        return web.json_response(body)
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        assert await client.participants(KD, uo).collect() == []
+    assert len(paged_server.seen) == 1
 
 
 async def test_breaking_out_of_the_loop_cancels_the_prefetch(
