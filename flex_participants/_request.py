@@ -71,7 +71,13 @@ def participants_url(
     page_token: str | None = None,
 ) -> URL:
     """The URL of one page of a channel's participants (SIDs already checked)."""
-    url = base / "v1" / "Interactions" / interaction_sid / "Channels" / channel_sid / "Participants"
+    # One with_path() rather than six `/`: this runs once per channel of a batch, and the
+    # SIDs were checked to be letters and hex digits, so nothing needs encoding.
+    url = base.with_path(
+        f"{base.path.rstrip('/')}/v1/Interactions/{interaction_sid}/Channels/{channel_sid}"
+        "/Participants",
+        encoded=True,
+    )
     query: dict[str, str | int] = {}
     if page_size is not None:
         query["PageSize"] = page_size
