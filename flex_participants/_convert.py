@@ -242,7 +242,8 @@ def parse_page(body: bytes) -> ParticipantPage:
         _DecodeError: the body is not JSON.
         _ShapeError: the body is JSON but not a page of participants.
     """
-    return _structure_page(loads(body), ParticipantPage)
+    page: ParticipantPage = converter.structure(loads(body), ParticipantPage)
+    return page
 
 
 def to_dict(model: Participant | PageMeta | ParticipantPage) -> dict[str, Any]:
