@@ -76,19 +76,21 @@ class _Prefetcher:
     def __init__(self, pager: _Pager, depth: int, name: str) -> None:
         self._pager = pager
         self._buffer: asyncio.Queue[ParticipantPage | Exception | object] = asyncio.Queue()
-        # One credit per page that may be requested before the caller takes it.
+        # Pages requested but not yet asked for by the caller: at most `depth`.
         self._credits = asyncio.Semaphore(depth)
         self.task = asyncio.create_task(self._produce(), name=name)
 
     async def take(self) -> ParticipantPage | None:
+        # Asking for a page means the caller is done with the previous one, so one more page
+        # may be requested: released now, before waiting, the producer can request the page
+        # after this one the moment this one arrives, without waiting for the caller to wake.
+        self._credits.release()
         item = await self._buffer.get()
         if item is _END:
             return None
         if isinstance(item, Exception):
             raise item
         assert isinstance(item, ParticipantPage)
-        # The caller now consumes this page: the page after it may be requested meanwhile.
-        self._credits.release()
         return item
 
     async def _produce(self) -> None:
