@@ -29,11 +29,16 @@ def _fixed() -> Column:
     return Column(no_wrap=True)
 
 
+def _squeezable() -> Column:
+    # Gives way first, with an ellipsis, when the terminal is narrow.
+    return Column(no_wrap=True, overflow="ellipsis", ratio=1)
+
+
 class _RequestsColumn(ProgressColumn):
     """Requests per second and retries, read from the client at every refresh."""
 
     def __init__(self, client: FlexClient) -> None:
-        super().__init__(table_column=_fixed())
+        super().__init__(table_column=_squeezable())
         self._client = client
         self._first = client.requests_sent
 
@@ -41,7 +46,15 @@ class _RequestsColumn(ProgressColumn):
         requests = self._client.requests_sent - self._first
         elapsed = task.elapsed or 0.0
         rate = requests / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:,.0f} req/s  {self._client.retries:,} retries", style="cyan")
+        participants = task.fields["participants"]
+        text = Text(
+            f"{participants:,} participants  {rate:,.0f} req/s  {self._client.retries:,} retries  ",
+            style="cyan",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        text.append_text(Text.from_markup(task.fields["errors"]))
+        return text
 
 
 class ExportProgress:
@@ -54,15 +67,13 @@ class ExportProgress:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}", table_column=_fixed()),
-            # The bar takes what the text leaves, so that a narrow terminal squeezes it first.
-            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4, max_width=40)),
+            # Most important first and never squeezed: the bar, channels done, time left. The
+            # counters come last and give way, with an ellipsis, in a narrow terminal.
+            BarColumn(bar_width=20, table_column=_fixed()),
             MofNCompleteColumn(table_column=_fixed()),
-            TextColumn(
-                "channels  {task.fields[participants]:,} participants", table_column=_fixed()
-            ),
-            _RequestsColumn(client),
-            TextColumn("{task.fields[errors]}", table_column=_fixed()),
+            TextColumn("channels", table_column=_fixed()),
             TimeRemainingColumn(table_column=_fixed()),
+            _RequestsColumn(client),
             console=console,
             expand=True,
             refresh_per_second=8,
