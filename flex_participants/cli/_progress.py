@@ -118,4 +118,5 @@ class ExportProgress:
             )
 
     def _errors_text(self) -> str:
-        return f"[red]{self._errors} errors[/]" if self._errors else "0 errors"
+        noun = "error" if self._errors == 1 else "errors"
+        return f"[red]{self._errors} {noun}[/]" if self._errors else "0 errors"
