@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._batch import ChannelBatch, Channels
-from ._convert import _DecodeError, _ShapeError, loads, parse_page
+from ._convert import DecodedPage, _DecodeError, _ShapeError, build_page, decode_page, loads
 from ._errors import (
     AuthenticationError,
     FlexAPIError,
@@ -145,22 +145,50 @@ def _error_from_response(
     return error
 
 
-def _page_from_response(
+def _decode_response(
     url: str, status: int, headers: CIMultiDictProxy[str], body: bytes
-) -> ParticipantPage:
+) -> _FetchedPage:
     content_type = headers.get("Content-Type", "")
     if content_type and "json" not in content_type.lower():
         raise InvalidResponseError(
             f"expected JSON, got {content_type!r} ({len(body)} bytes)", url=url, status=status
         )
     try:
-        return parse_page(body)
+        return _FetchedPage(decode_page(body), url)
     except _DecodeError as exc:
         raise InvalidResponseError(str(exc), url=url, status=status) from None
     except _ShapeError as exc:
-        raise InvalidResponseError(
-            f"not a page of participants: {exc}", url=url, status=status, is_json=True
-        ) from None
+        raise _not_a_page(exc, url) from None
+
+
+def _not_a_page(problem: _ShapeError, url: str) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"not a page of participants: {problem}", url=url, status=200, is_json=True
+    )
+
+
+class _FetchedPage:
+    """A page as it arrived: paging reads it at once, its models are built on `build`."""
+
+    __slots__ = ("_decoded", "_url")
+
+    def __init__(self, decoded: DecodedPage, url: str) -> None:
+        self._decoded = decoded
+        self._url = url
+
+    @property
+    def next_page_url(self) -> str | None:
+        return self._decoded.next_page_url
+
+    @property
+    def count(self) -> int:
+        return self._decoded.count
+
+    def build(self) -> ParticipantPage:
+        try:
+            return build_page(self._decoded)
+        except _ShapeError as exc:
+            raise _not_a_page(exc, self._url) from None
 
 
 def _reason(error: FlexError) -> str:
@@ -413,7 +441,7 @@ class FlexClient:
             page=page,
             page_token=page_token,
         )
-        return await self._fetch(url)
+        return (await self._fetch(url)).build()
 
     async def fetch_page_url(self, url: str) -> ParticipantPage:
         """Fetch the page at ``url``: a ``meta.next_page_url`` (or any page URL) of this origin.
@@ -427,7 +455,7 @@ class FlexClient:
             parsed = URL(url)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"not a URL: {url!r} ({exc})") from None
-        return await self._fetch(parsed)
+        return (await self._fetch(parsed)).build()
 
     def participants_for_channels(
         self,
@@ -469,7 +497,7 @@ class FlexClient:
 
     # -- one page, with retries ---------------------------------------------------------
 
-    async def _fetch(self, url: URL) -> ParticipantPage:
+    async def _fetch(self, url: URL) -> _FetchedPage:
         url = check_same_origin(url, self._origin)
         session = self._get_session()
         policy = self._retry
@@ -498,7 +526,7 @@ class FlexClient:
 
     async def _attempt(
         self, session: aiohttp.ClientSession, url: URL, attempt: int
-    ) -> ParticipantPage:
+    ) -> _FetchedPage:
         permit = await self._limiter.acquire()
         throttled = False
         status: int | str = "error"
@@ -529,7 +557,7 @@ class FlexClient:
             )
         assert isinstance(status, int)
         if status == 200:
-            return _page_from_response(url_text, status, headers, body)
+            return _decode_response(url_text, status, headers, body)
         if 300 <= status < 400:
             raise InvalidResponseError(
                 f"unexpected redirect to {headers.get('Location', 'nowhere')!r}; redirects are not "

@@ -18,7 +18,15 @@ from cattrs.gen import make_dict_structure_fn
 
 from ._models import PageMeta, Participant, ParticipantPage, ParticipantType
 
-__all__ = ["converter", "loads", "parse_page", "to_dict"]
+__all__ = [
+    "DecodedPage",
+    "build_page",
+    "converter",
+    "decode_page",
+    "loads",
+    "parse_page",
+    "to_dict",
+]
 
 try:
     import orjson
@@ -235,6 +243,57 @@ def _structure_page(obj: Any, _: Any) -> ParticipantPage:
 converter.register_structure_hook(ParticipantPage, _structure_page)
 
 
+class DecodedPage:
+    """A page decoded from JSON but not yet built into models.
+
+    Paging needs only ``next_page_url`` and the number of participants, read here at once;
+    the models are built by `build_page` when the caller takes the page, so that a stream
+    can request the next page before it spends time on this one.
+    """
+
+    __slots__ = ("count", "data", "next_page_url")
+
+    def __init__(self, data: dict[str, Any], next_page_url: str | None, count: int) -> None:
+        self.data = data
+        self.next_page_url = next_page_url
+        self.count = count
+
+
+def decode_page(body: bytes) -> DecodedPage:
+    """Decode a response body and check what paging relies on.
+
+    Raises:
+        _DecodeError: the body is not JSON.
+        _ShapeError: the body is JSON, but not an object with a ``meta`` object, a
+            ``next_page_url`` string or null, and a ``participants`` list.
+    """
+    data = loads(body)
+    if type(data) is not dict:
+        raise _ShapeError(f"expected a JSON object, got {_kind(data)}")
+    meta = data.get("meta")
+    if type(meta) is not dict:
+        raise _ShapeError(f"meta: expected an object, got {_kind(meta)}")
+    next_page_url = meta.get("next_page_url")
+    if next_page_url is not None and type(next_page_url) is not str:
+        raise _ShapeError(
+            f"meta.next_page_url: expected a string or null, got {_kind(next_page_url)}"
+        )
+    participants = data.get("participants")
+    if type(participants) is not list:
+        raise _ShapeError(f"participants: expected a list, got {_kind(participants)}")
+    return DecodedPage(data, next_page_url, len(participants))
+
+
+def build_page(decoded: DecodedPage) -> ParticipantPage:
+    """Build the models of a decoded page.
+
+    Raises:
+        _ShapeError: a field is missing or of the wrong type.
+    """
+    page: ParticipantPage = converter.structure(decoded.data, ParticipantPage)
+    return page
+
+
 def parse_page(body: bytes) -> ParticipantPage:
     """Build a `ParticipantPage` from a response body.
 
@@ -242,8 +301,7 @@ def parse_page(body: bytes) -> ParticipantPage:
         _DecodeError: the body is not JSON.
         _ShapeError: the body is JSON but not a page of participants.
     """
-    page: ParticipantPage = converter.structure(loads(body), ParticipantPage)
-    return page
+    return build_page(decode_page(body))
 
 
 def to_dict(model: Participant | PageMeta | ParticipantPage) -> dict[str, Any]:

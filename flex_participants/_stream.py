@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Final, Self
+from typing import Protocol, Self
 
 from yarl import URL
 
@@ -20,8 +20,20 @@ from ._models import Participant, ParticipantPage
 
 __all__ = ["ParticipantStream"]
 
-_FetchPage = Callable[[URL], Awaitable[ParticipantPage]]
-_END: Final = object()
+
+class _Fetched(Protocol):
+    """A page as it arrived: what paging needs, and its models built on demand."""
+
+    @property
+    def next_page_url(self) -> str | None: ...
+
+    @property
+    def count(self) -> int: ...
+
+    def build(self) -> ParticipantPage: ...
+
+
+_FetchPage = Callable[[URL], Awaitable[_Fetched]]
 
 
 class _Pager:
@@ -39,7 +51,7 @@ class _Pager:
             return True
         return self.next_url is None and self._broken is None
 
-    async def fetch_next(self) -> ParticipantPage | None:
+    async def fetch_next(self) -> _Fetched | None:
         if self.exhausted():
             return None
         if self._broken is not None:
@@ -47,8 +59,8 @@ class _Pager:
         url = self.next_url
         assert url is not None
         page = await self._fetch(url)
-        self._fetched += len(page.participants)
-        next_url = URL(page.meta.next_page_url) if page.meta.next_page_url else None
+        self._fetched += page.count
+        next_url = URL(page.next_page_url) if page.next_page_url else None
         if next_url is not None and next_url == url:
             # A server that names the same page as its own next would keep us paging forever,
             # repeating its participants: deliver this page, then fail where the next would be.
@@ -58,7 +70,7 @@ class _Pager:
             next_url = None
         # An empty page ends the walk even if it names a next page: a server that keeps
         # sending empty pages must not keep us paging forever either.
-        self.next_url = next_url if page.participants else None
+        self.next_url = next_url if page.count else None
         return page
 
     def stop(self) -> None:
@@ -75,22 +87,20 @@ class _Prefetcher:
 
     def __init__(self, pager: _Pager, depth: int, name: str) -> None:
         self._pager = pager
-        self._buffer: asyncio.Queue[ParticipantPage | Exception | object] = asyncio.Queue()
+        # Pages in order, then an exception or None for the end.
+        self._buffer: asyncio.Queue[_Fetched | Exception | None] = asyncio.Queue()
         # Pages requested but not yet asked for by the caller: at most `depth`.
         self._credits = asyncio.Semaphore(depth)
         self.task = asyncio.create_task(self._produce(), name=name)
 
-    async def take(self) -> ParticipantPage | None:
+    async def take(self) -> _Fetched | None:
         # Asking for a page means the caller is done with the previous one, so one more page
         # may be requested: released now, before waiting, the producer can request the page
         # after this one the moment this one arrives, without waiting for the caller to wake.
         self._credits.release()
         item = await self._buffer.get()
-        if item is _END:
-            return None
         if isinstance(item, Exception):
             raise item
-        assert isinstance(item, ParticipantPage)
         return item
 
     async def _produce(self) -> None:
@@ -104,7 +114,7 @@ class _Prefetcher:
         except Exception as exc:  # handed to the caller in order, after the pages before it
             self._buffer.put_nowait(exc)
         else:
-            self._buffer.put_nowait(_END)
+            self._buffer.put_nowait(None)
 
 
 class ParticipantStream:
@@ -240,13 +250,16 @@ class ParticipantStream:
                 self._on_open(self)
         try:
             if self._prefetch == 0:
-                page = await self._pager.fetch_next()
+                fetched = await self._pager.fetch_next()
             else:
                 if self._prefetcher is None:
                     self._prefetcher = _Prefetcher(
                         self._pager, self._prefetch, name=f"flex_participants prefetch {id(self):x}"
                     )
-                page = await self._prefetcher.take()
+                fetched = await self._prefetcher.take()
+            # Built here, on the caller's side: the producer has already sent the request for
+            # the page after this one.
+            page = fetched.build() if fetched is not None else None
         except BaseException:
             await self.aclose()
             raise
