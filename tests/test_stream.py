@@ -41,6 +41,18 @@ async def test_yields_every_participant_once_in_server_order_across_many_pages(
     assert [s.page for s in paged_server.seen] == list(range(25))
 
 
+async def test_anext_and_async_for_can_be_mixed_without_losing_or_repeating(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 25)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        async with stream:
+            first = [(await anext(stream)).sid for _ in range(12)]
+            rest = [p.sid async for p in stream]
+    assert first + rest == sids(range(25))
+
+
 async def test_an_empty_channel_yields_nothing_after_one_request(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
