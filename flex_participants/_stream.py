@@ -9,6 +9,7 @@ stream is exhausted, fails, is closed, is garbage-collected, or when its client 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Protocol, Self
@@ -214,7 +215,9 @@ class ParticipantStream:
         A closed stream yields nothing more, not even the rest of the current page.
         """
         self._closed = True
-        self._current = iter(())
+        # Exhaust the current page's iterator rather than replace it: a loop already
+        # stepping through it (inside `async for`) must stop too.
+        collections.deque(self._current, maxlen=0)
         self._pager.stop()
         prefetcher, self._prefetcher = self._prefetcher, None
         if prefetcher is not None and not prefetcher.task.done():

@@ -322,6 +322,20 @@ async def test_aclose_cancels_the_prefetch_and_ends_the_stream(
         await stream.aclose()
 
 
+async def test_aclose_inside_the_loop_ends_the_loop_at_once(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    got: list[str | None] = []
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        async for p in stream:
+            got.append(p.sid)
+            if len(got) == 4:
+                await stream.aclose()
+    assert got == sids(range(4))
+
+
 async def test_cancelling_the_consumer_cancels_the_prefetch(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
