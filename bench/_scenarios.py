@@ -140,6 +140,24 @@ def _paired(runs: list[dict[str, Any]], a: str, b: str, key: str) -> list[float]
 # -- running -----------------------------------------------------------------------------
 
 
+def _summarise_bounded(
+    result: ScenarioResult, system: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Put the medians of a wall-time-against-bound scenario in ``result.summary[system]``;
+    return the walls, bounds and ratios of its runs."""
+    walls = _values(result.runs, system, "wall")
+    bounds = _values(result.runs, system, "bound")
+    ratios = _values(result.runs, system, "ratio")
+    result.summary[system] = {
+        "wall": _median(walls),
+        "bound": _median(bounds),
+        "ratio": _median(ratios),
+        "s": _median(_values(result.runs, system, "s")),
+        "ratios": ratios,
+    }
+    return walls, bounds, ratios
+
+
 def _sids_ok(got: Sequence[str | None], expected: set[str]) -> tuple[bool, str]:
     if len(got) == len(expected) and set(got) == expected:
         return True, ""
@@ -235,24 +253,14 @@ async def prefetch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResul
         "consume": consume,
     }
     for system in IN_PROCESS:
-        walls = _values(result.runs, system, "wall")
-        bounds = _values(result.runs, system, "bound")
-        ratios = _values(result.runs, system, "ratio")
-        s_values = _values(result.runs, system, "s")
-        result.summary[system] = {
-            "wall": _median(walls),
-            "bound": _median(bounds),
-            "ratio": _median(ratios),
-            "s": _median(s_values),
-            "ratios": ratios,
-        }
+        walls, bounds, ratios = _summarise_bounded(result, system)
         is_sdk = system == "sdk"
         result.rows.append(
             Row(
                 "prefetch",
                 system,
                 "wall " + _spread(walls, 1000, 0, " ms"),
-                f"bound {_median(bounds) * 1000:,.0f} ms (S = {_median(s_values) * 1000:.1f} ms)",
+                f"bound {_median(bounds) * 1000:,.0f} ms (S = {result.summary[system]['s'] * 1000:.1f} ms)",
                 f"{_median(ratios):.3f}" if ratios else "",
                 "≤ 1.03 x bound" if is_sdk else "",
                 _verdict(bool(ratios) and _median(ratios) <= 1.03, not _lost(result, system))
@@ -311,17 +319,7 @@ async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
         "concurrency": CONCURRENCY,
     }
     for system in IN_PROCESS:
-        walls = _values(result.runs, system, "wall")
-        bounds = _values(result.runs, system, "bound")
-        ratios = _values(result.runs, system, "ratio")
-        s_values = _values(result.runs, system, "s")
-        result.summary[system] = {
-            "wall": _median(walls),
-            "bound": _median(bounds),
-            "ratio": _median(ratios),
-            "s": _median(s_values),
-            "ratios": ratios,
-        }
+        walls, bounds, ratios = _summarise_bounded(result, system)
         if system == "sdk":
             versus_twilio = _paired(result.runs, "sdk", "twilio", "wall")
             versus_reference = _paired(result.runs, "sdk", "reference", "wall")
@@ -338,7 +336,7 @@ async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
                     "batch",
                     system,
                     "wall " + _spread(walls, 1000, 0, " ms"),
-                    f"bound {_median(bounds) * 1000:,.0f} ms (S = {_median(s_values) * 1000:.1f} ms);"
+                    f"bound {_median(bounds) * 1000:,.0f} ms (S = {result.summary[system]['s'] * 1000:.1f} ms);"
                     f" / twilio {_median(versus_twilio):.2f}, / reference"
                     f" {_median(versus_reference):.2f}",
                     f"{_median(ratios):.3f}" if ratios else "",
@@ -352,7 +350,7 @@ async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
                     "batch",
                     system,
                     "wall " + _spread(walls, 1000, 0, " ms"),
-                    f"bound {_median(bounds) * 1000:,.0f} ms (S = {_median(s_values) * 1000:.1f} ms)",
+                    f"bound {_median(bounds) * 1000:,.0f} ms (S = {result.summary[system]['s'] * 1000:.1f} ms)",
                     f"{_median(ratios):.3f}" if ratios else "",
                     "",
                     _lost_note(result, system),
