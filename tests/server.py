@@ -12,8 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from flex_participants import Participant
 
 from .helpers import participant, sid, twilio_error
 
@@ -144,3 +147,29 @@ async def settle(rounds: int = 20) -> None:
     """Let cancelled tasks and callbacks run to their end."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+def rewrite_next_page_url(server: PagedServer, channel_sid: str, to: Callable[[Seen], str]) -> None:
+    """Serve ``channel_sid``'s pages as usual, but with ``meta.next_page_url`` set by ``to``."""
+
+    async def hook(seen: Seen) -> web.StreamResponse:
+        body = server._page(seen.request, channel_sid, seen.page)
+        body["meta"]["next_page_url"] = to(seen)
+        return web.json_response(body)
+
+    server.hook = hook
+
+
+async def sids_until(
+    error: type[Exception], participants: AsyncIterator[Participant], *, match: str
+) -> list[str | None]:
+    """The SIDs a stream yields before it raises ``error`` (failing the test if it does not)."""
+    got: list[str | None] = []
+
+    async def consume() -> None:
+        async for item in participants:
+            got.append(item.sid)
+
+    with pytest.raises(error, match=match):
+        await consume()
+    return got

@@ -25,7 +25,15 @@ from flex_participants import (
 )
 
 from .helpers import KD, sid, twilio_error
-from .server import PagedServer, Seen, idle_tasks, serve, settle
+from .server import (
+    PagedServer,
+    Seen,
+    idle_tasks,
+    rewrite_next_page_url,
+    serve,
+    settle,
+    sids_until,
+)
 
 ClientFor = Callable[..., FlexClient]
 Fault = Callable[[Seen], Awaitable[web.StreamResponse]]
@@ -385,21 +393,10 @@ async def test_a_foreign_next_page_url_is_refused_and_receives_nothing(
         foreign = f"{elsewhere.base_url}/v1/Interactions/{KD}/Channels/{sid('UO', 1)}/Participants"
         uo = paged_server.add_channel(1, 20)
 
-        async def hook(seen: Seen) -> web.StreamResponse:
-            body = paged_server._page(seen.request, uo, seen.page)
-            body["meta"]["next_page_url"] = foreign + "?Page=1"
-            return web.json_response(body)
-
-        paged_server.hook = hook
-        got: list[str | None] = []
-
-        async def consume(client: FlexClient) -> None:
-            async for p in client.participants(KD, uo, page_size=10):
-                got.append(p.sid)
-
+        rewrite_next_page_url(paged_server, uo, lambda seen: foreign + "?Page=1")
         async with client_for(paged_server) as client:
-            with pytest.raises(UnsafeURLError, match="refusing to send credentials"):
-                await consume(client)
+            stream = client.participants(KD, uo, page_size=10)
+            got = await sids_until(UnsafeURLError, stream, match="refusing to send credentials")
         assert elsewhere.seen == []
     assert got == [sid("UT", n) for n in range(10)]
 

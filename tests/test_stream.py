@@ -19,7 +19,7 @@ from flex_participants import (
 )
 
 from .helpers import KD, sid, twilio_error
-from .server import PagedServer, Seen, idle_tasks, settle
+from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle, sids_until
 
 ClientFor = Callable[..., FlexClient]
 
@@ -234,15 +234,10 @@ async def test_an_error_page_comes_after_every_participant_before_it(
         return None
 
     paged_server.hook = hook
-    got: list[str | None] = []
-
-    async def consume(client: FlexClient) -> None:
-        async for p in client.participants(KD, uo, page_size=10):
-            got.append(p.sid)
-
     async with client_for(paged_server) as client:
-        with pytest.raises(NotFoundError):
-            await consume(client)
+        got = await sids_until(
+            NotFoundError, client.participants(KD, uo, page_size=10), match="gone"
+        )
         await settle()
         assert idle_tasks() == set()
     assert got == sids(range(20))
@@ -253,21 +248,10 @@ async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_respo
 ) -> None:
     uo = paged_server.add_channel(1, 30)
 
-    async def hook(seen: Seen) -> web.Response:
-        body = paged_server._page(seen.request, uo, seen.page)
-        body["meta"]["next_page_url"] = str(seen.request.url)
-        return web.json_response(body)
-
-    paged_server.hook = hook
-    got: list[str | None] = []
-
-    async def consume(client: FlexClient) -> None:
-        async for p in client.participants(KD, uo, page_size=10):
-            got.append(p.sid)
-
+    rewrite_next_page_url(paged_server, uo, lambda seen: str(seen.request.url))
     async with client_for(paged_server) as client:
-        with pytest.raises(InvalidResponseError, match="points back at this same page"):
-            await consume(client)
+        stream = client.participants(KD, uo, page_size=10)
+        got = await sids_until(InvalidResponseError, stream, match="points back at this same page")
     assert got == sids(range(10))
     assert len(paged_server.seen) == 1
 
@@ -277,12 +261,9 @@ async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
 ) -> None:
     uo = paged_server.add_channel(1, 0)
 
-    async def hook(seen: Seen) -> web.Response:
-        body = paged_server._page(seen.request, uo, seen.page)
-        body["meta"]["next_page_url"] = f"{paged_server.base_url}{seen.request.path}?Page=9"
-        return web.json_response(body)
-
-    paged_server.hook = hook
+    rewrite_next_page_url(
+        paged_server, uo, lambda seen: f"{paged_server.base_url}{seen.request.path}?Page=9"
+    )
     async with client_for(paged_server) as client:
         assert await client.participants(KD, uo).collect() == []
     assert len(paged_server.seen) == 1
