@@ -271,6 +271,12 @@ class FlexClient:
             raise InvalidArgumentError(
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
+        if session is not None and session.auth is not None:
+            # aiohttp refuses a request with both the session's auth and our header.
+            raise InvalidArgumentError(
+                "the session passed in has its own auth=; the client sends its own credentials, "
+                "so pass a session without auth"
+            )
         if limiter is None:
             try:
                 limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit)
@@ -539,6 +545,9 @@ class FlexClient:
                     url,
                     headers=self._headers,
                     allow_redirects=False,
+                    # A borrowed session may raise on error statuses by default; the typed
+                    # errors, and the choice of what to retry, are made here.
+                    raise_for_status=False,
                     timeout=self._timeout,
                 ) as response:
                     body = await response.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import aiohttp
@@ -192,6 +193,25 @@ async def test_a_session_passed_in_is_used_and_never_closed(
             page = await client.fetch_page(KD, UO)
         assert not session.closed
     assert len(page.participants) == 2
+
+
+async def test_a_session_that_raises_for_status_still_gets_typed_errors(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), status=404, payload=twilio_error(404, 20404, "nope"))
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        async with FlexClient(**credentials, session=session) as client:
+            with pytest.raises(NotFoundError):
+                await client.fetch_page(KD, UO)
+
+
+async def test_a_session_with_its_own_auth_is_refused(credentials: Credentials) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp deprecates auth=
+        session = aiohttp.ClientSession(auth=aiohttp.BasicAuth("someone", "else"))
+    async with session:
+        with pytest.raises(InvalidArgumentError, match="auth"):
+            FlexClient(**credentials, session=session)
 
 
 async def test_a_closed_client_refuses_requests(credentials: Credentials) -> None:
