@@ -61,14 +61,20 @@ class _Pager:
         assert url is not None
         page = await self._fetch(url)
         self._fetched += page.count
-        next_url = URL(page.next_page_url) if page.next_page_url else None
+        next_url: URL | None = None
+        problem = ""
+        try:
+            next_url = URL(page.next_page_url) if page.next_page_url else None
+        except ValueError as exc:
+            problem = f"meta.next_page_url is not a URL: {exc}"
         if next_url is not None and next_url == url:
-            # A server that names the same page as its own next would keep us paging forever,
-            # repeating its participants: deliver this page, then fail where the next would be.
-            self._broken = InvalidResponseError(
-                "meta.next_page_url points back at this same page", url=str(url), status=200
-            )
+            # A server naming the same page as its own next would keep us paging forever,
+            # repeating its participants.
+            problem = "meta.next_page_url points back at this same page"
             next_url = None
+        if problem:
+            # This page is delivered; the error comes where the next page would have been.
+            self._broken = InvalidResponseError(problem, url=str(url), status=200, is_json=True)
         # An empty page ends the walk even if it names a next page: a server that keeps
         # sending empty pages must not keep us paging forever either.
         self.next_url = next_url if page.count else None

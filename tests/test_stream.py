@@ -256,6 +256,18 @@ async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_respo
     assert len(paged_server.seen) == 1
 
 
+@pytest.mark.parametrize("bad", ["http://[::1", "http://127.0.0.1:99999/x"])
+async def test_a_next_page_url_that_is_not_a_url_is_an_invalid_response(
+    paged_server: PagedServer, client_for: ClientFor, bad: str
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    rewrite_next_page_url(paged_server, uo, lambda seen: bad)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=0)
+        got = await sids_until(InvalidResponseError, stream, match="next_page_url is not a URL")
+    assert got == sids(range(10))
+
+
 async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
