@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from flex_participants.emulator import FlexEmulator
+
 from ._server import build
 
 __all__ = ["EmulatorProcess", "ServerStats", "expected_sids"]
@@ -105,19 +107,12 @@ class EmulatorProcess:
 
     def size(self, channel: tuple[str, str]) -> int:
         """How many participants a channel holds."""
-        size: int = _stored(self.mirror, channel).size
-        return size
+        return self.mirror.channel_size(*channel)
 
 
-def _stored(mirror: Any, channel: tuple[str, str]) -> Any:
-    # FlexEmulator.participants_of builds every participant at once, which at a million is a
-    # gigabyte; its dataset builds them a page at a time.
-    return mirror._dataset.get(*channel)
-
-
-def expected_sids(mirror: Any, channel: tuple[str, str], chunk: int = 10_000) -> Iterator[str]:
+def expected_sids(
+    mirror: FlexEmulator, channel: tuple[str, str], chunk: int = 10_000
+) -> Iterator[str]:
     """The SIDs the emulator serves for ``channel``, in order, a chunk at a time."""
-    stored = _stored(mirror, channel)
-    for start in range(0, stored.size, chunk):
-        for participant in stored.page(start, start + chunk):
-            yield participant["sid"]
+    for participant in mirror.iter_participants(*channel, chunk=chunk):
+        yield participant["sid"]

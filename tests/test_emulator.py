@@ -744,6 +744,29 @@ def test_participants_of_an_unknown_channel_is_a_key_error() -> None:
         FlexEmulator().participants_of(KD_UNKNOWN, UO_UNKNOWN)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_iter_participants_yields_what_participants_of_holds_a_chunk_at_a_time(chunk: int) -> None:
+    emulator = FlexEmulator(seed=5)
+    generated = emulator.add_channel(participants=23)
+    given = emulator.add_channel(participants=[{"sid": None, "type": "bot"}] * 3)
+    for channel in (generated, given):
+        assert list(emulator.iter_participants(*channel, chunk=chunk)) == emulator.participants_of(
+            *channel
+        )
+        assert emulator.channel_size(*channel) == len(emulator.participants_of(*channel))
+
+
+def test_iter_participants_and_channel_size_refuse_what_they_cannot_serve() -> None:
+    emulator = FlexEmulator()
+    kd, uo = emulator.add_channel(participants=2)
+    with pytest.raises(KeyError):
+        emulator.channel_size(KD_UNKNOWN, UO_UNKNOWN)
+    with pytest.raises(KeyError):
+        list(emulator.iter_participants(KD_UNKNOWN, UO_UNKNOWN))
+    with pytest.raises(ValueError, match="chunk"):
+        list(emulator.iter_participants(kd, uo, chunk=0))
+
+
 # -- lifecycle ----------------------------------------------------------------------------
 
 

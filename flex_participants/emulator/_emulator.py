@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypedDict
 
 from aiohttp import web
 
 from ._app import Endpoint
-from ._data import Dataset
+from ._data import Dataset, StoredChannel
 from ._faults import Fault, FaultPlan
 from ._stats import EmulatorStats
 
@@ -352,10 +352,40 @@ class FlexEmulator:
         Raises:
             KeyError: there is no such channel.
         """
+        return self._stored(interaction_sid, channel_sid).participants()
+
+    def channel_size(self, interaction_sid: str, channel_sid: str) -> int:
+        """How many participants a channel has.
+
+        Raises:
+            KeyError: there is no such channel.
+        """
+        return self._stored(interaction_sid, channel_sid).size
+
+    def iter_participants(
+        self, interaction_sid: str, channel_sid: str, *, chunk: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every participant of a channel, in order, made ``chunk`` at a time.
+
+        Like `participants_of`, but never holds the whole channel: for checking channels of
+        millions of participants against what a client received. The dicts may be the
+        server's own: read them, do not change them.
+
+        Raises:
+            KeyError: there is no such channel.
+            ValueError: ``chunk`` is not a positive integer.
+        """
+        if type(chunk) is not int or chunk < 1:
+            raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+        stored = self._stored(interaction_sid, channel_sid)
+        for start in range(0, stored.size, chunk):
+            yield from stored.page(start, start + chunk)
+
+    def _stored(self, interaction_sid: str, channel_sid: str) -> StoredChannel:
         channel = self._dataset.get(interaction_sid, channel_sid)
         if channel is None:
             raise KeyError((interaction_sid, channel_sid))
-        return channel.participants()
+        return channel
 
     # -- faults ---------------------------------------------------------------------------
 
