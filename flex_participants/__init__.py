@@ -29,12 +29,12 @@ from ._limit import AdaptiveLimiter, Limiter
 from ._models import ChannelResult, PageMeta, Participant, ParticipantPage, ParticipantType
 from ._retry import RetryPolicy
 from ._stream import ParticipantStream
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._redis_limit import RedisLimiter as RedisLimiter
     from ._redis_limit import RedisLimitState as RedisLimitState
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveLimiter",

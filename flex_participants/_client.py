@@ -43,12 +43,13 @@ from ._request import (
 )
 from ._retry import RetryPolicy, parse_retry_after
 from ._stream import ParticipantStream
+from ._version import __version__
 
 __all__ = ["FlexClient"]
 
 logger = logging.getLogger("flex_participants")
 
-_USER_AGENT = "flex-participants/0.1.0"
+_USER_AGENT = f"flex-participants/{__version__} aiohttp/{aiohttp.__version__}"
 
 
 class _Credentials:

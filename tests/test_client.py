@@ -11,6 +11,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+import flex_participants
 from flex_participants import (
     AuthenticationError,
     FlexAPIError,
@@ -60,6 +61,16 @@ async def test_sends_account_sid_and_token_as_basic_auth(
         await client.fetch_page(KD, UO)
     [headers] = sent_headers(mock_http, participants_url())
     assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)
+
+
+async def test_sends_a_user_agent_naming_the_package_version(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials) as client:
+        await client.fetch_page(KD, UO)
+    [headers] = sent_headers(mock_http, participants_url())
+    assert headers["User-Agent"].startswith(f"flex-participants/{flex_participants.__version__} ")
 
 
 async def test_reads_credentials_from_the_environment(
