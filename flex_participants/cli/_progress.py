@@ -69,7 +69,7 @@ class ExportProgress:
             TextColumn("[bold]{task.description}", table_column=_fixed()),
             # Most important first and never squeezed: the bar, channels done, time left. The
             # counters come last and give way, with an ellipsis, in a narrow terminal.
-            BarColumn(bar_width=20, table_column=_fixed()),
+            BarColumn(bar_width=12, table_column=_fixed()),
             MofNCompleteColumn(table_column=_fixed()),
             TextColumn("channels", table_column=_fixed()),
             TimeRemainingColumn(table_column=_fixed()),
