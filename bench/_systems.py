@@ -14,7 +14,7 @@ dataset without the check costing the same for a million SIDs as for a thousand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -53,6 +53,19 @@ class System(Protocol):
         self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
     ) -> None:
         """Fetch every channel, ``concurrency`` at a time."""
+
+
+async def _consume(records: AsyncIterator[Any], page_size: int, consume: float, sink: Sink) -> None:
+    """Sink each record's SID, pausing ``consume`` seconds after each page's worth: the same
+    consumer for the SDK and twilio, so that neither is timed with a different loop."""
+    count = 0
+    async for record in records:
+        sink(record.sid)
+        count += 1
+        if consume and count % page_size == 0:
+            await asyncio.sleep(consume)
+    if consume and count % page_size:
+        await asyncio.sleep(consume)
 
 
 class _Closing:
@@ -98,15 +111,8 @@ class SdkSystem(_Closing):
         self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
     ) -> None:
         assert self._client is not None
-        count = 0
         async with self._client.participants(*channel, page_size=page_size) as stream:
-            async for participant in stream:
-                sink(participant.sid)
-                count += 1
-                if consume and count % page_size == 0:
-                    await asyncio.sleep(consume)
-        if consume and count % page_size:
-            await asyncio.sleep(consume)
+            await _consume(stream, page_size, consume, sink)
 
     async def batch(
         self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
@@ -154,15 +160,8 @@ class TwilioSystem(_Closing):
     async def stream(
         self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink
     ) -> None:
-        count = 0
         records = await self._participants(channel).stream_async(page_size=page_size)
-        async for record in records:
-            sink(record.sid)
-            count += 1
-            if consume and count % page_size == 0:
-                await asyncio.sleep(consume)
-        if consume and count % page_size:
-            await asyncio.sleep(consume)
+        await _consume(records, page_size, consume, sink)
 
     async def batch(
         self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
