@@ -15,6 +15,7 @@ from ._client import FlexClient
 from ._convert import to_dict
 from ._errors import (
     AuthenticationError,
+    ClientClosedError,
     FlexAPIError,
     FlexError,
     InvalidArgumentError,
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "ChannelBatch",
     "ChannelResult",
+    "ClientClosedError",
     "FlexAPIError",
     "FlexClient",
     "FlexError",

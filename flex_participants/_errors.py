@@ -9,6 +9,7 @@ import aiohttp
 
 __all__ = [
     "AuthenticationError",
+    "ClientClosedError",
     "FlexAPIError",
     "FlexError",
     "InvalidArgumentError",
@@ -50,6 +51,17 @@ class InvalidArgumentError(FlexError, ValueError):
 
 class UnsafeURLError(FlexError):
     """A URL points outside the client's origin, so credentials will not be sent to it."""
+
+
+# Errors of the client's own life.
+
+
+class ClientClosedError(FlexError):
+    """The client was closed before, or while, a stream, batch or request was under way.
+
+    What was delivered before it is complete and correct; what would have come after it
+    was not fetched.
+    """
 
 
 # Errors the API answered with.
