@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from types import TracebackType
 from typing import Final, Self
 
-from ._errors import FlexError, InvalidArgumentError
+from ._errors import ClientClosedError, FlexError, InvalidArgumentError
 from ._models import ChannelResult, Participant
 
 __all__ = ["ChannelBatch", "Channels"]
@@ -63,41 +63,60 @@ class _Source:
 
 
 class _Workers:
-    """The batch's tasks and their queue; holds no reference to the `ChannelBatch`."""
+    """The batch's tasks and their queue; holds no reference to the `ChannelBatch`.
+
+    Workers are started as the input proves to have work for them: each one that takes an
+    item starts the next, up to the window, so that three channels under a window of 100,000
+    cost four tasks. Every worker is accounted for by a done callback, which runs however it
+    ends (even cancelled before it ever ran): the last one to end closes the queue.
+    """
 
     def __init__(self, source: _Source, collect: _Collect, window: int) -> None:
         self._source = source
         self._collect = collect
+        self._window = window
         self.results: asyncio.Queue[ChannelResult | BaseException | object] = asyncio.Queue()
         # Results waiting for the caller are bounded by this, not by the queue, so that the
         # closing put below never blocks.
         self.room = asyncio.Semaphore(window)
-        self._running = window
         self._failure: BaseException | None = None
-        self.tasks = [
-            asyncio.create_task(self._work(), name=f"flex_participants batch worker {n}")
-            for n in range(window)
-        ]
+        self._started = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._start()
+
+    def _start(self) -> None:
+        self._started += 1
+        task = asyncio.create_task(
+            self._work(), name=f"flex_participants batch worker {self._started}"
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # _work lets nothing but BaseExceptions out (KeyboardInterrupt, SystemExit):
+            # retrieved here, and raised by the batch rather than lost.
+            self._failure = self._failure or exc
+        if not self.tasks:
+            if self._failure is not None:
+                self.results.put_nowait(self._failure)
+            self.results.put_nowait(_END)
 
     async def _work(self) -> None:
-        try:
-            while True:
-                try:
-                    item = await self._source.next()
-                except Exception as exc:  # the caller's iterable failed: finish what is running
-                    self._failure = self._failure or exc
-                    return
-                if item is _END:
-                    return
-                result = await self._one(item)
-                await self.room.acquire()
-                self.results.put_nowait(result)
-        finally:
-            self._running -= 1
-            if self._running == 0:
-                if self._failure is not None:
-                    self.results.put_nowait(self._failure)
-                self.results.put_nowait(_END)
+        while True:
+            try:
+                item = await self._source.next()
+            except Exception as exc:  # the caller's iterable failed: finish what is running
+                self._failure = self._failure or exc
+                return
+            if item is _END:
+                return
+            if len(self.tasks) < self._window and not self._source.done:
+                self._start()
+            result = await self._one(item)
+            await self.room.acquire()
+            self.results.put_nowait(result)
 
     async def _one(self, item: object) -> ChannelResult:
         if not (isinstance(item, tuple | list) and len(item) == 2):
@@ -110,6 +129,12 @@ class _Workers:
             participants = await self._collect(interaction_sid, channel_sid)
         except FlexError as exc:  # an invalid SID included: it fails its channel only
             return ChannelResult(str(interaction_sid), str(channel_sid), (), exc)
+        except Exception as exc:
+            # Whatever else escapes a channel's work (a custom limiter, a bug) fails that
+            # channel, typed, with the original as its cause: never the batch's bookkeeping.
+            failure = FlexError(f"fetching this channel failed: {type(exc).__name__}: {exc}")
+            failure.__cause__ = exc
+            return ChannelResult(str(interaction_sid), str(channel_sid), (), failure)
         return ChannelResult(interaction_sid, channel_sid, participants, None)
 
     def cancel(self) -> list[asyncio.Task[None]]:
@@ -123,11 +148,14 @@ class ChannelBatch:
     """Results for many channels, yielded as each channel completes; made by
     `FlexClient.participants_for_channels`.
 
-    ``async for result in batch`` yields one `ChannelResult` per input item, in completion
-    order. A channel that fails yields a result with ``error`` set and the batch goes on. If
-    the caller's iterable itself raises, the channels already under way are delivered first,
-    then the exception is raised. Leaving the loop early cancels the work still running once
-    the batch is closed (``async with``, `aclose`) or dropped.
+    ``async for result in batch`` yields exactly one `ChannelResult` per input item, in
+    completion order, or raises; it never just ends early. A channel that fails, for
+    whatever reason, yields a result with ``error`` set (a `FlexError`, with the original
+    exception as its ``__cause__`` when it was not one) and the batch goes on. What fails
+    the batch as a whole is raised, after the results already completed: the caller's
+    iterable raising (its own exception), or the client closing (`ClientClosedError`).
+    Leaving the loop early cancels the work still running once the batch is closed
+    (``async with``, `aclose`) or dropped.
     """
 
     def __init__(self, channels: Channels, collect: _Collect, *, window: int) -> None:
@@ -136,6 +164,7 @@ class ChannelBatch:
         self._collect = collect
         self._window = window
         self._finished = False
+        self._closed_by_client = False
         self.completed = 0
         """How many results have been yielded."""
         self.failed = 0
@@ -151,6 +180,7 @@ class ChannelBatch:
 
     async def __anext__(self) -> ChannelResult:
         if self._finished:
+            self._raise_if_cut_short()
             raise StopAsyncIteration
         if self._workers is None:
             self._workers = _Workers(self._source, self._collect, self._window)
@@ -161,6 +191,7 @@ class ChannelBatch:
             raise
         if item is _END:
             await self.aclose()
+            self._raise_if_cut_short()
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             await self.aclose()
@@ -172,13 +203,29 @@ class ChannelBatch:
             self.failed += 1
         return item
 
+    def _raise_if_cut_short(self) -> None:
+        whole = self._source.done and self.completed == self._source.taken
+        if self._closed_by_client and not whole:
+            raise ClientClosedError(
+                f"the client was closed during this batch: {self.completed} of the "
+                f"{self._source.taken} channels started have a result"
+            )
+        if self.completed < self._source.taken:
+            # Every channel taken from the input has a result, unless a worker was
+            # cancelled from outside the SDK: an end now would look complete, and is not.
+            raise FlexError(
+                f"this batch's work was cancelled: {self._source.taken - self.completed} of "
+                f"the {self._source.taken} channels started have no result"
+            )
+
     async def aclose(self) -> None:
         """Cancel the channels still under way and wait for the workers to end. Idempotent."""
         self._finished = True
         workers, self._workers = self._workers, None
         if workers is not None:
-            workers.cancel()
-            await asyncio.wait(workers.tasks)
+            tasks = workers.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
 
     async def __aenter__(self) -> Self:
         return self
@@ -195,7 +242,15 @@ class ChannelBatch:
         if self._workers is not None:
             self._workers.cancel()
 
-    def _cancel(self) -> list[asyncio.Task[None]]:
-        """Close without waiting (used by the client when it closes); return what was cancelled."""
-        self._finished = True
-        return self._workers.cancel() if self._workers is not None else []
+    def _close_by_client(self) -> list[asyncio.Task[None]]:
+        """Close because the client closes (without waiting); return what was cancelled.
+
+        A consumer waiting for a result wakes when the workers have ended: it gets the
+        results already completed, then `ClientClosedError`; a batch already over stays so.
+        """
+        if not self._finished:
+            self._closed_by_client = True
+        if self._workers is None:
+            self._finished = True
+            return []
+        return self._workers.cancel()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import math
 import os
 import time
 import weakref
@@ -16,25 +16,30 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._arguments import check_count, check_quantity
 from ._batch import ChannelBatch, Channels
 from ._convert import DecodedPage, _DecodeError, _ShapeError, build_page, decode_page, loads
 from ._errors import (
     AuthenticationError,
+    ClientClosedError,
     FlexAPIError,
     FlexError,
     InvalidArgumentError,
     InvalidResponseError,
     NotFoundError,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
     TransportError,
     _transport_errors,
 )
+from ._interrupt import Interrupts
 from ._limit import AdaptiveLimiter, Limiter
 from ._models import Participant, ParticipantPage
 from ._request import (
     DEFAULT_PAGE_SIZE,
     build_base_url,
+    channel_of,
     check_limit,
     check_page_size,
     check_same_origin,
@@ -50,6 +55,11 @@ __all__ = ["FlexClient"]
 logger = logging.getLogger("flex_participants")
 
 _USER_AGENT = f"flex-participants/{__version__} aiohttp/{aiohttp.__version__}"
+
+# A page of 1,000 participants is about 0.4 MiB; twenty times that is no page.
+DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+
+_Channel = tuple[str, str]
 
 
 class _Credentials:
@@ -146,8 +156,34 @@ def _error_from_response(
     return error
 
 
+async def _read_body(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    """The whole body, or `ResponseTooLargeError` as soon as it passes ``limit`` bytes.
+
+    Counted after decompression, chunk by chunk as aiohttp inflates it, so that neither a
+    huge body nor a small compressed one that inflates without end is ever held whole.
+    """
+    declared = response.content_length
+    if declared is not None and declared > limit and not response.headers.get("Content-Encoding"):
+        raise _too_large(f"its Content-Length is {declared} bytes", limit, url, response.status)
+    chunks: list[bytes] = []
+    size = 0
+    content = response.content
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(f"it passed {limit} bytes", limit, url, response.status)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(how: str, limit: int, url: str, status: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"response body refused: {how}, over max_body_size ({limit} bytes)", url=url, status=status
+    )
+
+
 def _decode_response(
-    url: str, status: int, headers: CIMultiDictProxy[str], body: bytes
+    url: str, status: int, headers: CIMultiDictProxy[str], body: bytes, channel: _Channel
 ) -> _FetchedPage:
     content_type = headers.get("Content-Type", "")
     if content_type and "json" not in content_type.lower():
@@ -155,7 +191,7 @@ def _decode_response(
             f"expected JSON, got {content_type!r} ({len(body)} bytes)", url=url, status=status
         )
     try:
-        return _FetchedPage(decode_page(body), url)
+        return _FetchedPage(decode_page(body), url, channel)
     except _DecodeError as exc:
         raise InvalidResponseError(str(exc), url=url, status=status) from None
     except _ShapeError as exc:
@@ -171,11 +207,12 @@ def _not_a_page(problem: _ShapeError, url: str) -> InvalidResponseError:
 class _FetchedPage:
     """A page as it arrived: paging reads it at once, its models are built on `build`."""
 
-    __slots__ = ("_decoded", "_url")
+    __slots__ = ("_channel", "_decoded", "_url")
 
-    def __init__(self, decoded: DecodedPage, url: str) -> None:
+    def __init__(self, decoded: DecodedPage, url: str, channel: _Channel) -> None:
         self._decoded = decoded
         self._url = url
+        self._channel = channel
 
     @property
     def next_page_url(self) -> str | None:
@@ -187,9 +224,37 @@ class _FetchedPage:
 
     def build(self) -> ParticipantPage:
         try:
-            return build_page(self._decoded)
+            page = build_page(self._decoded)
         except _ShapeError as exc:
             raise _not_a_page(exc, self._url) from None
+        _check_channel(page, self._channel, self._url)
+        return page
+
+
+def _check_channel(page: ParticipantPage, channel: _Channel, url: str) -> None:
+    """Refuse a page whose participants name another interaction or channel than the one
+    requested: delivered, they would mix another channel's participants into this one.
+    A SID left null is no claim, and passes."""
+    interaction_sid, channel_sid = channel
+    for index, participant in enumerate(page.participants):
+        theirs = participant.interaction_sid, participant.channel_sid
+        if theirs == channel or _same_channel(theirs, channel):
+            continue
+        raise InvalidResponseError(
+            f"not a page of this channel: participants[{index}] belongs to "
+            f"{theirs[0]}/{theirs[1]}, not to {interaction_sid}/{channel_sid}",
+            url=url,
+            status=200,
+            is_json=True,
+        )
+
+
+def _same_channel(theirs: tuple[str | None, str | None], channel: _Channel) -> bool:
+    # The slow path, off the usual one: nulls, and hex digits in another case.
+    return all(
+        sid is None or sid.lower() == wanted.lower()
+        for sid, wanted in zip(theirs, channel, strict=True)
+    )
 
 
 def _reason(error: FlexError) -> str:
@@ -227,11 +292,17 @@ class FlexClient:
         session: an aiohttp session to use; it is never closed by the client.
         rate_limit: if given, the most requests started per second.
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
-            ``rate_limit`` then only size the batch window).
+            ``rate_limit`` then only size the batch window). An exception it raises fails
+            the request as a `FlexError`.
+        max_body_size: the largest response body read, in bytes after decompression
+            (default 8 MiB); a larger one fails its request with `ResponseTooLargeError`.
+
+    A client belongs to the event loop it is first used in; using it from another raises
+    `FlexError`.
 
     Raises:
         InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL, or a number out
-            of range.
+            of range (a ``bool``, NaN or infinity is no number here).
     """
 
     def __init__(
@@ -250,6 +321,7 @@ class FlexClient:
         session: aiohttp.ClientSession | None = None,
         rate_limit: float | None = None,
         limiter: Limiter | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         environ = os.environ
         self._credentials = _resolve_credentials(
@@ -260,12 +332,9 @@ class FlexClient:
             region or environ.get("TWILIO_REGION") or None,
             edge or environ.get("TWILIO_EDGE") or None,
         )
-        if type(max_concurrency) is not int or max_concurrency < 1:
-            raise InvalidArgumentError(
-                f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
-            )
-        if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-            raise InvalidArgumentError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        check_count("max_concurrency", max_concurrency, minimum=1)
+        timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")
+        self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
@@ -279,21 +348,24 @@ class FlexClient:
                 "so pass a session without auth"
             )
         if limiter is None:
-            try:
-                limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit)
-            except ValueError as exc:
-                raise InvalidArgumentError(str(exc)) from None
+            limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit)
         elif not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
                 f"limiter must implement Limiter, got {type(limiter).__name__}"
             )
         self._max_concurrency = max_concurrency
-        self._timeout = aiohttp.ClientTimeout(total=float(timeout))
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._limiter = limiter
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Tasks waiting inside a request, which close() ends; and the tasks close() cancelled
+        # and waits for (prefetches, batch workers), kept should a cancelled close() be called
+        # again.
+        self._interrupts = Interrupts()
+        self._closing: list[asyncio.Task[None]] = []
         self._streams: weakref.WeakSet[ParticipantStream] = weakref.WeakSet()
         self._batches: weakref.WeakSet[ChannelBatch] = weakref.WeakSet()
         self._headers = {
@@ -348,33 +420,47 @@ class FlexClient:
         await self.close()
 
     async def close(self) -> None:
-        """Cancel the streams and batches still open and close the session, if the client made it.
+        """End everything the client is doing, then close the session if the client made it.
 
-        Idempotent. A session passed in as ``session=`` is left open.
+        Every stream and batch still open, and every request under way, in any task, ends at
+        once: a consumer waiting in ``async for`` gets `ClientClosedError` (a stream that had
+        already ended stays ended), and so does every later use of the client. Idempotent;
+        a ``close()`` that was itself cancelled finishes its work when called again. A
+        session passed in as ``session=`` is left open.
         """
-        if self._closed:
-            return
-        self._closed = True
-        tasks: list[asyncio.Task[None]] = []
-        for stream in list(self._streams):
-            tasks.extend(stream._cancel())
-        for batch in list(self._batches):
-            tasks.extend(batch._cancel())
-        if tasks:
-            await asyncio.wait(tasks)
-        session, self._session = self._session, None
+        if not self._closed:
+            self._closed = True
+            for stream in list(self._streams):
+                self._closing.extend(stream._close_by_client())
+            for batch in list(self._batches):
+                self._closing.extend(batch._close_by_client())
+            self._interrupts.interrupt()
+        pending = [task for task in self._closing if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+        self._closing.clear()
+        session = self._session
         if session is not None and self._owns_session and not session.closed:
             await session.close()
+        self._session = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise FlexError("this FlexClient is closed")
+            raise ClientClosedError("this FlexClient is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise FlexError(
+                "this FlexClient is used in another event loop than the one it was first used "
+                "in; make one client per event loop"
+            )
         if self._session is None:
             # Made here, inside the running loop, on first use.
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0)
             self._session = aiohttp.ClientSession(connector=connector)
         elif self._session.closed:
-            raise FlexError("the aiohttp session of this FlexClient is closed")
+            raise ClientClosedError("the aiohttp session of this FlexClient is closed")
         return self._session
 
     # -- public operations --------------------------------------------------------------
@@ -405,16 +491,19 @@ class FlexClient:
                 page size, limit or prefetch.
             FlexError: raised by the iteration, for the page that failed.
         """
-        interaction_sid, channel_sid = check_sids(interaction_sid, channel_sid)
+        channel = check_sids(interaction_sid, channel_sid)
         page_size = check_page_size(page_size)
         limit = check_limit(limit)
-        if type(prefetch) is not int or prefetch < 0:
-            raise InvalidArgumentError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        check_count("prefetch", prefetch, minimum=0)
         if limit is not None and limit < (page_size or DEFAULT_PAGE_SIZE):
             page_size = max(limit, 1)
-        url = participants_url(self._origin, interaction_sid, channel_sid, page_size=page_size)
+        url = participants_url(self._origin, *channel, page_size=page_size)
         return ParticipantStream(
-            self._fetch, url, limit=limit, prefetch=prefetch, on_open=self._streams.add
+            functools.partial(self._fetch, channel=channel),
+            url,
+            limit=limit,
+            prefetch=prefetch,
+            on_open=self._streams.add,
         )
 
     async def fetch_page(
@@ -439,30 +528,34 @@ class FlexClient:
             InvalidArgumentError: a bad argument, before any request.
             FlexError: the request failed after its retries.
         """
-        interaction_sid, channel_sid = check_sids(interaction_sid, channel_sid)
+        channel = check_sids(interaction_sid, channel_sid)
         url = participants_url(
             self._origin,
-            interaction_sid,
-            channel_sid,
+            *channel,
             page_size=check_page_size(page_size),
             page=page,
             page_token=page_token,
         )
-        return (await self._fetch(url)).build()
+        return (await self._fetch(url, channel)).build()
 
     async def fetch_page_url(self, url: str) -> ParticipantPage:
         """Fetch the page at ``url``: a ``meta.next_page_url`` (or any page URL) of this origin.
 
+        A relative ``url`` is resolved against the client's origin.
+
         Raises:
-            UnsafeURLError: ``url`` is not on the client's origin; nothing is sent.
-            InvalidArgumentError: ``url`` is not a URL.
+            UnsafeURLError: ``url`` is not on the client's origin (another host, scheme or
+                port, no host at all, or credentials of its own); nothing is sent.
+            InvalidArgumentError: ``url`` is not a URL, or not one of a channel's participants.
             FlexError: the request failed after its retries.
         """
         try:
-            parsed = URL(url)
+            parsed = check_same_origin(URL(url), self._origin)
         except (TypeError, ValueError) as exc:
+            if isinstance(exc, FlexError):
+                raise
             raise InvalidArgumentError(f"not a URL: {url!r} ({exc})") from None
-        return (await self._fetch(parsed)).build()
+        return (await self._fetch(parsed, channel_of(parsed, self._origin))).build()
 
     def participants_for_channels(
         self,
@@ -489,8 +582,7 @@ class FlexClient:
         page_size = check_page_size(page_size)
         if concurrency is None:
             concurrency = self._max_concurrency
-        if type(concurrency) is not int or concurrency < 1:
-            raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        check_count("concurrency", concurrency, minimum=1)
 
         async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
             stream = self.participants(
@@ -504,38 +596,39 @@ class FlexClient:
 
     # -- one page, with retries ---------------------------------------------------------
 
-    async def _fetch(self, url: URL) -> _FetchedPage:
+    async def _fetch(self, url: URL, channel: _Channel) -> _FetchedPage:
         url = check_same_origin(url, self._origin)
-        session = self._get_session()
         policy = self._retry
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(session, url, attempt)
-            except FlexError as error:
-                error.attempts = attempt
-                if attempt >= policy.max_attempts or not policy.should_retry(error):
-                    raise
-                retry_after = error.retry_after if isinstance(error, FlexAPIError) else None
-                delay = policy.delay(attempt, retry_after)
-                logger.warning(
-                    "retrying GET %s in %.3f s (attempt %d of %d failed: %s)",
-                    url,
-                    delay,
-                    attempt,
-                    policy.max_attempts,
-                    _reason(error),
-                )
-                self.retries += 1
-            # The slot was released before this sleep: a waiting retry holds no capacity.
-            await asyncio.sleep(delay)
+        with self._interrupts.wait():
+            while True:
+                attempt += 1
+                try:
+                    return await self._attempt(self._get_session(), url, attempt, channel)
+                except FlexError as error:
+                    error.attempts = attempt
+                    if attempt >= policy.max_attempts or not policy.should_retry(error):
+                        raise
+                    retry_after = error.retry_after if isinstance(error, FlexAPIError) else None
+                    delay = policy.delay(attempt, retry_after)
+                    logger.warning(
+                        "retrying GET %s in %.3f s (attempt %d of %d failed: %s)",
+                        url,
+                        delay,
+                        attempt,
+                        policy.max_attempts,
+                        _reason(error),
+                    )
+                    self.retries += 1
+                # The slot was released before this sleep: a waiting retry holds no capacity.
+                await asyncio.sleep(delay)
+        # Only an interrupt by close() leaves the loop.
+        raise ClientClosedError(f"the client was closed while requesting {url}", attempts=attempt)
 
     async def _attempt(
-        self, session: aiohttp.ClientSession, url: URL, attempt: int
+        self, session: aiohttp.ClientSession, url: URL, attempt: int, channel: _Channel
     ) -> _FetchedPage:
-        permit = await self._limiter.acquire()
-        throttled = False
+        permit = await self._acquire()
         status: int | str = "error"
         started = time.perf_counter()
         url_text = str(url)
@@ -551,13 +644,12 @@ class FlexClient:
                     raise_for_status=False,
                     timeout=self._timeout,
                 ) as response:
-                    body = await response.read()
                     status = response.status
                     headers = response.headers
                     reason = response.reason
+                    body = await _read_body(response, self._max_body_size, url_text)
         finally:
-            throttled = status == 429
-            await self._limiter.release(permit, throttled=throttled)
+            await self._release(permit, throttled=status == 429)
             logger.debug(
                 "GET %s -> %s (attempt %d, %.1f ms)",
                 url_text,
@@ -567,7 +659,7 @@ class FlexClient:
             )
         assert isinstance(status, int)
         if status == 200:
-            return _decode_response(url_text, status, headers, body)
+            return _decode_response(url_text, status, headers, body, channel)
         if 300 <= status < 400:
             raise InvalidResponseError(
                 f"unexpected redirect to {headers.get('Location', 'nowhere')!r}; redirects are not "
@@ -578,3 +670,23 @@ class FlexClient:
         if status >= 400:
             raise _error_from_response(url_text, status, reason, headers, body)
         raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)
+
+    async def _acquire(self) -> object:
+        try:
+            return await self._limiter.acquire()
+        except FlexError:
+            raise
+        except Exception as exc:
+            raise FlexError(
+                f"the limiter ({type(self._limiter).__name__}) failed to give a slot: {exc!r}"
+            ) from exc
+
+    async def _release(self, permit: object, *, throttled: bool) -> None:
+        try:
+            await self._limiter.release(permit, throttled=throttled)
+        except FlexError:
+            raise
+        except Exception as exc:
+            raise FlexError(
+                f"the limiter ({type(self._limiter).__name__}) failed to take a slot back: {exc!r}"
+            ) from exc

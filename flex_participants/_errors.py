@@ -16,6 +16,7 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportError",
     "UnsafeURLError",
@@ -146,6 +147,11 @@ class InvalidResponseError(FlexError):
 
     def __str__(self) -> str:
         return f"invalid response (HTTP {self.status}) from {self.url}: {super().__str__()}"
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """A response body was larger than the client's ``max_body_size`` (counted after
+    decompression); it was not read further, and is not retried."""
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ import contextlib
 import math
 from typing import Protocol, runtime_checkable
 
+from ._arguments import check_count, check_quantity
+
 __all__ = ["AdaptiveLimiter", "Limiter"]
 
 _GROWTH = 0.5
@@ -43,21 +45,19 @@ class AdaptiveLimiter:
         rate_limit: if given, the most requests started per second.
 
     Raises:
-        ValueError: ``max_concurrency`` is not an integer >= 1, or ``rate_limit`` is not > 0.
+        InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1, or
+            ``rate_limit`` is not a finite number > 0.
     """
 
     def __init__(self, max_concurrency: int, *, rate_limit: float | None = None) -> None:
-        if type(max_concurrency) is not int or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        if rate_limit is not None and not (
-            isinstance(rate_limit, int | float) and math.isfinite(rate_limit) and rate_limit > 0
-        ):
-            raise ValueError(
-                f"rate_limit must be a number of requests per second > 0, got {rate_limit!r}"
+        self._max = check_count("max_concurrency", max_concurrency, minimum=1)
+        self._pacer = (
+            None
+            if rate_limit is None
+            else _Pacer(
+                check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
             )
-        self._max = max_concurrency
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        self._next_start = 0.0
+        )
         self._level = float(max_concurrency)
         self._generation = 0
         self._in_flight = 0
@@ -90,8 +90,8 @@ class AdaptiveLimiter:
 
     async def acquire(self) -> object:
         """Wait for pacing and for a free slot, in arrival order; return the permit."""
-        if self._interval:
-            await self._pace()
+        if self._pacer is not None:
+            await self._pacer.wait()
         if self._in_flight < self.level and not self._waiters:
             self._take()
         else:
@@ -139,10 +139,65 @@ class AdaptiveLimiter:
                 self._take()
                 waiter.set_result(None)
 
-    async def _pace(self) -> None:
+
+class _Pacer:
+    """Lets requests start at most ``rate`` times a second, in arrival order.
+
+    The schedule depends only on the waiters still waiting: one that is cancelled leaves the
+    queue and reserves nothing, so callers that give up (a timeout, a closed stream) never
+    push the starts of those behind them further out.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = -math.inf  # the loop time from which the next start is allowed
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def wait(self) -> None:
+        """Return when this caller may start its request."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        start = max(now, self._next_start)
-        self._next_start = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        if not self._waiters and now >= self._next:
+            self._next = now + self._interval
+            return
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        self._arm(loop)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Given the start just as we were cancelled: it was not used, so the next
+                # waiter may have it now (the last start used was an interval before it).
+                self._next = loop.time()
+                self._grant(loop)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if not self._waiters and self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            raise
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is None and self._waiters:
+            self._timer = loop.call_at(self._next, self._grant, loop)
+
+    def _grant(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = loop.time()
+        if now < self._next:  # woken early (a handover): wait for the schedule
+            self._arm(loop)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                # On schedule, not from the moment the timer ran, so that a late timer does
+                # not slow the rate; but no catching up on time nobody was waiting.
+                self._next = max(self._next + self._interval, now)
+                break
+        self._arm(loop)

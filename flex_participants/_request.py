@@ -7,12 +7,14 @@ import re
 
 from yarl import URL
 
+from ._arguments import check_count
 from ._errors import InvalidArgumentError, UnsafeURLError
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "MAX_PAGE_SIZE",
     "build_base_url",
+    "channel_of",
     "check_limit",
     "check_page_size",
     "check_same_origin",
@@ -45,20 +47,14 @@ def check_page_size(page_size: object) -> int | None:
     """Return ``page_size`` if it is ``None`` or an integer in 1..1000."""
     if page_size is None:
         return None
-    if type(page_size) is not int or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidArgumentError(
-            f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}"
-        )
-    return page_size
+    return check_count("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
 
 
 def check_limit(limit: object) -> int | None:
     """Return ``limit`` if it is ``None`` or an integer >= 0."""
     if limit is None:
         return None
-    if type(limit) is not int or limit < 0:
-        raise InvalidArgumentError(f"limit must be an integer >= 0, got {limit!r}")
-    return limit
+    return check_count("limit", limit, minimum=0)
 
 
 def participants_url(
@@ -82,9 +78,7 @@ def participants_url(
     if page_size is not None:
         query["PageSize"] = page_size
     if page is not None:
-        if type(page) is not int or page < 0:
-            raise InvalidArgumentError(f"page must be an integer >= 0, got {page!r}")
-        query["Page"] = page
+        query["Page"] = check_count("page", page, minimum=0)
     if page_token is not None:
         if not isinstance(page_token, str) or not page_token:
             raise InvalidArgumentError(f"page_token must be a non-empty string, got {page_token!r}")
@@ -141,10 +135,20 @@ def check_same_origin(url: URL, origin: URL) -> URL:
     """Return ``url`` resolved against ``origin`` if it shares its scheme, host and port.
 
     Raises:
-        UnsafeURLError: it points anywhere else, so the credentials must not go there.
+        UnsafeURLError: it points anywhere else (another scheme, host or port; a scheme with
+            no host, such as ``mailto:`` or ``file:``), or carries credentials of its own,
+            so the client's credentials must not go there.
     """
+    if url.scheme and not url.host:
+        raise UnsafeURLError(
+            f"refusing to send credentials to {url.scheme}: URL without a host; it is not on "
+            f"the client's origin {origin.origin()}"
+        )
     if not url.absolute:
-        url = origin.join(url)
+        try:
+            url = origin.join(url)
+        except ValueError as exc:
+            raise UnsafeURLError(f"refusing a URL that cannot be resolved: {exc}") from None
     if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
         raise UnsafeURLError(
             f"refusing to send credentials to {url.with_user(None).with_query(None)}: "
@@ -153,3 +157,24 @@ def check_same_origin(url: URL, origin: URL) -> URL:
     if url.user is not None or url.password is not None:
         raise UnsafeURLError("refusing a URL that carries its own credentials")
     return url
+
+
+_PAGE_PATH = re.compile(
+    r"/v1/Interactions/(KD[0-9a-fA-F]{32})/Channels/(UO[0-9a-fA-F]{32})/Participants"
+)
+
+
+def channel_of(url: URL, origin: URL) -> tuple[str, str]:
+    """The ``(interaction_sid, channel_sid)`` of a participants URL on ``origin``.
+
+    Raises:
+        InvalidArgumentError: ``url``'s path is not that of a channel's participants.
+    """
+    prefix = origin.path.rstrip("/")
+    match = _PAGE_PATH.fullmatch(url.path, len(prefix)) if url.path.startswith(prefix) else None
+    if match is None:
+        raise InvalidArgumentError(
+            f"not a URL of a channel's participants: {url.path!r} is not "
+            f"{prefix}/v1/Interactions/KD.../Channels/UO.../Participants"
+        )
+    return match[1], match[2]

@@ -6,26 +6,39 @@ import datetime
 import email.utils
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 
 import attrs
 
-from ._errors import FlexError, InvalidResponseError, RateLimitError, ServerError, TransportError
+from ._arguments import check_count, check_quantity
+from ._errors import (
+    FlexError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ServerError,
+    TransportError,
+)
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_quantity(attribute.name, value, unit="seconds")
 
 
 def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+    check_count(attribute.name, value, minimum=1)
+
+
+def _callable(_: object, attribute: attrs.Attribute[Callable[[], float]], value: object) -> None:
+    if not callable(value):
+        raise InvalidArgumentError(f"{attribute.name} must be callable, got {value!r}")
 
 
 @attrs.frozen
@@ -49,19 +62,24 @@ class RetryPolicy:
         random: the source of jitter, a callable returning a float in ``[0, 1)``.
 
     Raises:
-        ValueError: a number is out of range.
+        InvalidArgumentError: (a `ValueError`) a number is out of range, not finite, or a
+            ``bool``; ``random`` is not callable.
     """
 
     max_attempts: int = attrs.field(default=4, validator=_at_least_one)
-    backoff_base: float = attrs.field(default=0.5, validator=_positive)
-    backoff_max: float = attrs.field(default=20.0, validator=_positive)
-    retry_after_max: float = attrs.field(default=300.0, validator=_positive)
-    random: Callable[[], float] = attrs.field(default=random.random, repr=False)
+    backoff_base: float = attrs.field(default=0.5, validator=_seconds)
+    backoff_max: float = attrs.field(default=20.0, validator=_seconds)
+    retry_after_max: float = attrs.field(default=300.0, validator=_seconds)
+    random: Callable[[], float] = attrs.field(
+        default=random.random, repr=False, validator=_callable
+    )
 
     def should_retry(self, error: FlexError) -> bool:
         """Whether ``error`` is worth another attempt (ignoring how many were made)."""
         if isinstance(error, RateLimitError | ServerError):
             return error.status in _RETRIED_STATUSES
+        if isinstance(error, ResponseTooLargeError):
+            return False  # it would be as large again
         if isinstance(error, InvalidResponseError):
             # A 200 whose body is cut off or not JSON may come through whole next time;
             # JSON of the wrong shape, or a redirect, will not.
@@ -83,21 +101,32 @@ class RetryPolicy:
         return max(jittered, min(retry_after, self.retry_after_max))
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for: delta-seconds or an HTTP date; ``None`` if unusable."""
+    """Seconds a ``Retry-After`` header asks for: delta-seconds or an HTTP date.
+
+    Total over every string a server can send: anything unusable (not a number nor a date, a
+    date whose year overflows, NaN, a negative number) is ``None``, never an exception.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
+        # RFC 9110 says delta-seconds is digits; the fraction is a leniency. float() alone
+        # would also take "nan", "1_0", "-5" and other scripts' digits.
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:  # an HTTP date is GMT, even in asctime form, which says none
+                when = when.replace(tzinfo=datetime.UTC)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            # A year such as 99999, or one that datetime accepts but whose timestamp does not
+            # fit, is as unusable as no date.
             return None
-        if when.tzinfo is None:  # an HTTP date is always GMT, even in asctime form, which says none
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)

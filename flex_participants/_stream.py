@@ -16,8 +16,10 @@ from typing import Protocol, Self
 
 from yarl import URL
 
-from ._errors import InvalidResponseError
+from ._errors import ClientClosedError, FlexError, InvalidResponseError
+from ._interrupt import Interrupts
 from ._models import Participant, ParticipantPage
+from ._request import check_same_origin
 
 __all__ = ["ParticipantStream"]
 
@@ -37,15 +39,32 @@ class _Fetched(Protocol):
 _FetchPage = Callable[[URL], Awaitable[_Fetched]]
 
 
-class _Pager:
-    """Walks a channel's pages by ``next_page_url``; knows nothing of the caller."""
+def _identity(url: URL) -> tuple[object, ...]:
+    """What makes two spellings of a URL the same page: case, default port, encoding, the
+    order of query parameters and the fragment do not."""
+    return (url.scheme, url.host, url.port, url.path, tuple(sorted(url.query.items())))
 
-    def __init__(self, fetch: _FetchPage, first_url: URL | None, limit: int | None) -> None:
+
+class _Pager:
+    """Walks a channel's pages by ``next_page_url``; knows nothing of the caller.
+
+    Each ``next_page_url`` is resolved against the URL of the page that named it (RFC 3986)
+    and must lead to a page of the same channel not fetched before: a server whose paging
+    loops (A -> B -> A, or one page spelled two ways), or that points at another channel's
+    or another endpoint's URL, fails the walk with `InvalidResponseError` after the pages
+    before it, so that no participant is delivered twice and paging cannot run away.
+    """
+
+    def __init__(self, fetch: _FetchPage, first_url: URL, limit: int | None) -> None:
         self._fetch = fetch
-        self.next_url = first_url
+        self.next_url: URL | None = first_url if limit != 0 else None
+        self._origin = first_url.origin()
+        self._path = first_url.path
         self._limit = limit
         self._fetched = 0
-        self._broken: InvalidResponseError | None = None
+        self._seen: set[tuple[object, ...]] = set()
+        self._tokens: set[str] = set()
+        self._broken: FlexError | None = None
 
     def exhausted(self) -> bool:
         if self._limit is not None and self._fetched >= self._limit:
@@ -59,26 +78,54 @@ class _Pager:
             raise self._broken
         url = self.next_url
         assert url is not None
+        self._seen.add(_identity(url))
+        token = url.query.get("PageToken")
+        if token is not None:
+            self._tokens.add(token)
         page = await self._fetch(url)
         self._fetched += page.count
         next_url: URL | None = None
-        problem = ""
         try:
-            next_url = URL(page.next_page_url) if page.next_page_url else None
-        except ValueError as exc:
-            problem = f"meta.next_page_url is not a URL: {exc}"
-        if next_url is not None and next_url == url:
-            # A server naming the same page as its own next would keep us paging forever,
-            # repeating its participants.
-            problem = "meta.next_page_url points back at this same page"
-            next_url = None
-        if problem:
+            next_url = self._follow(url, page.next_page_url)
+        except FlexError as exc:
             # This page is delivered; the error comes where the next page would have been.
-            self._broken = InvalidResponseError(problem, url=str(url), status=200, is_json=True)
+            self._broken = exc
         # An empty page ends the walk even if it names a next page: a server that keeps
         # sending empty pages must not keep us paging forever either.
         self.next_url = next_url if page.count else None
         return page
+
+    def _follow(self, url: URL, next_page_url: str | None) -> URL | None:
+        """The URL of the page after ``url``, checked; raises for one that must not be fetched."""
+        if next_page_url is None:
+            return None
+
+        def broken(problem: str) -> InvalidResponseError:
+            return InvalidResponseError(
+                f"meta.next_page_url {problem}: {next_page_url!r}",
+                url=str(url),
+                status=200,
+                is_json=True,
+            )
+
+        try:
+            target = URL(next_page_url)
+        except (TypeError, ValueError) as exc:
+            raise broken(f"is not a URL ({exc})") from None
+        if target.scheme and not target.host:
+            # "mailto:", "javascript:", "file:///...", "https:/path": not a page of any host.
+            raise broken("has a scheme but no host")
+        try:
+            target = url.join(target).with_fragment(None)
+        except ValueError as exc:
+            raise broken(f"cannot be resolved against this page's URL ({exc})") from None
+        check_same_origin(target, self._origin)  # UnsafeURLError: credentials stay home
+        if target.path != self._path:
+            raise broken(f"leads to {target.path}, not to this channel's participants")
+        token = target.query.get("PageToken")
+        if _identity(target) in self._seen or (token is not None and token in self._tokens):
+            raise broken("leads back to a page already fetched (the server's paging loops)")
+        return target
 
     def stop(self) -> None:
         self.next_url = None
@@ -118,6 +165,11 @@ class _Prefetcher:
                 if page is None:
                     break
                 self._buffer.put_nowait(page)
+        except asyncio.CancelledError:
+            # Cancelled by its stream, which stops taking; but should anyone else cancel it,
+            # a caller still to come must not wait for a page that will never arrive.
+            self._buffer.put_nowait(ClientClosedError("the stream's prefetch was cancelled"))
+            raise
         except Exception as exc:  # handed to the caller in order, after the pages before it
             self._buffer.put_nowait(exc)
         else:
@@ -134,6 +186,12 @@ class ParticipantStream:
 
     Any `FlexError` of a page is raised where that page would have been, after every
     participant of the pages before it.
+
+    Closing ends every wait at once, from any task: after `aclose` the stream just ends
+    (it was closed on purpose); after its client is closed, a consumer still waiting, or
+    asking for more, gets `ClientClosedError`, so that a cut-short stream never looks whole.
+    One task at a time may iterate a stream: a second task asking for a page while the first
+    waits for one gets a `FlexError`.
     """
 
     def __init__(
@@ -145,7 +203,7 @@ class ParticipantStream:
         prefetch: int,
         on_open: Callable[[ParticipantStream], None] | None = None,
     ) -> None:
-        self._pager = _Pager(fetch, first_url if limit != 0 else None, limit)
+        self._pager = _Pager(fetch, first_url, limit)
         self._limit = limit
         self._prefetch = prefetch
         self._prefetcher: _Prefetcher | None = None
@@ -153,6 +211,8 @@ class ParticipantStream:
         self._current: Iterator[Participant] = iter(())
         self._started = False
         self._closed = False
+        self._closed_by_client = False
+        self._interrupts = Interrupts()
         self._pages_seen = 0
         self._on_open = on_open
 
@@ -218,13 +278,15 @@ class ParticipantStream:
     async def aclose(self) -> None:
         """Stop the stream: cancel the prefetch and wait until it has ended. Idempotent.
 
-        A closed stream yields nothing more, not even the rest of the current page.
+        A closed stream yields nothing more, not even the rest of the current page; a
+        consumer waiting for a page in another task ends its loop at once.
         """
         self._closed = True
         # Exhaust the current page's iterator rather than replace it: a loop already
         # stepping through it (inside `async for`) must stop too.
         collections.deque(self._current, maxlen=0)
         self._pager.stop()
+        self._interrupts.interrupt()
         prefetcher, self._prefetcher = self._prefetcher, None
         if prefetcher is not None and not prefetcher.task.done():
             prefetcher.task.cancel()
@@ -247,6 +309,15 @@ class ParticipantStream:
         # prefetch running for nobody.
         self._cancel()
 
+    def _close_by_client(self) -> list[asyncio.Task[None]]:
+        """Close because the client closes: end every wait, and make the rest of the stream,
+        if it had not ended, a `ClientClosedError`. Returns the tasks to wait for."""
+        if not self._closed:
+            self._closed_by_client = True
+        collections.deque(self._current, maxlen=0)
+        self._interrupts.interrupt()
+        return self._cancel()
+
     def _cancel(self) -> list[asyncio.Task[None]]:
         """Close without waiting (from `__del__`, and by the client when it closes).
 
@@ -264,20 +335,32 @@ class ParticipantStream:
 
     async def _next_page(self) -> ParticipantPage | None:
         if self._closed:
+            self._after_close()
             return None
+        if self._interrupts.busy():
+            raise FlexError(
+                "this stream is already being iterated by another task; "
+                "a stream has one consumer at a time"
+            )
         if not self._started:
             self._started = True
             if self._on_open is not None:
                 self._on_open(self)
         try:
-            if self._prefetch == 0:
-                fetched = await self._pager.fetch_next()
-            else:
-                if self._prefetcher is None:
-                    self._prefetcher = _Prefetcher(
-                        self._pager, self._prefetch, name=f"flex_participants prefetch {id(self):x}"
-                    )
-                fetched = await self._prefetcher.take()
+            with self._interrupts.wait() as wait:
+                if self._prefetch == 0:
+                    fetched = await self._pager.fetch_next()
+                else:
+                    if self._prefetcher is None:
+                        self._prefetcher = _Prefetcher(
+                            self._pager,
+                            self._prefetch,
+                            name=f"flex_participants prefetch {id(self):x}",
+                        )
+                    fetched = await self._prefetcher.take()
+            if wait.interrupted:  # closed from another task while we waited
+                self._after_close()
+                return None
             # Built here, on the caller's side: the producer has already sent the request for
             # the page after this one.
             page = fetched.build() if fetched is not None else None
@@ -288,6 +371,15 @@ class ParticipantStream:
             await self.aclose()
             return None
         return self._trim(page)
+
+    def _after_close(self) -> None:
+        """What a closed stream answers: the end, or `ClientClosedError` if its client closed
+        it before it ended."""
+        if self._closed_by_client:
+            raise ClientClosedError(
+                f"the client was closed while this stream was open; {self._delivered} "
+                "participants were delivered, the rest were not fetched"
+            )
 
     def _trim(self, page: ParticipantPage) -> ParticipantPage:
         if self._limit is not None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from flex_participants import _limit
+from flex_participants._errors import InvalidArgumentError
 from flex_participants._limit import AdaptiveLimiter, Limiter
 
 T = TypeVar("T")
@@ -98,7 +99,9 @@ def test_max_concurrency_must_be_an_integer_of_at_least_one(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [0, 0.0, -1, math.inf, math.nan, "5"], ids=repr)
 def test_rate_limit_must_be_a_finite_number_above_zero(value: Any) -> None:
-    with pytest.raises(ValueError, match="rate_limit must be a number of requests per second > 0"):
+    with pytest.raises(
+        InvalidArgumentError, match="rate_limit must be a finite number of requests per second > 0"
+    ):
         AdaptiveLimiter(1, rate_limit=value)
 
 
