@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copyreg
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
+from aiohttp.client_reqrep import RequestInfo
+from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
     "AuthenticationError",
@@ -41,6 +45,13 @@ class FlexError(Exception):
         if self.attempts > 1:
             return f"{self.message} (after {self.attempts} attempts)"
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which keyword-only arguments break;
+        # rebuild without __init__ instead, then restore every attribute from __dict__.
+        # This serves every subclass, including those users define.
+        rebuild = copyreg.__newobj__  # type: ignore[attr-defined]
+        return (rebuild, (type(self), *self.args), self.__dict__)
 
 
 # Errors in what the caller asked for, raised before anything is sent.
@@ -154,12 +165,75 @@ class ResponseTooLargeError(InvalidResponseError):
     decompression); it was not read further, and is not retried."""
 
 
+# The mapping of aiohttp's errors, with the credentials taken out of what they keep.
+
+# Headers that carry credentials: they must not outlive the request in any error.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+def _without_secrets(info: RequestInfo) -> RequestInfo:
+    headers = info.headers
+    if _SECRET_HEADERS.isdisjoint(name.lower() for name in headers):
+        return info
+    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _SECRET_HEADERS)
+    return RequestInfo(info.url, info.method, CIMultiDictProxy(kept), info.real_url)
+
+
+def _scrub_response(response: aiohttp.ClientResponse) -> None:
+    # ``request_info`` is a cached property over ``_request_info``: replace the value, and
+    # forget what the cache holds. The redirect-history test proves this still reaches it.
+    response._request_info = _without_secrets(response._request_info)
+    cache = getattr(response, "_cache", None)
+    if isinstance(cache, dict):
+        cache.pop("request_info", None)
+
+
+def _scrub_credentials(error: BaseException) -> None:
+    """Drop the credentials from the request headers aiohttp keeps in an error and its chain.
+
+    aiohttp's response errors hold the `RequestInfo` of the request, headers and all, in
+    ``request_info``, in ``args`` and in each response of ``history``; our errors chain
+    them as their cause, and whatever reaches a log or an error tracker must not carry the
+    ``Authorization`` header. The rest is kept, for debugging.
+    """
+    pending, seen = [error], set()
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        info = getattr(exc, "request_info", None)
+        if isinstance(info, RequestInfo):
+            exc.request_info = _without_secrets(info)  # type: ignore[attr-defined]
+        if any(isinstance(arg, RequestInfo) for arg in exc.args):
+            exc.args = tuple(
+                _without_secrets(arg) if isinstance(arg, RequestInfo) else arg for arg in exc.args
+            )
+        history = getattr(exc, "history", None)
+        if isinstance(history, tuple):
+            for response in history:
+                if isinstance(response, aiohttp.ClientResponse):
+                    _scrub_response(response)
+        pending.extend(c for c in (exc.__cause__, exc.__context__) if c is not None)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+
+
 @contextlib.contextmanager
 def _transport_errors(url: str) -> Iterator[None]:
-    """Map aiohttp's and asyncio's failures below HTTP onto `TransportError`."""
+    """Map aiohttp's and asyncio's failures below HTTP onto `TransportError`.
+
+    Every error that leaves the block, mapped or not, has its chain scrubbed of credentials
+    first (see `_scrub_credentials`).
+    """
     try:
         yield
     except TimeoutError as exc:
+        _scrub_credentials(exc)
         raise TransportError(f"request to {url} timed out") from exc
     except aiohttp.ClientError as exc:
+        _scrub_credentials(exc)
         raise TransportError(f"request to {url} failed: {exc or type(exc).__name__}") from exc
+    except BaseException as exc:
+        _scrub_credentials(exc)
+        raise

@@ -71,7 +71,9 @@ class Participant:
     interaction_sid: str | None
     channel_sid: str | None
     url: str | None
-    routing_properties: Mapping[str, Any] | None
+    # Compared, but left out of the hash: a read-only mapping has no hash, and equal
+    # participants still hash equal without it.
+    routing_properties: Mapping[str, Any] | None = attrs.field(hash=False)
 
 
 @attrs.frozen

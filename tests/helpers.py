@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any, TypedDict
+
+import aiohttp
+import attrs
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-do-not-leak"
@@ -71,3 +78,112 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+def secrets_of(username: str = ACCOUNT_SID, password: str = AUTH_TOKEN) -> tuple[str, ...]:
+    """Every form the credentials take on the wire: the token, the Basic header and its base64."""
+    header = aiohttp.encode_basic_auth(username, password)
+    return (password, header, header.removeprefix("Basic "))
+
+
+# Not followed: scalars hold no text, and what a traceback or a callable leads to is the
+# running program, not the error.
+_NOT_FOLLOWED = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    types.TracebackType,
+    types.FrameType,
+    types.CodeType,
+    types.ModuleType,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CoroutineType,
+    types.GeneratorType,
+    types.AsyncGeneratorType,
+)
+
+
+def _slot_names(cls: type) -> Iterator[str]:
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"
+            yield name
+
+
+def _children(obj: object) -> Iterator[tuple[str, object]]:
+    """What ``obj`` holds, each with the step of the path that leads to it."""
+    if isinstance(obj, BaseException):
+        yield ".args", obj.args
+        yield ".__cause__", obj.__cause__
+        yield ".__context__", obj.__context__
+        if isinstance(obj, BaseExceptionGroup):
+            yield ".exceptions", obj.exceptions
+    if isinstance(obj, Mapping):
+        for index, (key, value) in enumerate(obj.items()):
+            yield f"[key {index}]", key
+            yield f"[{key!r}]", value
+    elif isinstance(obj, list | tuple | set | frozenset | collections.deque):
+        for index, item in enumerate(obj):
+            yield f"[{index}]", item
+    cls = type(obj)
+    if attrs.has(cls):
+        for field in attrs.fields(cls):
+            yield f".{field.name}", getattr(obj, field.name, None)
+    with contextlib.suppress(TypeError):
+        for name, value in vars(obj).items():
+            yield f".{name}", value
+    for name in _slot_names(cls):
+        yield f".{name}", getattr(obj, name, None)
+
+
+def assert_no_secret(error: BaseException, *secrets: str) -> None:
+    """Fail if any object reachable from ``error`` holds one of ``secrets``.
+
+    Walks the whole object graph: the exception, its args, attributes (``__dict__`` and
+    ``__slots__``), ``__cause__``, ``__context__`` and ``__notes__``, the items of mappings
+    (multidicts and read-only mappings too) and collections, and attrs instances,
+    recursively. Every string and bytes met, and the repr and str of every object, is
+    searched. Tracebacks, frames, modules, classes and functions are not followed.
+    """
+    assert secrets, "no secrets to look for"
+    needles = [s.encode() for s in secrets]
+    seen: set[int] = set()
+    keep: list[object] = []  # what the walk made (item tuples, views) must keep its id
+    pending: list[tuple[str, object]] = [("error", error)]
+    while pending:
+        path, obj = pending.pop()
+        if isinstance(obj, _NOT_FOLLOWED) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        keep.append(obj)
+        if isinstance(obj, str):
+            texts = [obj]
+        elif isinstance(obj, bytes | bytearray | memoryview):
+            raw = bytes(obj)
+            found = [s for s, n in zip(secrets, needles, strict=True) if n in raw]
+            assert not found, f"a secret is reachable from the error at {path}"
+            continue
+        else:
+            texts = []
+            for render in (repr, str):
+                with contextlib.suppress(Exception):
+                    texts.append(render(obj))
+        for text in texts:
+            for secret in secrets:
+                assert secret not in text, f"a secret is reachable from the error at {path}"
+        if isinstance(obj, str):
+            continue
+        for step, child in _children(obj):
+            pending.append((path + step, child))

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from flex_participants import (
     FlexClient,
+    FlexError,
     InvalidResponseError,
     RateLimitError,
     RetryPolicy,
@@ -24,7 +25,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, sid, twilio_error
+from .helpers import KD, assert_no_secret, secrets_of, sid, twilio_error
 from .server import (
     PagedServer,
     Seen,
@@ -416,3 +417,31 @@ async def test_a_redirect_elsewhere_is_not_followed(
             with pytest.raises(InvalidResponseError, match="redirect"):
                 await client.fetch_page(KD, uo)
         assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize("call", ["fetch_page", "stream", "batch"])
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+async def test_the_error_of_every_fault_holds_no_credentials(
+    paged_server: PagedServer, client_for: ClientFor, fault: Fault, call: str
+) -> None:
+    uo = paged_server.add_channel(1, 10)
+    paged_server.hook = fault
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.0)
+    error: FlexError | None = None
+    async with client_for(paged_server, retry=retry) as client:
+        try:
+            if call == "fetch_page":
+                await client.fetch_page(KD, uo)
+            elif call == "stream":
+                await client.participants(KD, uo, page_size=5).collect()
+            else:
+                async with client.participants_for_channels([(KD, uo)]) as batch:
+                    (result,) = [r async for r in batch]
+                error = result.error
+        except FlexError as raised:
+            error = raised
+    assert error is not None
+    assert error.attempts == 2
+    secrets = secrets_of()
+    assert paged_server.seen[0].authorization == secrets[1]  # sent, and then forgotten
+    assert_no_secret(error, *secrets)
