@@ -183,6 +183,11 @@ def _structure_participant(obj: Any, _: Any) -> Participant:
     return _structure_participants([obj])[0]
 
 
+def _participant_from_data(data: dict[str, Any]) -> Participant:
+    """A participant rebuilt from `to_dict` data: how one is unpickled."""
+    return _structure_participants([data])[0]
+
+
 def _strict_str(value: Any, _: Any) -> str:
     if type(value) is not str:
         raise TypeError(f"expected a string, got {_kind(value)}")

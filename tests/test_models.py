@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from types import MappingProxyType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flex_participants import PageMeta, Participant, ParticipantPage, ParticipantType
+from flex_participants import ChannelResult, PageMeta, Participant, ParticipantPage, ParticipantType
 from flex_participants._convert import converter, parse_page
 
 from .helpers import KD, UO, page_body, participant, participants_url, sid
@@ -123,3 +125,27 @@ def test_hash_never_raises_and_equal_participants_hash_equal(
     if a == b:
         assert hash(a) == hash(b)
     assert len({a, b, a_again}) == (1 if a == b else 2)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_participant_with_nested_routing_properties_pickles_equal(protocol: int) -> None:
+    built = agent()
+    restored = pickle.loads(pickle.dumps(built, protocol))  # noqa: S301 - our own bytes
+    assert restored == built
+    assert isinstance(restored.routing_properties["queue"], MappingProxyType)
+    assert copy.deepcopy(built) == built
+
+
+def test_a_participant_of_a_type_added_later_pickles_with_its_raw_type() -> None:
+    body = page_body([])
+    body["participants"] = [participant(1, kind="a-kind-added-later")]
+    (built,) = parse_page(json.dumps(body).encode()).participants
+    restored = pickle.loads(pickle.dumps(built))  # noqa: S301 - our own bytes
+    assert restored == built
+    assert restored.type.value == "a-kind-added-later"
+    assert not restored.type.is_listed
+
+
+def test_a_successful_channel_result_pickles_whole() -> None:
+    result = ChannelResult(KD, UO, (agent(1), agent(2)))
+    assert pickle.loads(pickle.dumps(result)) == result  # noqa: S301 - our own bytes
