@@ -222,6 +222,14 @@ class _FetchedPage:
     def count(self) -> int:
         return self._decoded.count
 
+    @property
+    def first_sid(self) -> str | None:
+        """The ``sid`` of the page's first participant, if it has a string one."""
+        participants = self._decoded.data["participants"]
+        first = participants[0] if participants else None
+        sid = first.get("sid") if type(first) is dict else None
+        return sid if type(sid) is str else None
+
     def build(self) -> ParticipantPage:
         try:
             page = build_page(self._decoded)

@@ -33,6 +33,9 @@ class _Fetched(Protocol):
     @property
     def count(self) -> int: ...
 
+    @property
+    def first_sid(self) -> str | None: ...
+
     def build(self) -> ParticipantPage: ...
 
 
@@ -52,7 +55,10 @@ class _Pager:
     and must lead to a page of the same channel not fetched before: a server whose paging
     loops (A -> B -> A, or one page spelled two ways), or that points at another channel's
     or another endpoint's URL, fails the walk with `InvalidResponseError` after the pages
-    before it, so that no participant is delivered twice and paging cannot run away.
+    before it, so that no participant is delivered twice and paging cannot run away. A page
+    that a URL cannot be told to repeat (the first page, named again with Page and
+    PageToken) is known by its first participant: a page that starts with the first
+    participant of an earlier page is not delivered, and fails the walk the same way.
     """
 
     def __init__(self, fetch: _FetchPage, first_url: URL, limit: int | None) -> None:
@@ -64,6 +70,7 @@ class _Pager:
         self._fetched = 0
         self._seen: set[tuple[object, ...]] = set()
         self._tokens: set[str] = set()
+        self._first_sids: set[str] = set()
         self._broken: FlexError | None = None
 
     def exhausted(self) -> bool:
@@ -83,6 +90,20 @@ class _Pager:
         if token is not None:
             self._tokens.add(token)
         page = await self._fetch(url)
+        first_sid = page.first_sid
+        if first_sid is not None:
+            if first_sid in self._first_sids:
+                # Another URL for a page already delivered (the first page, asked for
+                # without Page or PageToken, named again with them): not delivered twice.
+                self.stop()
+                raise InvalidResponseError(
+                    f"this page starts with participant {first_sid!r}, already delivered on an "
+                    "earlier page: the server's paging loops",
+                    url=str(url),
+                    status=200,
+                    is_json=True,
+                )
+            self._first_sids.add(first_sid)
         self._fetched += page.count
         next_url: URL | None = None
         try:

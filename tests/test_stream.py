@@ -16,6 +16,7 @@ from flex_participants import (
     InvalidResponseError,
     NotFoundError,
     ParticipantPage,
+    UnsafeURLError,
 )
 
 from .helpers import KD, sid, twilio_error
@@ -251,7 +252,9 @@ async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_respo
     rewrite_next_page_url(paged_server, uo, lambda seen: str(seen.request.url))
     async with client_for(paged_server) as client:
         stream = client.participants(KD, uo, page_size=10)
-        got = await sids_until(InvalidResponseError, stream, match="leads back to a page already fetched")
+        got = await sids_until(
+            InvalidResponseError, stream, match="leads back to a page already fetched"
+        )
     assert got == sids(range(10))
     assert len(paged_server.seen) == 1
 
@@ -266,6 +269,212 @@ async def test_a_next_page_url_that_is_not_a_url_is_an_invalid_response(
         stream = client.participants(KD, uo, page_size=10, prefetch=0)
         got = await sids_until(InvalidResponseError, stream, match="next_page_url is not a URL")
     assert got == sids(range(10))
+
+
+def page_url(server: PagedServer, seen: Seen, page: int, **query: str) -> str:
+    """The URL of page ``page`` of the channel ``seen`` asked for, as the server spells it."""
+    params = {"PageSize": seen.query["PageSize"], "Page": str(page), "PageToken": f"PT{page}x"}
+    params.update(query)
+    return f"{server.base_url}{seen.request.path}?" + "&".join(
+        f"{k}={v}" for k, v in params.items()
+    )
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 5])
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_a_paging_cycle_of_any_period_fails_at_the_first_repeat_with_nothing_repeated(
+    paged_server: PagedServer, client_for: ClientFor, period: int, prefetch: int
+) -> None:
+    # Pages 1 .. period each name the next, and the last names page 1 again.
+    uo = paged_server.add_channel(1, 100)
+    rewrite_next_page_url(
+        paged_server, uo, lambda seen: page_url(paged_server, seen, seen.page % period + 1)
+    )
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
+        got = await sids_until(
+            InvalidResponseError, stream, match="leads back to a page already fetched"
+        )
+    assert got == sids(range(10 * (period + 1)))
+    assert [s.page for s in paged_server.seen] == list(range(period + 1))
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_a_cycle_back_to_the_first_page_by_another_url_delivers_nothing_twice(
+    paged_server: PagedServer, client_for: ClientFor, prefetch: int
+) -> None:
+    # The first page was asked for without Page or PageToken; the server names it again as
+    # Page=0&PageToken=...: no URL says it is the same page, its participants do.
+    uo = paged_server.add_channel(1, 100)
+    rewrite_next_page_url(
+        paged_server, uo, lambda seen: page_url(paged_server, seen, (seen.page + 1) % 3)
+    )
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
+        got = await sids_until(InvalidResponseError, stream, match="already delivered")
+    assert got == sids(range(30))
+    assert [s.page for s in paged_server.seen] == [0, 1, 2, 0]
+
+
+RESPELLINGS: dict[str, Callable[[PagedServer, Seen], str]] = {
+    "query reordered": lambda server, seen: (
+        f"{server.base_url}{seen.request.path}?PageToken=PT1x&Page=1&PageSize=10"
+    ),
+    "relative": lambda server, seen: f"{seen.request.path}?PageSize=10&Page=1&PageToken=PT1x",
+    "with a fragment": lambda server, seen: page_url(server, seen, 1) + "#again",
+    "percent-encoded": lambda server, seen: page_url(server, seen, 1).replace(
+        "Participants", "Particip%61nts"
+    ),
+    "same token, other page size": lambda server, seen: page_url(server, seen, 1, PageSize="20"),
+}
+
+
+@pytest.mark.parametrize("spelling", RESPELLINGS.values(), ids=RESPELLINGS.keys())
+async def test_a_page_spelled_another_way_is_still_the_same_page(
+    paged_server: PagedServer, client_for: ClientFor, spelling: Callable[[PagedServer, Seen], str]
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    rewrite_next_page_url(
+        paged_server,
+        uo,
+        lambda seen: (
+            page_url(paged_server, seen, 1) if seen.page == 0 else spelling(paged_server, seen)
+        ),
+    )
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        got = await sids_until(InvalidResponseError, stream, match="already fetched")
+    assert got == sids(range(20))
+    assert [s.page for s in paged_server.seen] == [0, 1]
+
+
+async def test_a_relative_next_page_url_resolves_against_the_pages_own_url(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    # "Participants?..." is relative to .../Channels/UO.../Participants (RFC 3986), not to
+    # the origin's root, where it would name /Participants.
+    uo = paged_server.add_channel(1, 25)
+    rewrite_next_page_url(
+        paged_server,
+        uo,
+        lambda seen: None if seen.page == 2 else f"Participants?PageSize=10&Page={seen.page + 1}",
+    )
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo, page_size=10)]
+    assert got == sids(range(25))
+    assert {s.request.path for s in paged_server.seen} == {
+        f"/v1/Interactions/{KD}/Channels/{uo}/Participants"
+    }
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "/v1/Interactions/{kd}/Channels/{other}/Participants?PageSize=10&Page=1",
+        "/v1/Interactions/{kd}/Channels/{uo}?Page=1",
+        "/v1/Interactions/{kd}/Channels/{uo}/Participants/UT{zeros}?Page=1",
+        "/v2/Interactions/{kd}/Channels/{uo}/Participants?Page=1",
+        "../{other}/Participants?Page=1",
+    ],
+)
+async def test_a_next_page_url_for_another_channel_or_endpoint_is_refused_unrequested(
+    paged_server: PagedServer, client_for: ClientFor, elsewhere: str
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    other = paged_server.add_channel(2, 30)
+    target = elsewhere.format(kd=KD, uo=uo, other=other, zeros="0" * 32)
+    rewrite_next_page_url(paged_server, uo, lambda seen: target)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        got = await sids_until(
+            InvalidResponseError, stream, match="not to this channel's participants"
+        )
+    assert got == sids(range(10))
+    assert len(paged_server.seen) == 1
+
+
+@pytest.mark.parametrize(
+    "no_host",
+    [
+        "http:/v1/Interactions/x/Channels/y/Participants",
+        "https:///v1/Interactions/x/Channels/y/Participants",
+        "https:v1/Interactions",
+        "mailto:security@example.com",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:text/plain,hello",
+    ],
+)
+async def test_a_next_page_url_with_a_scheme_and_no_host_is_an_invalid_response(
+    paged_server: PagedServer, client_for: ClientFor, no_host: str
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    rewrite_next_page_url(paged_server, uo, lambda seen: no_host)
+    async with client_for(paged_server) as client:
+        got = await sids_until(
+            InvalidResponseError,
+            client.participants(KD, uo, page_size=10),
+            match="has a scheme but no host",
+        )
+    assert got == sids(range(10))
+    assert len(paged_server.seen) == 1
+
+
+async def test_a_scheme_relative_next_page_url_to_another_host_is_unsafe_and_not_sent(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    rewrite_next_page_url(paged_server, uo, lambda seen: "//evil.example/v1/x?Page=1")
+    async with client_for(paged_server) as client:
+        got = await sids_until(
+            UnsafeURLError, client.participants(KD, uo, page_size=10), match="evil.example"
+        )
+    assert got == sids(range(10))
+    assert len(paged_server.seen) == 1
+
+
+@pytest.mark.parametrize("field", ["channel_sid", "interaction_sid"])
+async def test_a_page_whose_participants_name_another_channel_fails_without_retry(
+    paged_server: PagedServer, client_for: ClientFor, field: str
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+
+    async def hook(seen: Seen) -> web.Response | None:
+        if seen.page != 1:
+            return None
+        body = paged_server._page(seen.request, uo, seen.page)
+        body["participants"][3][field] = sid(
+            field[:2].upper() if field == "channel_sid" else "KD", 9
+        )
+        return web.json_response(body)
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        got = await sids_until(
+            InvalidResponseError,
+            client.participants(KD, uo, page_size=10),
+            match=r"not a page of this channel: participants\[3\] belongs to",
+        )
+    assert got == sids(range(10))
+    assert [s.page for s in paged_server.seen].count(1) == 1  # not retried
+
+
+async def test_participants_with_null_or_differently_cased_sids_belong_to_the_channel(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 3)
+
+    async def hook(seen: Seen) -> web.Response:
+        body = paged_server._page(seen.request, uo, seen.page)
+        body["participants"][0]["channel_sid"] = None
+        body["participants"][1]["interaction_sid"] = None
+        body["participants"][2]["channel_sid"] = "UO" + uo[2:].upper()
+        return web.json_response(body)
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo)]
+    assert got == sids(range(3))
 
 
 async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
