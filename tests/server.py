@@ -149,7 +149,9 @@ async def settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-def rewrite_next_page_url(server: PagedServer, channel_sid: str, to: Callable[[Seen], str]) -> None:
+def rewrite_next_page_url(
+    server: PagedServer, channel_sid: str, to: Callable[[Seen], str | None]
+) -> None:
     """Serve ``channel_sid``'s pages as usual, but with ``meta.next_page_url`` set by ``to``."""
 
     async def hook(seen: Seen) -> web.StreamResponse:

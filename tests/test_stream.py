@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -11,11 +12,14 @@ import pytest
 from aiohttp import web
 
 from flex_participants import (
+    ClientClosedError,
     FlexClient,
+    FlexError,
     InvalidArgumentError,
     InvalidResponseError,
     NotFoundError,
     ParticipantPage,
+    ParticipantStream,
     UnsafeURLError,
 )
 
@@ -585,6 +589,214 @@ async def test_closing_the_client_cancels_its_open_streams(
     assert idle_tasks() == set()
     release.set()
     del stream
+
+
+# -- close and cancel from another task ---------------------------------------------------
+
+
+def hold_pages_from(server: PagedServer, first_held: int) -> asyncio.Event:
+    """Hold every request for page ``first_held`` and after until the returned event is set."""
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.page >= first_held:
+            await release.wait()
+
+    server.hook = hook
+    return release
+
+
+async def consumer_waiting_for_page_1(
+    server: PagedServer, stream: ParticipantStream
+) -> tuple[asyncio.Task[None], list[str | None]]:
+    """A task consuming ``stream``, returned once it has page 0 and waits for page 1."""
+    got: list[str | None] = []
+    page_0_in = asyncio.Event()
+
+    async def consume() -> None:
+        async for p in stream:
+            got.append(p.sid)
+            if len(got) == 10:
+                page_0_in.set()
+
+    task = asyncio.create_task(consume())
+    await server.wait_for_requests(2)
+    await page_0_in.wait()
+    await settle()
+    return task, got
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_closing_the_client_from_another_task_fails_a_waiting_consumer_at_once(
+    paged_server: PagedServer, client_for: ClientFor, prefetch: int
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    release = hold_pages_from(paged_server, 1)
+    client = client_for(paged_server)
+    task, got = await consumer_waiting_for_page_1(
+        paged_server, client.participants(KD, uo, page_size=10, prefetch=prefetch)
+    )
+    assert not task.done()
+    await client.close()
+    async with asyncio.timeout(5):  # a hang fails here, not the suite
+        with pytest.raises(ClientClosedError, match="10 participants were delivered"):
+            await task
+    assert got == sids(range(10))
+    await settle()
+    assert idle_tasks() == set()
+    assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
+    release.set()
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_aclose_from_another_task_ends_a_waiting_consumer_cleanly_at_once(
+    paged_server: PagedServer, client_for: ClientFor, prefetch: int
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    release = hold_pages_from(paged_server, 1)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
+        task, got = await consumer_waiting_for_page_1(paged_server, stream)
+        await stream.aclose()
+        async with asyncio.timeout(5):
+            await task  # the loop just ends: the stream was closed on purpose
+        assert got == sids(range(10))
+        assert idle_tasks() == set()
+        assert [p async for p in stream] == []
+        assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
+    release.set()
+
+
+async def test_closing_the_client_ends_a_retry_that_sleeps_in_its_backoff(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    asked = asyncio.Event()
+
+    async def hook(seen: Seen) -> web.Response:
+        asked.set()
+        return web.json_response(
+            twilio_error(503, 20503, "busy"), status=503, headers={"Retry-After": "250"}
+        )
+
+    paged_server.hook = hook
+    client = client_for(paged_server)
+    task = asyncio.create_task(client.participants(KD, uo).collect())
+    await asked.wait()
+    await settle()
+    await client.close()
+    async with asyncio.timeout(5):
+        with pytest.raises(ClientClosedError):
+            await task
+
+
+async def test_closing_the_client_ends_a_wait_for_a_limiter_slot(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    first, second = paged_server.add_channel(1, 30), paged_server.add_channel(2, 30)
+    release = hold_pages_from(paged_server, 0)
+    client = client_for(paged_server, max_concurrency=1)
+    holder = asyncio.create_task(client.participants(KD, first).collect())
+    await paged_server.wait_for_requests(1)
+    waiter = asyncio.create_task(client.participants(KD, second).collect())
+    await settle()
+    assert client.limiter.in_flight == 1  # type: ignore[attr-defined]
+    await client.close()
+    async with asyncio.timeout(5):
+        for task in (holder, waiter):
+            with pytest.raises(ClientClosedError):
+                await task
+    assert len(paged_server.seen) == 1
+    release.set()
+
+
+async def test_a_cancelled_close_finishes_its_work_when_called_again(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 100)
+    release = hold_pages_from(paged_server, 1)
+    client = client_for(paged_server)
+    stream = client.participants(KD, uo, page_size=10, prefetch=2)
+    await anext(stream)
+    await paged_server.wait_for_requests(2)
+    closing = asyncio.create_task(client.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    await client.close()
+    assert client.closed
+    assert idle_tasks() == set()
+    assert client._session is None  # the session it made is closed, not abandoned
+    release.set()
+
+
+async def test_a_stream_that_had_ended_stays_ended_when_its_client_closes(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    client = client_for(paged_server)
+    stream = client.participants(KD, uo)
+    assert len([p async for p in stream]) == 5
+    await client.close()
+    assert [p async for p in stream] == []
+
+
+async def test_a_stream_opened_after_its_client_closed_raises_client_closed(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    client = client_for(paged_server)
+    await client.close()
+    with pytest.raises(ClientClosedError):
+        await client.participants(KD, uo).collect()
+    assert paged_server.seen == []
+
+
+async def test_a_second_task_iterating_a_stream_is_refused_and_the_first_loses_nothing(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    release = hold_pages_from(paged_server, 1)
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=0)
+        task, got = await consumer_waiting_for_page_1(paged_server, stream)
+        with pytest.raises(FlexError, match="already being iterated by another task"):
+            await anext(stream)
+        release.set()
+        async with asyncio.timeout(5):
+            await task
+    assert got == sids(range(30))
+
+
+async def test_two_tasks_taking_turns_on_one_stream_share_it_without_repeats(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 45)
+    got: list[str | None] = []
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10)
+        turn = asyncio.Lock()
+
+        async def consume() -> None:
+            while True:
+                async with turn:
+                    try:
+                        got.append((await anext(stream)).sid)
+                    except StopAsyncIteration:
+                        return
+
+        await asyncio.gather(consume(), consume(), consume())
+    assert got == sids(range(45))
+
+
+def test_a_client_used_from_a_second_event_loop_fails_clearly(credentials: Any) -> None:
+    client = FlexClient(**credentials, base_url="http://127.0.0.1:9")
+    with asyncio.Runner() as first:
+        first.run(client.__aenter__())
+        with asyncio.Runner() as second, pytest.raises(FlexError, match="another event loop"):
+            second.run(client.participants(KD, "UO" + "0" * 32).collect())
+        first.run(client.close())
 
 
 # -- the shared limit -----------------------------------------------------------------------
