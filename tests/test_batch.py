@@ -5,20 +5,35 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flex_participants import (
+    ChannelBatch,
     ChannelResult,
+    ClientClosedError,
     FlexClient,
+    FlexError,
     InvalidArgumentError,
+    InvalidResponseError,
     NotFoundError,
+    Participant,
+    UnsafeURLError,
 )
 
-from .helpers import KD, Credentials, sid
-from .server import PagedServer, Seen, idle_tasks, settle
+from .helpers import KD, Credentials, sid, twilio_error
+from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle
 
 ClientFor = Callable[..., FlexClient]
+
+
+async def run_batch(batch: ChannelBatch) -> list[ChannelResult]:
+    async with batch:
+        return [result async for result in batch]
 
 
 async def run(client: FlexClient, channels: object, **options: int) -> list[ChannelResult]:
@@ -219,3 +234,212 @@ def test_a_non_iterable_input_is_refused_at_once(credentials: Credentials) -> No
         client.participants_for_channels(42)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="concurrency"):
         client.participants_for_channels([], concurrency=0)
+
+
+# -- a batch never loses a channel -----------------------------------------------------------
+
+
+class FlakyLimiter:
+    """A custom Limiter that raises ``error`` on every ``acquire`` for which ``fails()``."""
+
+    def __init__(self, error: Exception, fails: Callable[[int], bool]) -> None:
+        self._error = error
+        self._fails = fails
+        self.calls = 0
+
+    async def acquire(self) -> object:
+        self.calls += 1
+        if self._fails(self.calls):
+            raise self._error
+        return None
+
+    async def release(self, permit: object, *, throttled: bool) -> None:
+        return None
+
+
+async def test_a_custom_limiter_that_raises_fails_its_channels_and_never_the_batch(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    channels = [paged_server.add_channel(n, 5) for n in range(12)]
+    limiter = FlakyLimiter(RuntimeError("redis is down"), lambda call: call % 3 == 0)
+    async with client_for(paged_server, limiter=limiter, max_concurrency=4) as client:
+        results = await run(client, [(KD, uo) for uo in channels])
+    assert sorted(r.channel_sid for r in results) == sorted(channels)
+    failed = [r for r in results if not r.ok]
+    assert failed  # every third request failed
+    for result in failed:
+        assert isinstance(result.error, FlexError)
+        assert isinstance(result.error.__cause__, RuntimeError)
+        assert "redis is down" in str(result.error)
+    assert all(len(r.participants) == 5 for r in results if r.ok)
+
+
+async def test_any_exception_escaping_a_channel_becomes_that_channels_flex_error(
+    credentials: Credentials,
+) -> None:
+    # A bug, not a FlexError: the channel fails with it as the cause; the others complete.
+    async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
+        if channel_sid.endswith("3"):
+            raise KeyError("a bug")
+        return ()
+
+    pairs = [(KD, sid("UO", n)) for n in range(6)]
+    async with ChannelBatch(pairs, collect, window=2) as batch:
+        results = [r async for r in batch]
+    assert sorted(r.channel_sid for r in results) == sorted(uo for _, uo in pairs)
+    (broken,) = [r for r in results if not r.ok]
+    assert broken.channel_sid == sid("UO", 3)
+    assert isinstance(broken.error, FlexError)
+    assert isinstance(broken.error.__cause__, KeyError)
+
+
+@pytest.mark.parametrize(
+    "next_page_url",
+    ["https:///v1/x", "http:/v1/x", "mailto:x@y.z", "//elsewhere.example/v1", "http://[::1"],
+)
+async def test_a_hostile_next_page_url_fails_its_channel_only(
+    paged_server: PagedServer, client_for: ClientFor, next_page_url: str
+) -> None:
+    good, hostile = paged_server.add_channel(1, 25), paged_server.add_channel(2, 25)
+    rewrite_next_page_url(paged_server, hostile, lambda seen: next_page_url)
+    original = paged_server.hook
+
+    async def hook(seen: Seen) -> web.StreamResponse | None:
+        return await original(seen) if seen.channel_sid == hostile and original else None
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        results = await run(client, [(KD, good), (KD, hostile)], page_size=10)
+    by_channel = {r.channel_sid: r for r in results}
+    assert by_channel[good].ok
+    assert len(by_channel[good].participants) == 25
+    assert isinstance(by_channel[hostile].error, InvalidResponseError | UnsafeURLError)
+
+
+async def test_a_retry_after_date_that_overflows_is_ignored_not_fatal(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    dates = iter(["Fri, 31 Dec 99999 23:59:59 GMT", "Mon, 01 Jan 0000 00:00:00 GMT"])
+
+    async def hook(seen: Seen) -> web.Response | None:
+        date = next(dates, None)
+        if date is None:
+            return None
+        body = twilio_error(429, 20429, "slow down")
+        return web.json_response(body, status=429, headers={"Retry-After": date})
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        (result,) = await run(client, [(KD, uo)])
+    assert result.ok
+    assert len(result.participants) == 5
+    assert len(paged_server.seen) == 3
+
+
+async def test_closing_the_client_during_a_batch_raises_after_the_results_already_made(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    quick, held = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if seen.channel_sid == held:
+            await release.wait()
+
+    paged_server.hook = hook
+    client = client_for(paged_server)
+    got: list[ChannelResult] = []
+    first_in = asyncio.Event()
+
+    async def consume() -> None:
+        async with client.participants_for_channels([(KD, quick), (KD, held)]) as batch:
+            async for result in batch:
+                got.append(result)
+                first_in.set()
+
+    task = asyncio.create_task(consume())
+    await first_in.wait()
+    await client.close()
+    async with asyncio.timeout(5):
+        with pytest.raises(ClientClosedError, match="1 of the 2 channels started"):
+            await task
+    assert [r.channel_sid for r in got] == [quick]
+    await settle()
+    assert idle_tasks() == set()
+    release.set()
+
+
+async def test_a_batch_whose_worker_is_cancelled_from_outside_raises_instead_of_ending(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    channels = [paged_server.add_channel(n, 5) for n in range(3)]
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        await release.wait()
+
+    paged_server.hook = hook
+    async with client_for(paged_server) as client:
+        batch = client.participants_for_channels([(KD, uo) for uo in channels])
+        consumer = asyncio.create_task(run_batch(batch))
+        await paged_server.wait_for_requests(3)
+        (victim, *_) = sorted(idle_tasks(), key=lambda t: t.get_name())
+        victim.cancel()  # what a careless shutdown handler might do
+        release.set()
+        with pytest.raises(FlexError, match="have no result"):
+            await consumer
+
+
+async def test_three_channels_under_a_huge_window_start_a_handful_of_tasks(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    channels = [paged_server.add_channel(n, 5) for n in range(3)]
+    release = asyncio.Event()
+    started: set[str] = set()
+
+    async def hook(seen: Seen) -> None:
+        started.update(t.get_name() for t in idle_tasks())
+        await release.wait()
+
+    paged_server.hook = hook
+    async with client_for(paged_server, max_concurrency=100_000) as client:
+        batch = client.participants_for_channels([(KD, uo) for uo in channels])
+        consumer = asyncio.create_task(run_batch(batch))
+        await paged_server.wait_for_requests(3)
+        started.update(t.get_name() for t in idle_tasks())
+        release.set()
+        results = await consumer
+    assert len(results) == 3
+    assert len(started) <= 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(
+        st.one_of(
+            st.integers(0, 5).map(lambda n: (KD, sid("UO", n))),  # known and unknown, repeated
+            st.just(("KD-bad", "UO-bad")),
+            st.just(("only one",)),
+            st.integers(),
+        ),
+        max_size=25,
+    ),
+    window=st.integers(1, 8),
+)
+def test_a_batch_yields_exactly_one_result_per_input_item(items: list[Any], window: int) -> None:
+    async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
+        await asyncio.sleep(0)
+        if not channel_sid.startswith("UO0"):
+            raise InvalidArgumentError("bad")
+        if channel_sid.endswith("5"):
+            raise ValueError("unexpected")
+        return ()
+
+    async def main() -> list[ChannelResult]:
+        async with ChannelBatch(items, collect, window=window) as batch:
+            return [r async for r in batch]
+
+    results = asyncio.run(main())
+    assert len(results) == len(items)
+    assert all(r.error is None or isinstance(r.error, FlexError) for r in results)
