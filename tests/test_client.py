@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from typing import Any
@@ -21,6 +22,7 @@ from flex_participants import (
     InvalidResponseError,
     NotFoundError,
     RateLimitError,
+    ResponseTooLargeError,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -166,11 +168,21 @@ def test_plain_http_to_a_remote_host_is_refused(credentials: Credentials) -> Non
     [
         {"max_concurrency": 0},
         {"max_concurrency": 2.5},
+        {"max_concurrency": True},
         {"timeout": 0},
+        {"timeout": True},
         {"timeout": float("nan")},
+        {"timeout": float("inf")},
         {"rate_limit": 0},
+        {"rate_limit": True},
+        {"rate_limit": float("nan")},
+        {"rate_limit": float("inf")},
+        {"max_body_size": 0},
+        {"max_body_size": 1.5},
+        {"max_body_size": True},
         {"retry": 3},
     ],
+    ids=repr,
 )
 def test_out_of_range_settings_are_refused(
     credentials: Credentials, kwargs: dict[str, Any]
@@ -271,6 +283,56 @@ async def test_fetch_page_url_refuses_another_origin_before_sending_anything(
         with pytest.raises(UnsafeURLError, match=r"evil\.example"):
             await client.fetch_page_url("https://evil.example/v1/Interactions")
     assert request_count(mock_http) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mailto:security@example.com",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:text/plain,x",
+        "https:///v1/Interactions",
+        "http:/v1/Interactions",
+        "//evil.example/v1/Interactions",
+        "https://user:pass@flex-api.twilio.com/v1",
+    ],
+)
+async def test_fetch_page_url_refuses_every_url_off_the_origin_as_unsafe(
+    mock_http: aioresponses, credentials: Credentials, url: str
+) -> None:
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(UnsafeURLError):
+            await client.fetch_page_url(url)
+    assert request_count(mock_http) == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/Interactions",
+        f"/v1/Interactions/{KD}/Channels/{UO}",
+        f"/v1/Interactions/{KD}/Channels/{UO}/Participants/UT" + "0" * 32,
+        f"/v2/Interactions/{KD}/Channels/{UO}/Participants",
+    ],
+)
+async def test_fetch_page_url_refuses_a_url_of_another_endpoint(
+    mock_http: aioresponses, credentials: Credentials, path: str
+) -> None:
+    async with FlexClient(**credentials) as client:
+        with pytest.raises(InvalidArgumentError, match="not a URL of a channel's participants"):
+            await client.fetch_page_url(BASE_URL + path)
+    assert request_count(mock_http) == 0
+
+
+async def test_fetch_page_url_resolves_a_relative_url_against_the_origin(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    url = participants_url() + "?Page=1"
+    mock_http.get(url, payload=page_body(range(2), page=1))
+    async with FlexClient(**credentials) as client:
+        page = await client.fetch_page_url(url.removeprefix(BASE_URL))
+    assert len(page.participants) == 2
 
 
 async def test_fetch_page_url_refuses_another_port_or_scheme(credentials: Credentials) -> None:
@@ -451,3 +513,36 @@ async def test_logs_one_debug_line_per_request_and_a_warning_per_retry_without_s
     assert all(
         aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN) not in r.getMessage() for r in records
     )
+
+
+# -- bounded bodies ------------------------------------------------------------------------
+
+
+async def test_a_body_declared_over_the_cap_fails_at_once_and_is_not_retried(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), body=b" " * 2048, headers={"Content-Length": "2048"})
+    async with FlexClient(**credentials, max_body_size=1024) as client:
+        with pytest.raises(ResponseTooLargeError, match="max_body_size") as caught:
+            await client.fetch_page(KD, UO)
+    assert caught.value.attempts == 1
+    assert request_count(mock_http) == 1
+
+
+async def test_a_body_of_exactly_the_cap_is_read(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    body = json.dumps(page_body(range(3))).encode()
+    mock_http.get(participants_url(), body=body)
+    async with FlexClient(**credentials, max_body_size=len(body)) as client:
+        page = await client.fetch_page(KD, UO)
+    assert len(page.participants) == 3
+
+
+async def test_an_error_body_over_the_cap_fails_too(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    mock_http.get(participants_url(), status=404, body=b"x" * 5000)
+    async with FlexClient(**credentials, max_body_size=1000) as client:
+        with pytest.raises(ResponseTooLargeError):
+            await client.fetch_page(KD, UO)

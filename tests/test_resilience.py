@@ -7,7 +7,10 @@ delivered, or the exact error and attempt count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import gzip
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -19,6 +22,7 @@ from flex_participants import (
     FlexError,
     InvalidResponseError,
     RateLimitError,
+    ResponseTooLargeError,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -27,6 +31,7 @@ from flex_participants import (
 
 from .helpers import KD, assert_no_secret, secrets_of, sid, twilio_error
 from .server import (
+    Hook,
     PagedServer,
     Seen,
     idle_tasks,
@@ -445,3 +450,73 @@ async def test_the_error_of_every_fault_holds_no_credentials(
     secrets = secrets_of()
     assert paged_server.seen[0].authorization == secrets[1]  # sent, and then forgotten
     assert_no_secret(error, *secrets)
+
+
+# -- bounded bodies over loopback ------------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def gzip_bomb(inflated_mib: int) -> bytes:
+    """A gzip body of ``inflated_mib`` MiB of spaces that is about 1 KiB per MiB on the wire:
+    one small member, repeated (a gzip stream may hold many members, RFC 1952)."""
+    return gzip.compress(b" " * MIB, compresslevel=9) * inflated_mib
+
+
+def streaming_hook(chunks: Callable[[], Iterator[bytes]], **headers: str) -> Hook:
+    """A hook that answers 200 with ``chunks`` streamed out, and stops when the client goes."""
+
+    async def hook(seen: Seen) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
+        await response.prepare(seen.request)
+        with contextlib.suppress(ConnectionError):
+            for chunk in chunks():
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    return hook
+
+
+async def peak_memory_of(work: Awaitable[object]) -> tuple[int, BaseException | None]:
+    """The peak of memory traced while ``work`` runs (tracemalloc), and what it raised."""
+    tracemalloc.start()
+    try:
+        try:
+            await work
+        except Exception as exc:
+            return tracemalloc.get_traced_memory()[1], exc
+        return tracemalloc.get_traced_memory()[1], None
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("content_length", [False, True])
+async def test_a_huge_body_fails_its_request_while_memory_stays_flat(
+    paged_server: PagedServer, client_for: ClientFor, content_length: bool
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    headers = {"Content-Length": str(200 * MIB)} if content_length else {}
+    paged_server.hook = streaming_hook(lambda: (b" " * MIB for _ in range(200)), **headers)
+    async with client_for(paged_server, max_body_size=2 * MIB) as client:
+        peak, error = await peak_memory_of(client.participants(KD, uo).collect())
+    assert isinstance(error, ResponseTooLargeError)
+    assert error.attempts == 1  # not retried: it would be as large again
+    assert peak < 16 * MIB
+
+
+async def test_a_decompression_bomb_fails_its_request_while_memory_stays_flat(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    bomb = gzip_bomb(200)
+    assert len(bomb) < 400 * 1024
+    paged_server.hook = streaming_hook(
+        lambda: (bomb[i : i + 16384] for i in range(0, len(bomb), 16384)),
+        **{"Content-Encoding": "gzip", "Content-Length": str(len(bomb))},
+    )
+    async with client_for(paged_server) as client:  # the default cap, 8 MiB
+        peak, error = await peak_memory_of(client.participants(KD, uo).collect())
+    assert isinstance(error, ResponseTooLargeError)
+    assert "passed 8388608 bytes" in str(error)
+    assert peak < 40 * MIB
