@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ._data import CHANNEL_SID, INTERACTION_SID, Dataset, StoredChannel
 from ._faults import FaultPlan, answer_with_fault
-from ._paging import InvalidQueryError, PageRequest, page_meta, parse_page_request, peek_int
+from ._paging import InvalidQueryError, RequestedPage, parse_page_request, peek_int
 from ._responses import dumps, json_response, page_response, send, twilio_error
 from ._stats import EmulatorStats, RequestRecord
 
@@ -172,16 +172,13 @@ class Endpoint:
         except InvalidQueryError as exc:
             return twilio_error(400, str(exc))
         outcome.page, outcome.page_size = paging.page, paging.page_size
-
-        def page_body() -> bytes:
-            return self._page_body(channel, paging)
-
+        page = RequestedPage(self.base_url, channel, paging)
         fault = self.faults.take(channel_sid, paging.page)
         if fault is not None:
             self.stats.faults_fired += 1
             outcome.fault = fault.kind
-            return await answer_with_fault(request, fault, page_body)
-        return page_response(page_body())
+            return await answer_with_fault(request, fault, page)
+        return page_response(page.body())
 
     def _authorized(self, header: str | None) -> bool:
         given = _basic_credentials(header)
@@ -194,16 +191,3 @@ class Endpoint:
             same_secret = hmac.compare_digest(given[1], secret)
             accepted |= same_user and same_secret
         return accepted
-
-    def _page_body(self, channel: StoredChannel, paging: PageRequest) -> bytes:
-        participants_url = (
-            f"{self.base_url}/v1/Interactions/{channel.interaction_sid}"
-            f"/Channels/{channel.channel_sid}/Participants"
-        )
-        start = paging.offset
-        return dumps(
-            {
-                "participants": channel.page(start, start + paging.page_size),
-                "meta": page_meta(participants_url, channel.channel_sid, paging, channel.size),
-            }
-        )

@@ -13,16 +13,24 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from ._responses import dumps
+
+if TYPE_CHECKING:
+    from ._data import StoredChannel
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "InvalidQueryError",
     "PageRequest",
+    "RequestedPage",
     "page_meta",
     "page_token",
+    "page_url",
     "parse_page_request",
+    "participants_url",
     "peek_int",
 ]
 
@@ -114,6 +122,17 @@ def parse_page_request(query: Mapping[str, str], channel_sid: str) -> PageReques
     return PageRequest(page, page_size, offset, token)
 
 
+def participants_url(origin: str, interaction_sid: str, channel_sid: str) -> str:
+    """The URL of a channel's participants under ``origin`` (``scheme://host:port``)."""
+    return f"{origin}/v1/Interactions/{interaction_sid}/Channels/{channel_sid}/Participants"
+
+
+def page_url(participants_url: str, page_size: int, page: int, token: str | None) -> str:
+    """The URL of a page, with its query parameters spelled as this server spells them."""
+    url = f"{participants_url}?PageSize={page_size}&Page={page}"
+    return url if token is None else f"{url}&PageToken={token}"
+
+
 def page_meta(
     participants_url: str, channel_sid: str, request: PageRequest, total: int
 ) -> dict[str, Any]:
@@ -124,8 +143,7 @@ def page_meta(
     size = request.page_size
 
     def link(page: int, token: str | None) -> str:
-        url = f"{participants_url}?PageSize={size}&Page={page}"
-        return url if token is None else f"{url}&PageToken={token}"
+        return page_url(participants_url, size, page, token)
 
     offset = request.offset
     next_offset = offset + size
@@ -145,3 +163,40 @@ def page_meta(
         "next_page_url": next_url,
         "previous_page_url": previous_url,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedPage:
+    """A page a request asks for, built only when the answer needs it (a fault may not)."""
+
+    origin: str
+    channel: StoredChannel
+    paging: PageRequest
+
+    @property
+    def participants_url(self) -> str:
+        """The URL of the channel's participants, on the emulator's origin."""
+        channel = self.channel
+        return participants_url(self.origin, channel.interaction_sid, channel.channel_sid)
+
+    def url_of(self, page: int) -> str:
+        """The URL the server names page ``page`` of this page size by, in its ``meta``.
+
+        Page 0 is ``first_page_url``; any other is the ``next_page_url`` of the page before.
+        """
+        size = self.paging.page_size
+        token = page_token(self.channel.channel_sid, page * size) if page > 0 else None
+        return page_url(self.participants_url, size, page, token)
+
+    def content(self) -> dict[str, Any]:
+        """The page as a JSON-ready dict: ``participants`` (the stored dicts), then ``meta``."""
+        channel, paging = self.channel, self.paging
+        start = paging.offset
+        return {
+            "participants": channel.page(start, start + paging.page_size),
+            "meta": page_meta(self.participants_url, channel.channel_sid, paging, channel.size),
+        }
+
+    def body(self) -> bytes:
+        """The page's JSON, as it is served."""
+        return dumps(self.content())

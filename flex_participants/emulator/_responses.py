@@ -11,6 +11,7 @@ from aiohttp import web
 
 __all__ = [
     "HTML_BAD_GATEWAY",
+    "PAGE_HEADERS",
     "dumps",
     "format_retry_after",
     "json_response",
@@ -80,19 +81,19 @@ def json_response(
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
 
-# Sent with every page, as the spec lists them.
-_PAGE_HEADERS: Final = {
+PAGE_HEADERS: Final = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET",
     "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, User-Agent",
     "Access-Control-Allow-Credentials": "true",
     "Access-Control-Expose-Headers": "ETag",
 }
+"""Sent with every page, as the spec lists them."""
 
 
 def page_response(body: bytes) -> web.Response:
     """A 200 page of participants, with the headers Twilio sends with one."""
-    return json_response(body, headers=dict(_PAGE_HEADERS))
+    return json_response(body, headers=dict(PAGE_HEADERS))
 
 
 def twilio_error(
@@ -141,5 +142,5 @@ async def send(request: web.BaseRequest, response: web.StreamResponse) -> None:
     try:
         await response.prepare(request)
         await response.write_eof()
-    except ConnectionResetError:
+    except ConnectionError:  # reset, or lost while waiting for the client to read
         pass
