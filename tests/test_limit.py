@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import selectors
 from collections.abc import Callable, Coroutine
@@ -510,3 +511,66 @@ def test_pacing_comes_before_waiting_for_a_slot() -> None:
 
     # The slot is granted the moment it is freed: no second wait for pacing.
     assert in_virtual_time(main) == pytest.approx([5.0])
+
+
+def test_waiters_cancelled_while_paced_leave_no_debt_for_those_after_them() -> None:
+    limiter = AdaptiveLimiter(100, rate_limit=10)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        await cycle(limiter)  # the start at 0.0
+        # 50 callers queue for pacing and give up (a timeout, a closed stream) ...
+        quitters = [asyncio.create_task(limiter.acquire()) for _ in range(50)]
+        await asyncio.sleep(0)
+        for task in quitters:
+            task.cancel()
+        await asyncio.gather(*quitters, return_exceptions=True)
+        # ... and the next caller starts on the schedule of the last start, not 5 s later.
+        await cycle(limiter)
+        starts = [loop.time() - 1000.0]
+        await cycle(limiter)
+        starts.append(loop.time() - 1000.0)
+        return starts
+
+    assert in_virtual_time(main) == pytest.approx([0.1, 0.2])
+
+
+def test_a_start_granted_as_its_waiter_is_cancelled_passes_to_the_next_waiter() -> None:
+    limiter = AdaptiveLimiter(100, rate_limit=10)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        await cycle(limiter)
+        first = asyncio.create_task(limiter.acquire())
+        second = asyncio.create_task(cycle(limiter))
+        await asyncio.sleep(0.1)  # the timer grants `first` its start ...
+        first.cancel()  # ... which it never uses
+        await second
+        return [loop.time() - 1000.0]
+
+    assert in_virtual_time(main) == pytest.approx([0.1])
+
+
+def test_pacing_cancellation_under_load_never_lets_starts_come_closer_than_the_interval() -> None:
+    limiter = AdaptiveLimiter(100, rate_limit=20)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        starts: list[float] = []
+
+        async def request(n: int) -> None:
+            await limiter.acquire()
+            starts.append(loop.time())
+            await limiter.release(None, throttled=False)
+
+        tasks = [asyncio.create_task(request(n)) for n in range(60)]
+        await asyncio.sleep(0.31)
+        for task in tasks[10::3]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return starts
+
+    starts = in_virtual_time(main)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.05 - 1e-9
+    assert max(gaps) <= 0.05 + 1e-9  # and no hole where a cancelled waiter was

@@ -78,7 +78,9 @@ def test_max_attempts_must_be_an_integer_of_at_least_one(value: Any) -> None:
 @pytest.mark.parametrize("field", ["backoff_base", "backoff_max", "retry_after_max"])
 @pytest.mark.parametrize("value", [-0.1, -1, math.inf, -math.inf, math.nan, "1", None], ids=repr)
 def test_a_wait_must_be_a_finite_number_of_zero_or_more(field: str, value: Any) -> None:
-    with pytest.raises(InvalidArgumentError, match=f"{field} must be a finite number of seconds >= 0"):
+    with pytest.raises(
+        InvalidArgumentError, match=f"{field} must be a finite number of seconds >= 0"
+    ):
         RetryPolicy(**{field: value})
 
 
@@ -320,3 +322,59 @@ def test_any_header_value_gives_none_or_a_finite_wait(value: str) -> None:
     seconds = parse_retry_after(value, now=OCT_21_2015)
 
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0.0)
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(),
+        st.builds(
+            "{}, {:02d} {} {} {:02d}:{:02d}:{:02d} {}".format,
+            st.sampled_from(["Mon", "Fri", "Xyz"]),
+            st.integers(0, 99),
+            st.sampled_from(["Jan", "Dec", "Foo"]),
+            st.integers(-99999, 999999),
+            st.integers(0, 99),
+            st.integers(0, 99),
+            st.integers(0, 99),
+            st.sampled_from(["GMT", "+2359", "-2359", "+9999", "UT", ""]),
+        ),
+    )
+)
+def test_parse_retry_after_is_total_over_whatever_a_server_sends(value: str) -> None:
+    seconds = parse_retry_after(value)
+    assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Fri, 31 Dec 99999 23:59:59 GMT",
+        "Fri, 31 Dec 9999 23:59:59 -2359",
+        "Mon, 01 Jan 0001 00:00:00 +2359",
+        "Mon, 01 Jan 0000 00:00:00 GMT",
+        "Thu, 01 Jan 1970 99:99:99 GMT",
+    ],
+)
+def test_a_date_out_of_any_range_is_a_wait_or_nothing_never_an_exception(date: str) -> None:
+    seconds = parse_retry_after(date)
+    assert seconds is None or seconds >= 0
+
+
+@pytest.mark.parametrize("value", [True, False])
+@pytest.mark.parametrize("field", ["backoff_base", "backoff_max", "retry_after_max"])
+def test_a_bool_is_no_number_of_seconds(field: str, value: bool) -> None:
+    options: dict[str, Any] = {field: value}
+    with pytest.raises(InvalidArgumentError):
+        RetryPolicy(**options)
+
+
+@pytest.mark.parametrize("value", [True, 0, 1.5, "3"])
+def test_max_attempts_must_be_an_integer_of_one_or_more(value: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_attempts"):
+        RetryPolicy(max_attempts=value)  # type: ignore[arg-type]
+
+
+def test_random_must_be_callable() -> None:
+    with pytest.raises(InvalidArgumentError, match="random"):
+        RetryPolicy(random=0.5)  # type: ignore[arg-type]

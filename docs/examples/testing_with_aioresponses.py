@@ -35,10 +35,16 @@ UO = "UO" + "b" * 32
 URL = f"https://flex-api.twilio.com/v1/Interactions/{KD}/Channels/{UO}/Participants"
 
 
-def page(*types: str, next_page_url: str | None = None) -> dict[str, Any]:
-    """A page as the API sends it."""
+def page(*types: str, first: int = 0, next_page_url: str | None = None) -> dict[str, Any]:
+    """A page as the API sends it, its participants numbered from ``first``.
+
+    Participant SIDs are unique: a page that starts with a participant already delivered
+    is refused as a paging loop, so number the pages' participants on.
+    """
     return {
-        "participants": [{"sid": f"UT{n:032x}", "type": kind} for n, kind in enumerate(types)],
+        "participants": [
+            {"sid": f"UT{n:032x}", "type": kind} for n, kind in enumerate(types, start=first)
+        ],
         "meta": {
             "key": "participants",
             "url": URL,
@@ -63,7 +69,7 @@ def mock_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 async def test_follows_next_page_url(mock_http: aioresponses) -> None:
     second = URL + "?PageSize=50&Page=1&PageToken=PT1"
     mock_http.get(URL, payload=page("agent", next_page_url=second), response_class=CompatResponse)
-    mock_http.get(second, payload=page("customer"), response_class=CompatResponse)
+    mock_http.get(second, payload=page("customer", first=1), response_class=CompatResponse)
     async with FlexClient() as client:
         participants = await client.participants(KD, UO).collect()
     assert [str(p.type) for p in participants] == ["agent", "customer"]
