@@ -508,3 +508,18 @@ def test_samples_are_ruff_clean() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_test_the_guarantees_page_names_exists() -> None:
+    named = re.findall(r"`tests/(\w+\.py)::(\w+)`", (DOCS / "guarantees.md").read_text())
+    assert len(named) > 30
+    missing = [
+        f"tests/{module}::{name}"
+        for module, name in named
+        if not re.search(
+            rf"^(?:async def|def|class) {name}\b|^{name} = ",
+            (ROOT / "tests" / module).read_text(),
+            re.MULTILINE,
+        )
+    ]
+    assert missing == []
