@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypedDict
 
 from aiohttp import web
 
+from .._arguments import check_count, check_quantity
 from ._app import Endpoint
 from ._data import Dataset, StoredChannel
 from ._faults import Fault, FaultPlan
@@ -36,22 +36,13 @@ _SHUTDOWN_TIMEOUT: Final = 1.0
 
 
 def _check_seconds(name: str, value: float | None, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    if not (value is None and optional):
+        check_quantity(name, value, unit="seconds")
 
 
 def _check_count(name: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if type(value) is not int or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not (value is None and optional):
+        check_count(name, value, minimum=minimum)
 
 
 def _url_host(host: str) -> str:
@@ -123,8 +114,7 @@ class FlexEmulator:
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
-        if type(port) is not int or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+        check_count("port", port, minimum=0, maximum=65535)
         if not (isinstance(account_sid, str) and account_sid):
             raise ValueError("account_sid must be a non-empty string")
         if not (isinstance(auth_token, str) and auth_token):
@@ -375,8 +365,7 @@ class FlexEmulator:
             KeyError: there is no such channel.
             ValueError: ``chunk`` is not a positive integer.
         """
-        if type(chunk) is not int or chunk < 1:
-            raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+        check_count("chunk", chunk, minimum=1)
         stored = self._stored(interaction_sid, channel_sid)
         for start in range(0, stored.size, chunk):
             yield from stored.page(start, start + chunk)

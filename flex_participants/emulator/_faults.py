@@ -4,13 +4,13 @@ which request each one hits, and how each kind answers."""
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
+from .._arguments import check_count, check_quantity
 from ._compression import Encoding, compress_padded
 from ._data import CHANNEL_SID, INTERACTION_SID
 from ._paging import RequestedPage, page_token, page_url, participants_url
@@ -85,15 +85,8 @@ _SPACES: Final = b" " * (64 * 1024)
 
 
 def _check_seconds(name: str, value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    if value is not None:
+        check_quantity(name, value, unit="seconds")
 
 
 def _check_choice(kind: str, name: str, value: object, choices: frozenset[str]) -> None:
@@ -268,12 +261,11 @@ class Fault:
         kind = self.kind
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}")
-        if type(self.times) is not int or self.times < 1:
-            raise ValueError(f"times must be an integer >= 1, got {self.times!r}")
+        check_count("times", self.times, minimum=1)
         if self.channel_sid is not None and not isinstance(self.channel_sid, str):
             raise ValueError(f"channel_sid must be a string or None, got {self.channel_sid!r}")
-        if self.page is not None and (type(self.page) is not int or self.page < 0):
-            raise ValueError(f"page must be an integer >= 0 or None, got {self.page!r}")
+        if self.page is not None:
+            check_count("page", self.page, minimum=0)
         for name, kinds in _KINDS_BY_FIELD.items():
             if getattr(self, name) is not None and kind not in kinds:
                 raise ValueError(f"a {kind!r} fault takes no {name}")
@@ -286,15 +278,15 @@ class Fault:
             raise ValueError(f"a 'body' fault needs body= as bytes, got {self.body!r}")
         if self.content_type is not None and not isinstance(self.content_type, str):
             raise ValueError(f"content_type must be a string, got {self.content_type!r}")
-        if self.period is not None and (type(self.period) is not int or self.period < 1):
-            raise ValueError(f"period must be an integer >= 1, got {self.period!r}")
+        if self.period is not None:
+            check_count("period", self.period, minimum=1)
         if kind == "respelled":
             _check_choice(kind, "spelling", self.spelling, _SPELLINGS)
         if kind == "other_channel":
             _check_choice(kind, "target", self.target, _TARGETS)
             self._check_as_channel()
-        if self.size is not None and (type(self.size) is not int or self.size < 1):
-            raise ValueError(f"size must be an integer >= 1, got {self.size!r}")
+        if self.size is not None:
+            check_count("size", self.size, minimum=1)
         if self.content_length is not None and not isinstance(self.content_length, bool):
             raise ValueError(f"content_length must be True or False, got {self.content_length!r}")
         if self.encoding is not None:
