@@ -39,6 +39,8 @@ class _Source:
             )
         self._lock = asyncio.Lock()
         self.done = False
+        self.ended = False
+        """Whether the input itself ended (or raised), not merely stopped by a cancellation."""
         self.taken = 0
 
     async def next(self) -> object:
@@ -53,9 +55,12 @@ class _Source:
                     assert self._sync is not None
                     item = next(self._sync)
             except (StopIteration, StopAsyncIteration):
-                self.done = True
+                self.done = self.ended = True
                 return _END
-            except BaseException:
+            except Exception:
+                self.done = self.ended = True
+                raise
+            except BaseException:  # cancelled mid-read: what the input still held is unknown
                 self.done = True
                 raise
             self.taken += 1
@@ -180,8 +185,9 @@ class ChannelBatch:
 
     async def __anext__(self) -> ChannelResult:
         if self._finished:
-            self._raise_if_cut_short()
-            raise StopAsyncIteration
+            if self._closed_by_client and not self._whole():
+                raise self._closed_error()
+            raise StopAsyncIteration  # it ended, or its caller closed it on purpose
         if self._workers is None:
             self._workers = _Workers(self._source, self._collect, self._window)
         try:
@@ -203,20 +209,28 @@ class ChannelBatch:
             self.failed += 1
         return item
 
+    def _whole(self) -> bool:
+        """Whether the input ran out and every item taken from it has its result."""
+        return self._source.ended and self.completed == self._source.taken
+
+    def _closed_error(self) -> ClientClosedError:
+        return ClientClosedError(
+            f"the client was closed during this batch: {self.completed} of the "
+            f"{self._source.taken} channels started have a result"
+        )
+
     def _raise_if_cut_short(self) -> None:
-        whole = self._source.done and self.completed == self._source.taken
-        if self._closed_by_client and not whole:
-            raise ClientClosedError(
-                f"the client was closed during this batch: {self.completed} of the "
-                f"{self._source.taken} channels started have a result"
-            )
-        if self.completed < self._source.taken:
-            # Every channel taken from the input has a result, unless a worker was
-            # cancelled from outside the SDK: an end now would look complete, and is not.
-            raise FlexError(
-                f"this batch's work was cancelled: {self._source.taken - self.completed} of "
-                f"the {self._source.taken} channels started have no result"
-            )
+        if self._whole():
+            return
+        if self._closed_by_client:
+            raise self._closed_error()
+        # Only a cancellation from outside the SDK gets here (of a worker, or of the input's
+        # own await): an end now would look complete, and is not.
+        raise FlexError(
+            f"this batch's work was cancelled: {self._source.taken - self.completed} of the "
+            f"{self._source.taken} channels started have no result, and the input was "
+            + ("read to its end" if self._source.ended else "not read to its end")
+        )
 
     async def aclose(self) -> None:
         """Cancel the channels still under way and wait for the workers to end. Idempotent."""

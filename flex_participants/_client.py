@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -271,6 +272,19 @@ def _same_channel(theirs: tuple[str | None, str | None], channel: _Channel) -> b
     )
 
 
+@contextlib.contextmanager
+def _limiter_errors(limiter: Limiter, what: str) -> Iterator[None]:
+    """Map what a custom limiter raises (anything but a `FlexError`) onto `FlexError`."""
+    try:
+        yield
+    except FlexError:
+        raise
+    except Exception as exc:
+        raise FlexError(
+            f"the limiter ({type(limiter).__name__}) failed to {what}: {exc!r}"
+        ) from exc
+
+
 def _reason(error: FlexError) -> str:
     """A few words on why an attempt failed, for the retry warning (the URL is already in it)."""
     if isinstance(error, FlexAPIError):
@@ -512,13 +526,16 @@ class FlexClient:
         if limit is not None and limit < (page_size or DEFAULT_PAGE_SIZE):
             page_size = max(limit, 1)
         url = participants_url(self._origin, *channel, page_size=page_size)
-        return ParticipantStream(
+        stream = ParticipantStream(
             functools.partial(self._fetch, channel=channel),
             url,
             limit=limit,
             prefetch=prefetch,
-            on_open=self._streams.add,
+            closed=self._closed,
         )
+        # Known from the start, so that close() reaches it even before it is iterated.
+        self._streams.add(stream)
+        return stream
 
     async def fetch_page(
         self,
@@ -605,6 +622,8 @@ class FlexClient:
             return tuple(await stream.collect())
 
         batch = ChannelBatch(channels, collect, window=concurrency)
+        if self._closed:
+            batch._close_by_client()
         self._batches.add(batch)
         return batch
 
@@ -618,7 +637,7 @@ class FlexClient:
             while True:
                 attempt += 1
                 try:
-                    return await self._attempt(self._get_session(), url, attempt, channel)
+                    return await self._attempt(url, attempt, channel)
                 except FlexError as error:
                     error.attempts = attempt
                     if attempt >= policy.max_attempts or not policy.should_retry(error):
@@ -639,14 +658,17 @@ class FlexClient:
         # Only an interrupt by close() leaves the loop.
         raise ClientClosedError(f"the client was closed while requesting {url}", attempts=attempt)
 
-    async def _attempt(
-        self, session: aiohttp.ClientSession, url: URL, attempt: int, channel: _Channel
-    ) -> _FetchedPage:
-        permit = await self._acquire()
+    async def _attempt(self, url: URL, attempt: int, channel: _Channel) -> _FetchedPage:
+        self._get_session()  # a closed client fails before it waits for a slot
+        with _limiter_errors(self._limiter, "give a slot"):
+            permit = await self._limiter.acquire()
         status: int | str = "error"
         started = time.perf_counter()
         url_text = str(url)
+        finished = False
         try:
+            # Asked again after the wait for a slot: the session may have closed meanwhile.
+            session = self._get_session()
             self.requests_sent += 1
             with _transport_errors(url_text):
                 async with session.get(
@@ -662,8 +684,17 @@ class FlexClient:
                     headers = response.headers
                     reason = response.reason
                     body = await _read_body(response, self._max_body_size, url_text)
+            finished = True
         finally:
-            await self._release(permit, throttled=status == 429)
+            try:
+                with _limiter_errors(self._limiter, "take a slot back"):
+                    await self._limiter.release(permit, throttled=status == 429)
+            except FlexError:
+                if finished:
+                    raise
+                # Another error is on its way out (a cancellation included): it must not be
+                # replaced by the limiter's, which is logged instead.
+                logger.exception("the limiter failed to take a slot back")
             logger.debug(
                 "GET %s -> %s (attempt %d, %.1f ms)",
                 url_text,
@@ -684,23 +715,3 @@ class FlexClient:
         if status >= 400:
             raise _error_from_response(url_text, status, reason, headers, body)
         raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)
-
-    async def _acquire(self) -> object:
-        try:
-            return await self._limiter.acquire()
-        except FlexError:
-            raise
-        except Exception as exc:
-            raise FlexError(
-                f"the limiter ({type(self._limiter).__name__}) failed to give a slot: {exc!r}"
-            ) from exc
-
-    async def _release(self, permit: object, *, throttled: bool) -> None:
-        try:
-            await self._limiter.release(permit, throttled=throttled)
-        except FlexError:
-            raise
-        except Exception as exc:
-            raise FlexError(
-                f"the limiter ({type(self._limiter).__name__}) failed to take a slot back: {exc!r}"
-            ) from exc

@@ -7,6 +7,7 @@ that names the offending place; the client turns those into `InvalidResponseErro
 
 from __future__ import annotations
 
+import copyreg
 import json
 from collections.abc import Callable
 from types import MappingProxyType
@@ -183,9 +184,6 @@ def _structure_participant(obj: Any, _: Any) -> Participant:
     return _structure_participants([obj])[0]
 
 
-def _participant_from_data(data: dict[str, Any]) -> Participant:
-    """A participant rebuilt from `to_dict` data: how one is unpickled."""
-    return _structure_participants([data])[0]
 
 
 def _strict_str(value: Any, _: Any) -> str:
@@ -252,6 +250,22 @@ def _structure_page(obj: Any, _: Any) -> ParticipantPage:
 
 
 converter.register_structure_hook(ParticipantPage, _structure_page)
+
+
+def _participant_from_data(data: dict[str, Any]) -> Participant:
+    """A participant rebuilt from `to_dict` data: how one is unpickled."""
+    return _structure_participants([data])[0]
+
+
+def _reduce_participant(participant: Participant) -> tuple[Any, ...]:
+    # Read-only mappings cannot be pickled: a participant travels as the plain data the API
+    # sent, and is rebuilt through this converter (worker queues such as arq pickle results).
+    return (_participant_from_data, (to_dict(participant),))
+
+
+# Registered with copyreg, which pickle and copy consult before the class itself, so that the
+# model stays a plain attrs class.
+copyreg.pickle(Participant, _reduce_participant)
 
 
 class DecodedPage:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-from aiohttp.client_reqrep import RequestInfo
+from aiohttp import RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [

@@ -69,11 +69,14 @@ class Wait:
         if task not in interrupts._interrupted:
             return False
         interrupts._interrupted.discard(task)
-        # A cancellation is thrown where the task waits, so ours lands inside this block.
-        # Taken back, if it was the only one, the wait just ends; if someone else cancelled
-        # the task too (a timeout, a task group), their cancellation goes on.
+        # A cancellation is thrown where the task waits, so ours lands inside this block, and
+        # is spent however the block ends (something on the way out may have replaced the
+        # CancelledError with its own error): taken back in every case. If it was the only
+        # one, the wait just ends; if someone else cancelled the task too (a timeout, a task
+        # group), their cancellation goes on.
+        remaining = task.uncancel()
         cancelled = exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
-        if cancelled and task.uncancel() == 0:
+        if cancelled and remaining == 0:
             self.interrupted = True
             return True
         return False

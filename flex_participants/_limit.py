@@ -90,8 +90,7 @@ class AdaptiveLimiter:
 
     async def acquire(self) -> object:
         """Wait for pacing and for a free slot, in arrival order; return the permit."""
-        if self._pacer is not None:
-            await self._pacer.wait()
+        start = await self._pacer.wait() if self._pacer is not None else 0
         if self._in_flight < self.level and not self._waiters:
             self._take()
         else:
@@ -104,6 +103,8 @@ class AdaptiveLimiter:
                     # The slot was handed over just as we were cancelled: pass it on.
                     self._in_flight -= 1
                     self._wake()
+                if self._pacer is not None:
+                    self._pacer.refund(start)  # the paced start went unused
                 raise
             finally:
                 if not waiter.done() or waiter.cancelled():
@@ -143,35 +144,34 @@ class AdaptiveLimiter:
 class _Pacer:
     """Lets requests start at most ``rate`` times a second, in arrival order.
 
-    The schedule depends only on the waiters still waiting: one that is cancelled leaves the
-    queue and reserves nothing, so callers that give up (a timeout, a closed stream) never
-    push the starts of those behind them further out.
+    The schedule depends only on the starts that are used: a waiter that is cancelled leaves
+    the queue and reserves nothing, and a start given to a caller that then gives up (it was
+    cancelled as the start came, or while it waited for a slot after it) is handed back with
+    `refund`, so callers that give up never push out the starts of those behind them.
     """
 
     def __init__(self, rate: float) -> None:
         self._interval = 1.0 / rate
         self._next = -math.inf  # the loop time from which the next start is allowed
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._starts = 0  # how many starts were given; the last one can be handed back
+        self._last_start = -math.inf  # when the last start was due
+        self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def wait(self) -> None:
-        """Return when this caller may start its request."""
+    async def wait(self) -> int:
+        """Return when this caller may start its request, with a token for `refund`."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if not self._waiters and now >= self._next:
-            self._next = now + self._interval
-            return
-        waiter = loop.create_future()
+            return self._start(now, now)
+        waiter: asyncio.Future[int] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
         try:
-            await waiter
+            return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                # Given the start just as we were cancelled: it was not used, so the next
-                # waiter may have it now (the last start used was an interval before it).
-                self._next = loop.time()
-                self._grant(loop)
+                self.refund(waiter.result())  # given the start just as we were cancelled
             else:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -179,6 +179,23 @@ class _Pacer:
                     self._timer.cancel()
                     self._timer = None
             raise
+
+    def refund(self, token: int) -> None:
+        """Hand back a start that was not used, if no later start has been given since."""
+        if token != self._starts:
+            return  # the schedule has moved on past it: nothing to give back
+        self._starts += 1  # a second refund of the same token does nothing
+        self._next = self._last_start
+        if self._waiters:
+            self._grant(asyncio.get_running_loop())
+
+    def _start(self, due: float, now: float) -> int:
+        self._starts += 1
+        self._last_start = due
+        # On schedule, not from the moment the timer ran, so that a late timer does not
+        # slow the rate; but no catching up on time nobody was waiting for.
+        self._next = max(due + self._interval, now)
+        return self._starts
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:
@@ -189,15 +206,12 @@ class _Pacer:
             self._timer.cancel()
             self._timer = None
         now = loop.time()
-        if now < self._next:  # woken early (a handover): wait for the schedule
+        if now < self._next:  # the timer ran a little early (clock granularity)
             self._arm(loop)
             return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                # On schedule, not from the moment the timer ran, so that a late timer does
-                # not slow the rate; but no catching up on time nobody was waiting.
-                self._next = max(self._next + self._interval, now)
+                waiter.set_result(self._start(self._next, now))
                 break
         self._arm(loop)

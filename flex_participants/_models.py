@@ -75,13 +75,6 @@ class Participant:
     # participants still hash equal without it.
     routing_properties: Mapping[str, Any] | None = attrs.field(hash=False)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Read-only mappings cannot be pickled: a participant travels as the plain data the
-        # API sent, and is rebuilt through the one converter (arq pickles job results).
-        from ._convert import _participant_from_data, to_dict
-
-        return (_participant_from_data, (to_dict(self),))
-
 
 @attrs.frozen
 class PageMeta:

@@ -131,22 +131,23 @@ def build_base_url(base_url: str | None, region: str | None, edge: str | None) -
     return url.with_path(url.path.rstrip("/"))
 
 
-def check_same_origin(url: URL, origin: URL) -> URL:
-    """Return ``url`` resolved against ``origin`` if it shares its scheme, host and port.
+def check_same_origin(url: URL, origin: URL, *, base: URL | None = None) -> URL:
+    """Return ``url``, resolved against ``base`` (default ``origin``, RFC 3986), if it shares
+    the origin's scheme, host and port.
 
     Raises:
         UnsafeURLError: it points anywhere else (another scheme, host or port; a scheme with
-            no host, such as ``mailto:`` or ``file:``), or carries credentials of its own,
-            so the client's credentials must not go there.
+            no host, such as ``mailto:``, ``javascript:`` or ``https:/path``), or carries
+            credentials of its own, so the client's credentials must not go there.
     """
     if url.scheme and not url.host:
         raise UnsafeURLError(
-            f"refusing to send credentials to {url.scheme}: URL without a host; it is not on "
-            f"the client's origin {origin.origin()}"
+            f"refusing to send credentials to a {url.scheme}: URL without a host; it is not "
+            f"on the client's origin {origin.origin()}"
         )
     if not url.absolute:
         try:
-            url = origin.join(url)
+            url = (base or origin).join(url)
         except ValueError as exc:
             raise UnsafeURLError(f"refusing a URL that cannot be resolved: {exc}") from None
     if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):

@@ -9,7 +9,6 @@ stream is exhausted, fails, is closed, is garbage-collected, or when its client 
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Protocol, Self
@@ -55,10 +54,11 @@ class _Pager:
     and must lead to a page of the same channel not fetched before: a server whose paging
     loops (A -> B -> A, or one page spelled two ways), or that points at another channel's
     or another endpoint's URL, fails the walk with `InvalidResponseError` after the pages
-    before it, so that no participant is delivered twice and paging cannot run away. A page
-    that a URL cannot be told to repeat (the first page, named again with Page and
-    PageToken) is known by its first participant: a page that starts with the first
-    participant of an earlier page is not delivered, and fails the walk the same way.
+    before it, so that no page is delivered twice and paging cannot run away. A page that a
+    URL cannot be told to repeat (the first page, named again with Page and PageToken) is
+    known by its first participant: a page that starts with the first participant of an
+    earlier page is not delivered, and fails the walk the same way. A ``next_page_url`` off
+    the client's origin, a hostless one included, fails it with `UnsafeURLError`.
     """
 
     def __init__(self, fetch: _FetchPage, first_url: URL, limit: int | None) -> None:
@@ -118,7 +118,7 @@ class _Pager:
 
     def _follow(self, url: URL, next_page_url: str | None) -> URL | None:
         """The URL of the page after ``url``, checked; raises for one that must not be fetched."""
-        if next_page_url is None:
+        if not next_page_url:  # null, or "" as some servers send on the last page
             return None
 
         def broken(problem: str) -> InvalidResponseError:
@@ -133,14 +133,9 @@ class _Pager:
             target = URL(next_page_url)
         except (TypeError, ValueError) as exc:
             raise broken(f"is not a URL ({exc})") from None
-        if target.scheme and not target.host:
-            # "mailto:", "javascript:", "file:///...", "https:/path": not a page of any host.
-            raise broken("has a scheme but no host")
-        try:
-            target = url.join(target).with_fragment(None)
-        except ValueError as exc:
-            raise broken(f"cannot be resolved against this page's URL ({exc})") from None
-        check_same_origin(target, self._origin)  # UnsafeURLError: credentials stay home
+        # Resolved against this page (RFC 3986); anything off the origin, a hostless
+        # "mailto:" or "https:/path" included, is an UnsafeURLError: credentials stay home.
+        target = check_same_origin(target, self._origin, base=url).with_fragment(None)
         if target.path != self._path:
             raise broken(f"leads to {target.path}, not to this channel's participants")
         token = target.query.get("PageToken")
@@ -189,7 +184,7 @@ class _Prefetcher:
         except asyncio.CancelledError:
             # Cancelled by its stream, which stops taking; but should anyone else cancel it,
             # a caller still to come must not wait for a page that will never arrive.
-            self._buffer.put_nowait(ClientClosedError("the stream's prefetch was cancelled"))
+            self._buffer.put_nowait(FlexError("the stream's prefetch task was cancelled"))
             raise
         except Exception as exc:  # handed to the caller in order, after the pages before it
             self._buffer.put_nowait(exc)
@@ -222,7 +217,7 @@ class ParticipantStream:
         *,
         limit: int | None,
         prefetch: int,
-        on_open: Callable[[ParticipantStream], None] | None = None,
+        closed: bool = False,
     ) -> None:
         self._pager = _Pager(fetch, first_url, limit)
         self._limit = limit
@@ -230,12 +225,11 @@ class ParticipantStream:
         self._prefetcher: _Prefetcher | None = None
         self._delivered = 0
         self._current: Iterator[Participant] = iter(())
-        self._started = False
-        self._closed = False
-        self._closed_by_client = False
+        # A stream made by a client already closed is born closed, by its client.
+        self._closed = closed
+        self._closed_by_client = closed
         self._interrupts = Interrupts()
         self._pages_seen = 0
-        self._on_open = on_open
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -303,9 +297,7 @@ class ParticipantStream:
         consumer waiting for a page in another task ends its loop at once.
         """
         self._closed = True
-        # Exhaust the current page's iterator rather than replace it: a loop already
-        # stepping through it (inside `async for`) must stop too.
-        collections.deque(self._current, maxlen=0)
+        self._drop_current()
         self._pager.stop()
         self._interrupts.interrupt()
         prefetcher, self._prefetcher = self._prefetcher, None
@@ -335,9 +327,15 @@ class ParticipantStream:
         if it had not ended, a `ClientClosedError`. Returns the tasks to wait for."""
         if not self._closed:
             self._closed_by_client = True
-        collections.deque(self._current, maxlen=0)
+        self._drop_current()
         self._interrupts.interrupt()
         return self._cancel()
+
+    def _drop_current(self) -> None:
+        # Exhaust the current page's iterator rather than replace it: a loop already stepping
+        # through it (inside `async for`) must stop too. What it still held was never
+        # delivered, so `delivered` stays the count the caller really got.
+        self._delivered -= sum(1 for _ in self._current)
 
     def _cancel(self) -> list[asyncio.Task[None]]:
         """Close without waiting (from `__del__`, and by the client when it closes).
@@ -363,10 +361,6 @@ class ParticipantStream:
                 "this stream is already being iterated by another task; "
                 "a stream has one consumer at a time"
             )
-        if not self._started:
-            self._started = True
-            if self._on_open is not None:
-                self._on_open(self)
         try:
             with self._interrupts.wait() as wait:
                 if self._prefetch == 0:
@@ -385,7 +379,9 @@ class ParticipantStream:
             # Built here, on the caller's side: the producer has already sent the request for
             # the page after this one.
             page = fetched.build() if fetched is not None else None
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, ClientClosedError):
+                self._closed_by_client = True  # and so is every later call: never "ended"
             await self.aclose()
             raise
         if page is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -395,23 +395,32 @@ async def test_three_channels_under_a_huge_window_start_a_handful_of_tasks(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     channels = [paged_server.add_channel(n, 5) for n in range(3)]
-    release = asyncio.Event()
-    started: set[str] = set()
+    loop = asyncio.get_running_loop()
+    created: list[asyncio.Future[Any]] = []
+    default_factory = loop.get_task_factory()
 
-    async def hook(seen: Seen) -> None:
-        started.update(t.get_name() for t in idle_tasks())
-        await release.wait()
+    def recording_factory(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+    ) -> asyncio.Future[Any]:
+        task = (
+            default_factory(loop, coro)
+            if default_factory is not None
+            else asyncio.Task(coro, loop=loop)
+        )
+        created.append(task)  # named only once the factory returns it
+        return task
 
-    paged_server.hook = hook
     async with client_for(paged_server, max_concurrency=100_000) as client:
-        batch = client.participants_for_channels([(KD, uo) for uo in channels])
-        consumer = asyncio.create_task(run_batch(batch))
-        await paged_server.wait_for_requests(3)
-        started.update(t.get_name() for t in idle_tasks())
-        release.set()
-        results = await consumer
+        loop.set_task_factory(recording_factory)  # every task started, not just those alive
+        try:
+            results = await run(client, [(KD, uo) for uo in channels])
+        finally:
+            loop.set_task_factory(default_factory)
     assert len(results) == 3
-    assert len(started) <= 4
+    names = [task.get_name() for task in created if isinstance(task, asyncio.Task)]
+    workers = [name for name in names if name.startswith("flex_participants batch worker")]
+    assert len(workers) == 4  # one per channel, and one that found the input empty
 
 
 @settings(max_examples=40, deadline=None)
@@ -443,3 +452,57 @@ def test_a_batch_yields_exactly_one_result_per_input_item(items: list[Any], wind
     results = asyncio.run(main())
     assert len(results) == len(items)
     assert all(r.error is None or isinstance(r.error, FlexError) for r in results)
+
+
+async def test_closing_the_client_while_the_input_is_awaited_raises_not_ends(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    # A slow producer of channels: more will come, so a close now cuts the batch short.
+    first, second = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
+    more = asyncio.Event()
+
+    async def channels() -> AsyncIterator[tuple[str, str]]:
+        yield (KD, first)
+        await more.wait()
+        yield (KD, second)
+
+    client = client_for(paged_server, max_concurrency=1)
+    got: list[ChannelResult] = []
+    first_in = asyncio.Event()
+
+    async def consume() -> None:
+        async with client.participants_for_channels(channels()) as batch:
+            async for result in batch:
+                got.append(result)
+                first_in.set()
+
+    task = asyncio.create_task(consume())
+    await first_in.wait()
+    await settle()
+    await client.close()
+    async with asyncio.timeout(5):
+        with pytest.raises(ClientClosedError):
+            await task
+    assert [r.channel_sid for r in got] == [first]
+
+
+async def test_a_batch_whose_input_read_is_cancelled_from_outside_raises_instead_of_ending(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    more = asyncio.Event()
+
+    async def channels() -> AsyncIterator[tuple[str, str]]:
+        yield (KD, uo)
+        await more.wait()
+        yield (KD, uo)
+
+    async with client_for(paged_server) as client:
+        batch = client.participants_for_channels(channels(), concurrency=1)
+        consumer = asyncio.create_task(run_batch(batch))
+        await paged_server.wait_for_requests(1)
+        await settle()
+        (reader,) = idle_tasks()  # the one worker, waiting on the input
+        reader.cancel()
+        with pytest.raises(FlexError, match="not read to its end"):
+            await consumer

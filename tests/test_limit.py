@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import selectors
@@ -574,3 +575,23 @@ def test_pacing_cancellation_under_load_never_lets_starts_come_closer_than_the_i
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.05 - 1e-9
     assert max(gaps) <= 0.05 + 1e-9  # and no hole where a cancelled waiter was
+
+
+def test_a_waiter_cancelled_in_the_slot_wait_hands_its_paced_start_back() -> None:
+    limiter = AdaptiveLimiter(1, rate_limit=10)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        holder = Holder(limiter)
+        await holder.acquired.wait()  # the start at 0.0, and the only slot
+        quitter = asyncio.create_task(limiter.acquire())  # paced at 0.1, then waits for the slot
+        await asyncio.sleep(0.15)
+        quitter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        await holder.finish()
+        await cycle(limiter)
+        return loop.time() - 1000.0
+
+    # The quitter's start at 0.1 went unused: the next caller may start at once, at 0.15.
+    assert in_virtual_time(main) == pytest.approx(0.15)

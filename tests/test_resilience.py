@@ -520,3 +520,27 @@ async def test_a_decompression_bomb_fails_its_request_while_memory_stays_flat(
     assert isinstance(error, ResponseTooLargeError)
     assert "passed 8388608 bytes" in str(error)
     assert peak < 40 * MIB
+
+
+async def test_a_declared_length_over_the_cap_fails_before_any_body_arrives(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    stall = asyncio.Event()
+
+    async def hook(seen: Seen) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Content-Length": str(200 * MIB)}
+        )
+        await response.prepare(seen.request)
+        with contextlib.suppress(ConnectionError):
+            await stall.wait()  # not one byte of the body: only the header can tell
+        return response
+
+    paged_server.hook = hook
+    retry = RetryPolicy(max_attempts=1)
+    async with client_for(paged_server, max_body_size=MIB, timeout=30, retry=retry) as client:
+        async with asyncio.timeout(10):
+            with pytest.raises(ResponseTooLargeError, match="Content-Length"):
+                await client.participants(KD, uo).collect()
+    stall.set()

@@ -350,6 +350,8 @@ def test_parse_retry_after_is_total_over_whatever_a_server_sends(value: str) -> 
     "date",
     [
         "Fri, 31 Dec 99999 23:59:59 GMT",
+        "Fri, 31 Dec 99999999999999999999 23:59:59 GMT",
+        "Fri, 31 Dec 2025 99999999999:59:59 GMT",
         "Fri, 31 Dec 9999 23:59:59 -2359",
         "Mon, 01 Jan 0001 00:00:00 +2359",
         "Mon, 01 Jan 0000 00:00:00 GMT",

@@ -409,16 +409,16 @@ async def test_a_next_page_url_for_another_channel_or_endpoint_is_refused_unrequ
         "data:text/plain,hello",
     ],
 )
-async def test_a_next_page_url_with_a_scheme_and_no_host_is_an_invalid_response(
+async def test_a_next_page_url_with_a_scheme_and_no_host_is_unsafe_and_not_requested(
     paged_server: PagedServer, client_for: ClientFor, no_host: str
 ) -> None:
     uo = paged_server.add_channel(1, 30)
     rewrite_next_page_url(paged_server, uo, lambda seen: no_host)
     async with client_for(paged_server) as client:
         got = await sids_until(
-            InvalidResponseError,
+            UnsafeURLError,
             client.participants(KD, uo, page_size=10),
-            match="has a scheme but no host",
+            match="URL without a host",
         )
     assert got == sids(range(10))
     assert len(paged_server.seen) == 1
@@ -479,6 +479,126 @@ async def test_participants_with_null_or_differently_cased_sids_belong_to_the_ch
     async with client_for(paged_server) as client:
         got = [p.sid async for p in client.participants(KD, uo)]
     assert got == sids(range(3))
+
+
+async def test_an_empty_next_page_url_ends_the_stream_as_null_does(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 25)
+    rewrite_next_page_url(
+        paged_server,
+        uo,
+        lambda seen: "" if seen.page == 2 else page_url(paged_server, seen, seen.page + 1),
+    )
+    async with client_for(paged_server) as client:
+        got = [p.sid async for p in client.participants(KD, uo, page_size=10)]
+    assert got == sids(range(25))
+
+
+async def test_delivered_counts_only_what_the_caller_got_when_closed_mid_page(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    client = client_for(paged_server)
+    stream = client.participants(KD, uo, page_size=10)
+    await anext(stream)
+    await anext(stream)
+    await client.close()
+    with pytest.raises(ClientClosedError, match="2 participants were delivered"):
+        await anext(stream)
+    assert stream.delivered == 2
+
+
+async def test_a_stream_made_before_close_but_never_asked_keeps_raising_client_closed(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+    client = client_for(paged_server)
+    streams = [client.participants(KD, uo), client.participants(KD, uo, limit=0)]
+    await client.close()
+    for stream in streams:
+        for _ in range(2):
+            with pytest.raises(ClientClosedError):
+                await anext(stream)
+    assert paged_server.seen == []
+
+
+async def test_closing_the_client_ends_a_fetch_page_sleeping_in_its_backoff(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    uo = paged_server.add_channel(1, 30)
+    asked = asyncio.Event()
+
+    async def hook(seen: Seen) -> web.Response:
+        asked.set()
+        return web.json_response(
+            twilio_error(503, 20503, "busy"), status=503, headers={"Retry-After": "250"}
+        )
+
+    paged_server.hook = hook
+    client = client_for(paged_server)
+    task = asyncio.create_task(client.fetch_page(KD, uo))
+    await asked.wait()
+    await settle()
+    await client.close()
+    async with asyncio.timeout(5):
+        with pytest.raises(ClientClosedError):
+            await task
+
+
+async def test_an_outside_timeout_still_fires_when_close_and_a_failing_limiter_meet(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    # close() cancels the request; the limiter's release then raises instead: the caller's
+    # own timeout must still end its task with TimeoutError, not a stray cancellation.
+    uo = paged_server.add_channel(1, 30)
+    release = hold_pages_from(paged_server, 0)
+
+    class ReleaseFails:
+        async def acquire(self) -> object:
+            return None
+
+        async def release(self, permit: object, *, throttled: bool) -> None:
+            raise RuntimeError("the limiter's store went away")
+
+    client = client_for(paged_server, limiter=ReleaseFails())
+
+    async def consume() -> None:
+        async with asyncio.timeout(0.5):
+            with contextlib.suppress(FlexError):
+                await client.participants(KD, uo, prefetch=0).collect()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(consume())
+    await paged_server.wait_for_requests(1)
+    await client.close()
+    with pytest.raises(TimeoutError):
+        await task
+    release.set()
+
+
+@pytest.mark.parametrize("where", ["acquire", "release"])
+async def test_a_custom_limiter_that_raises_fails_a_stream_with_a_flex_error(
+    paged_server: PagedServer, client_for: ClientFor, where: str
+) -> None:
+    uo = paged_server.add_channel(1, 5)
+
+    class Broken:
+        async def acquire(self) -> object:
+            if where == "acquire":
+                raise KeyError("no slot")
+            return None
+
+        async def release(self, permit: object, *, throttled: bool) -> None:
+            if where == "release":
+                raise KeyError("no slot")
+
+    async with client_for(paged_server, limiter=Broken()) as client:
+        with pytest.raises(FlexError, match="the limiter") as caught:
+            await client.participants(KD, uo).collect()
+        with pytest.raises(FlexError, match="the limiter"):
+            await client.fetch_page(KD, uo)
+    assert isinstance(caught.value.__cause__, KeyError)
 
 
 async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
