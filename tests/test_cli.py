@@ -1,5 +1,8 @@
-"""The ``flex-participants`` command line, run as ``python -m flex_participants`` against an
+"""The ``flex-participants`` command line, run as the installed console script against an
 emulator serving on the test's own event loop; and its journaled writer and channel lists.
+
+The helpers here (`start_cli`, `run_cli`, `write_channel_csv`, ...) serve the other
+``test_cli_*.py`` files too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import attrs
 import pytest
 import pytest_asyncio
 
-from flex_participants.cli._channels import ChannelInputError, count_channels, read_channels
+from flex_participants.cli._channels import ChannelInputError, ChannelSource
 from flex_participants.cli._errors import UsageError
 from flex_participants.cli._journal import JournaledOutput, journal_path
 from flex_participants.emulator import Fault, FlexEmulator
@@ -58,28 +61,53 @@ def _environment(emulator: FlexEmulator | None) -> dict[str, str]:
     return env
 
 
+SCRIPT = Path(sys.executable).with_name("flex-participants")
+"""The installed console script, next to the interpreter running the tests."""
+
+
+def cli_command() -> list[str]:
+    """How to run the command line: its console script, or ``python -m`` where none is installed."""
+    return [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "flex_participants"]
+
+
+def environment(emulator: FlexEmulator | None, **extra: str) -> dict[str, str]:
+    """The environment of a run: none of the caller's credentials, the emulator's if given."""
+    return {**_environment(emulator), **extra}
+
+
 async def start_cli(
-    *args: str, emulator: FlexEmulator | None, stdin: bool = False
+    *args: str,
+    emulator: FlexEmulator | None,
+    stdin: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flex_participants",
+        *cli_command(),
         *args,
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_environment(emulator),
+        env=_environment(emulator) if env is None else dict(env),
     )
 
 
-async def run_cli(*args: str, emulator: FlexEmulator | None, stdin: str | None = None) -> Run:
-    """Run the command line to its end, while the emulator serves on this loop."""
-    process = await start_cli(*args, emulator=emulator, stdin=stdin is not None)
+async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None) -> Run:
+    """Wait for a started run to end (feeding it ``stdin``), and how it ended."""
     async with asyncio.timeout(60):
-        out, err = await process.communicate(None if stdin is None else stdin.encode())
+        out, err = await process.communicate(stdin)
     assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+    return Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+async def run_cli(
+    *args: str,
+    emulator: FlexEmulator | None,
+    stdin: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """Run the command line to its end, while the emulator serves on this loop."""
+    process = await start_cli(*args, emulator=emulator, stdin=stdin is not None, env=env)
+    return await finish(process, stdin.encode() if isinstance(stdin, str) else stdin)
 
 
 def assert_one_line_error(run: Run, code: int, *fragments: str) -> None:
@@ -110,10 +138,12 @@ def write_channel_csv(path: Path, channels: list[tuple[str, str]], *, header: bo
 
 
 def read_rows(path: Path, file_format: str) -> list[dict[str, Any]]:
-    text = path.read_text()
+    """The rows of an export, as the API's participant objects."""
+    # Split at LF only, as a JSON-lines or CSV reader does: data may hold CR, U+2028, ...
+    text = path.read_bytes().decode("utf-8")
     if file_format == "jsonl":
-        return [json.loads(line) for line in text.splitlines()]
-    reader = csv.DictReader(io.StringIO(text))
+        return [json.loads(line) for line in text.split("\n")[:-1]]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     assert reader.fieldnames == CSV_COLUMNS
     return [from_csv(row) for row in reader]
 
@@ -142,8 +172,19 @@ def assert_grouped_exactly_once(
 
 
 def journaled(out: Path) -> list[tuple[str, str]]:
+    """The channels the journal of ``out`` names as written."""
     lines = journal_path(out).read_text().splitlines()[1:]
-    return [(kd, uo) for kd, uo, _ in (line.split(",") for line in lines)]
+    return [(kd, uo) for kd, uo, _ in (line.split(",") for line in lines if line[:1] != "#")]
+
+
+def journaled_failures(out: Path) -> list[tuple[str, str, str]]:
+    """The channels the journal of ``out`` notes as failed, each with its error's name."""
+    notes = [
+        line.removeprefix("# failed ").rsplit(" ", 1)
+        for line in journal_path(out).read_text().splitlines()[1:]
+        if line.startswith("# failed ")
+    ]
+    return [(*json.loads(sids), error) for sids, error in notes]
 
 
 # -- list -------------------------------------------------------------------------------
@@ -277,7 +318,8 @@ async def test_export_writes_every_participant_of_every_channel_once_grouped_by_
     assert run.code == 0, run
     assert_grouped_exactly_once(read_rows(out, file_format), emulator, channels)
     assert sorted(journaled(out)) == sorted(channels)
-    assert "12 exported of 12" in run.stdout
+    assert "12 exported of 12" in run.stderr
+    assert run.stdout == ""
 
 
 async def test_export_reads_json_lines_from_stdin(emulator: FlexEmulator, tmp_path: Path) -> None:
@@ -304,11 +346,12 @@ async def test_an_unknown_channel_is_listed_at_the_end_and_fails_the_export(
     run = await run_cli("export", "--channels", str(source), "--out", str(out), emulator=emulator)
     assert run.code == 1, run
     assert "Traceback" not in run.stderr
-    failed = [line for line in run.stdout.splitlines() if line.startswith("failed")]
+    failed = [line for line in run.stderr.splitlines() if line.startswith("failed")]
     assert len(failed) == 1
     assert f"{KD_UNKNOWN} {UO_UNKNOWN} NotFoundError: HTTP 404" in failed[0]
     assert_grouped_exactly_once(read_rows(out, "jsonl"), emulator, channels)
     assert (KD_UNKNOWN, UO_UNKNOWN) not in journaled(out)
+    assert journaled_failures(out) == [(KD_UNKNOWN, UO_UNKNOWN, "NotFoundError")]
 
 
 async def test_resume_skips_the_finished_channels_and_retries_the_failed_one(
@@ -413,10 +456,11 @@ async def test_demo_runs_and_prints_a_summary(tmp_path: Path) -> None:
     run = await run_cli("demo", "--channels", "20", "--out", str(out), emulator=None)
     assert run.code == 0, run
     assert "Traceback" not in run.stderr
-    assert "20 exported of 23" in run.stdout
-    assert "every participant exactly once" in run.stdout
-    assert "deliberately unknown" in run.stdout
-    assert len([line for line in run.stdout.splitlines() if line.startswith("failed")]) == 3
+    assert run.stdout == ""  # stdout carries only data; the demo's report is for a person
+    assert "20 exported of 23" in run.stderr
+    assert "every participant exactly once" in run.stderr
+    assert "deliberately unknown" in run.stderr
+    assert len([line for line in run.stderr.splitlines() if line.startswith("failed")]) == 3
     assert journal_path(out).exists()
 
 
@@ -511,7 +555,13 @@ KD2, UO2 = "KD" + "2" * 32, "UO" + "2" * 32
 
 
 async def channels_of(path: Path) -> list[tuple[str, str]]:
-    return [channel async for channel in read_channels(str(path))]
+    with ChannelSource.open(str(path)) as source:
+        return [channel async for channel in source.channels()]
+
+
+def count_of(path: Path) -> int | None:
+    with ChannelSource.open(str(path)) as source:
+        return source.count()
 
 
 @pytest.mark.parametrize(
@@ -529,7 +579,7 @@ async def test_channel_lists_in_every_accepted_shape(tmp_path: Path, text: str) 
     path = tmp_path / "channels"
     path.write_text(text, encoding="utf-8")
     assert await channels_of(path) == [(KD1, UO1), (KD2, UO2)]
-    assert count_channels(str(path)) == 2
+    assert count_of(path) == 2
 
 
 @pytest.mark.parametrize(
@@ -547,7 +597,7 @@ async def test_a_bad_channel_line_names_its_line(tmp_path: Path, text: str, mess
     with pytest.raises(ChannelInputError, match=re.escape(message)):
         await channels_of(path)
     with pytest.raises(ChannelInputError, match=re.escape(message)):
-        count_channels(str(path))
+        count_of(path)
 
 
 async def test_the_installed_flex_participants_command_runs_the_same_program(

@@ -1,34 +1,44 @@
-"""The channel list of an export: a CSV or JSON-lines file, or stdin, read lazily.
+"""The channel list of an export: a CSV or JSON-lines file, a pipe, a FIFO or stdin, read once.
 
 CSV rows are ``interaction_sid,channel_sid``, with or without that header row (a header may
 name more columns, in any order). JSON lines are ``{"interaction_sid": ..., "channel_sid":
 ...}``. The format is told by the first line that is not blank: ``{`` starts JSON lines.
-Blank lines and lines starting with ``#`` are skipped.
+Blank lines and lines starting with ``#`` are skipped. A line longer than `MAX_LINE` bytes,
+a CSV field longer than the csv module's field limit, or a JSON line nested too deeply is a
+`ChannelInputError` naming the line.
+
+A regular file is counted (and every line checked) before the export starts, so that the
+progress bar knows the total; anything else (a pipe, a FIFO, bash's ``<(...)``, a terminal)
+can be read only once, and is read as the export goes, without a total.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
 import stat
-import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Final, Self
 
 from ._errors import UsageError
 
 __all__ = [
+    "MAX_LINE",
     "STDIN",
     "ChannelInputError",
-    "count_channels",
-    "read_channels",
+    "ChannelSource",
     "write_channel_list",
 ]
 
-STDIN = "-"
+STDIN: Final = "-"
+MAX_LINE: Final = 1 << 20
+"""The longest line of a channel list, in bytes (a channel takes some 70)."""
+_TOO_LONG: Final = f"is longer than {MAX_LINE:,} bytes"
 
 
 class ChannelInputError(UsageError):
@@ -42,9 +52,15 @@ class _LineParser:
         self._name = name
         self._json: bool | None = None
         self._columns = (0, 1)
+        self.number = 0
+        """The number of the last line parsed."""
 
-    def parse(self, raw: bytes, number: int) -> tuple[str, str] | None:
-        """The channel on line ``number``, or ``None`` for a blank line, comment or header."""
+    def parse(self, raw: bytes) -> tuple[str, str] | None:
+        """The channel on the next line, ``raw``, or ``None`` for a blank line, comment or header."""
+        self.number += 1
+        number = self.number
+        if len(raw.removesuffix(b"\n").removesuffix(b"\r")) > MAX_LINE:
+            raise self._error(number, _TOO_LONG)
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -55,19 +71,25 @@ class _LineParser:
             return None
         if self._json is None:
             self._json = line.startswith("{")
-            if not self._json and self._is_header(line):
+            if not self._json and self._is_header(line, number):
                 return None
         return self._from_json(line, number) if self._json else self._from_csv(line, number)
 
-    def _is_header(self, line: str) -> bool:
-        cells = [cell.strip().lower() for cell in next(csv.reader([line]))]
+    def _cells(self, line: str, number: int) -> list[str]:
+        try:
+            return next(csv.reader([line]))
+        except csv.Error as exc:  # a field over the csv module's limit, or a stray quote
+            raise self._error(number, f"is not CSV ({exc})") from None
+
+    def _is_header(self, line: str, number: int) -> bool:
+        cells = [cell.strip().lower() for cell in self._cells(line, number)]
         if "interaction_sid" in cells and "channel_sid" in cells:
             self._columns = (cells.index("interaction_sid"), cells.index("channel_sid"))
             return True
         return False
 
     def _from_csv(self, line: str, number: int) -> tuple[str, str]:
-        cells = next(csv.reader([line]))
+        cells = self._cells(line, number)
         if len(cells) <= max(self._columns):
             raise self._error(number, "has too few columns for interaction_sid,channel_sid")
         return cells[self._columns[0]].strip(), cells[self._columns[1]].strip()
@@ -77,6 +99,8 @@ class _LineParser:
             item = json.loads(line)
         except ValueError:
             raise self._error(number, "is not JSON") from None
+        except RecursionError:
+            raise self._error(number, "is JSON nested too deeply") from None
         if not isinstance(item, dict):
             raise self._error(number, "is not a JSON object")
         interaction_sid, channel_sid = item.get("interaction_sid"), item.get("channel_sid")
@@ -84,79 +108,137 @@ class _LineParser:
             raise self._error(number, 'lacks the strings "interaction_sid" and "channel_sid"')
         return interaction_sid, channel_sid
 
+    def next_line_too_long(self) -> ChannelInputError:
+        """The error for a next line found longer than `MAX_LINE` before it was read whole."""
+        return self._error(self.number + 1, _TOO_LONG)
+
     def _error(self, number: int, problem: str) -> ChannelInputError:
         return ChannelInputError(f"{self._name} line {number} {problem}")
 
 
-def _parsed(name: str, lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
-    parser = _LineParser(name)
-    for number, raw in enumerate(lines, start=1):
-        channel = parser.parse(raw, number)
-        if channel is not None:
-            yield channel
+class ChannelSource:
+    """One channel list, opened once; see the module docstring.
 
-
-def _open(source: str) -> BinaryIO:
-    try:
-        return open(source, "rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read the channel list {source}: {exc.strerror}") from None
-
-
-def count_channels(source: str) -> int | None:
-    """How many channels ``source`` lists, or ``None`` for stdin; checks every line.
-
-    Raises:
-        UsageError: the file cannot be read.
-        ChannelInputError: a line is not a channel.
+    Open it with `open` (before the event loop runs: opening a FIFO waits for its writer),
+    then `count` it and read it with `channels`, and close it (``with`` closes it).
     """
-    if source == STDIN:
-        return None
-    with _open(source) as file:
-        return sum(1 for _ in _parsed(source, file))
 
+    def __init__(self, name: str, fd: int, *, streamed: bool, restore_blocking: bool) -> None:
+        self.name = name
+        self._fd = fd
+        self.streamed = streamed
+        """Whether the list can be read only once (a pipe, FIFO, socket or terminal)."""
+        self._restore_blocking = restore_blocking
+        self._start = 0 if streamed else os.lseek(fd, 0, os.SEEK_CUR)
 
-async def read_channels(source: str) -> AsyncGenerator[tuple[str, str]]:
-    """Yield the channels of ``source`` (a path, or ``-`` for stdin) as they are read.
+    @classmethod
+    def open(cls, source: str) -> Self:
+        """Open the channel list ``source``: a path, or ``-`` for stdin.
 
-    A pipe or terminal on stdin is read without blocking the event loop.
+        Raises:
+            UsageError: it cannot be opened, or is a directory.
+        """
+        try:
+            if source == STDIN:
+                # A duplicate, so that closing the list leaves the process's stdin open.
+                fd, name = os.dup(0), "stdin"
+            else:
+                fd, name = os.open(source, os.O_RDONLY | os.O_CLOEXEC), source
+        except OSError as exc:
+            raise UsageError(f"cannot read the channel list {source}: {exc.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            os.close(fd)
+            raise UsageError(f"the channel list {source} is a directory")
+        # The event loop can wait for these without blocking; a regular file or a device such
+        # as /dev/null never makes a reader wait (and epoll refuses them), so it is read as is.
+        streamed = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+        return cls(name, fd, streamed=streamed, restore_blocking=source == STDIN)
 
-    Raises:
-        UsageError: the file cannot be read.
-        ChannelInputError: a line is not a channel.
-    """
-    if source != STDIN:
-        with _open(source) as file:
-            for channel in _parsed(source, file):
+    def count(self) -> int | None:
+        """How many channels the list holds, every line checked; ``None`` if it is streamed.
+
+        Raises:
+            ChannelInputError: a line is not a channel.
+        """
+        if self.streamed:
+            return None
+        try:
+            return sum(1 for _ in self._parsed(self._lines()))
+        finally:
+            os.lseek(self._fd, self._start, os.SEEK_SET)
+
+    async def channels(self) -> AsyncGenerator[tuple[str, str]]:
+        """Yield the channels of the list as they are read; a stream is read by the event loop.
+
+        Raises:
+            ChannelInputError: a line is not a channel.
+        """
+        if not self.streamed:
+            for channel in self._parsed(self._lines()):
                 yield channel
-        return
-    stdin = sys.stdin.buffer
-    if stat.S_ISREG(os.fstat(stdin.fileno()).st_mode):
-        for channel in _parsed("stdin", stdin):
-            yield channel
-        return
-    parser = _LineParser("stdin")
-    number = 0
-    async for raw in _pipe_lines(stdin.fileno()):
-        number += 1
-        parsed = parser.parse(raw, number)
-        if parsed is not None:
-            yield parsed
+            return
+        parser = _LineParser(self.name)
+        async with contextlib.aclosing(self._stream_lines(parser)) as lines:
+            async for raw in lines:
+                parsed = parser.parse(raw)
+                if parsed is not None:
+                    yield parsed
 
+    def _parsed(self, lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+        parser = _LineParser(self.name)
+        for raw in lines:
+            channel = parser.parse(raw)
+            if channel is not None:
+                yield channel
 
-async def _pipe_lines(fd: int) -> AsyncIterator[bytes]:
-    """The lines of a pipe, terminal or socket, read by the event loop."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    # A duplicate, so that closing the transport leaves the process's own fd open.
-    pipe = open(os.dup(fd), "rb", buffering=0)  # noqa: ASYNC230, SIM115 - the transport owns it
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    try:
-        while line := await reader.readline():
-            yield line
-    finally:
-        transport.close()
-        os.set_blocking(fd, True)  # the duplicate shared the non-blocking mode with ``fd``
+    def _lines(self) -> Iterator[bytes]:
+        """The lines of a file that is not streamed, each cut at a little over `MAX_LINE`."""
+        # A duplicate, for the file object to close; the list keeps its own descriptor.
+        file: BinaryIO = open(os.dup(self._fd), "rb")  # noqa: SIM115
+        with file:
+            while line := file.readline(MAX_LINE + 2):
+                yield line
+
+    async def _stream_lines(self, parser: _LineParser) -> AsyncGenerator[bytes]:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_LINE + 2)
+        pipe = open(os.dup(self._fd), "rb", buffering=0)  # noqa: ASYNC230, SIM115 - the transport owns it
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # over the reader's limit
+                    raise parser.next_line_too_long() from None
+                if not line:
+                    return
+                yield line
+        finally:
+            transport.close()
+
+    def close(self) -> None:
+        """Close the list. Idempotent."""
+        if self._fd < 0:
+            return
+        if self._restore_blocking:
+            # The event loop made the shared description non-blocking; stdin is the caller's.
+            os.set_blocking(self._fd, True)
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def write_channel_list(path: Path, channels: Iterable[tuple[str, str]]) -> int:

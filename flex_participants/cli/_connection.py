@@ -16,6 +16,7 @@ __all__ = [
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "read_secret_files",
 ]
 
 _CREDENTIAL_VARIABLES = (
@@ -59,11 +60,36 @@ def positive_float(text: str) -> float:
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the credential, origin and concurrency options to ``parser``."""
-    group = parser.add_argument_group("connection")
+    group = parser.add_argument_group(
+        "connection",
+        "Prefer the environment variables, or --auth-token-file / --api-secret-file, to "
+        "--auth-token and --api-secret: the options of a command are visible to every user "
+        "of the machine (in ps, /proc), and stay in the shell's history.",
+    )
     group.add_argument("--account-sid", metavar="SID", help="default: $TWILIO_ACCOUNT_SID")
-    group.add_argument("--auth-token", metavar="TOKEN", help="default: $TWILIO_AUTH_TOKEN")
+    token = group.add_mutually_exclusive_group()
+    token.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="default: $TWILIO_AUTH_TOKEN (visible to other users in ps: see above)",
+    )
+    token.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        help="read the auth token from FILE (- for stdin), which ps does not show",
+    )
     group.add_argument("--api-key", metavar="SID", help="default: $TWILIO_API_KEY")
-    group.add_argument("--api-secret", metavar="SECRET", help="default: $TWILIO_API_SECRET")
+    secret = group.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--api-secret",
+        metavar="SECRET",
+        help="default: $TWILIO_API_SECRET (visible to other users in ps: see above)",
+    )
+    secret.add_argument(
+        "--api-secret-file",
+        metavar="FILE",
+        help="read the API secret from FILE (- for stdin), which ps does not show",
+    )
     group.add_argument(
         "--base-url",
         metavar="URL",
@@ -85,6 +111,67 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds one attempt may take (default: %(default)s)",
     )
+
+
+_SECRET_LIMIT = 4096
+"""The most bytes a secret file may hold: a token is some 32."""
+
+
+def read_secret_files(args: argparse.Namespace, *, stdin_taken_by: str | None = None) -> None:
+    """Set ``args.auth_token`` and ``args.api_secret`` from the files their ``-file`` options name.
+
+    Run before the event loop, since reading stdin or a FIFO may wait. A file holds the
+    secret alone; surrounding whitespace (a final newline) is dropped.
+
+    Raises:
+        UsageError: a file cannot be read, is empty or too long, or stdin is taken already
+            (``stdin_taken_by`` names the option that reads it).
+    """
+    for option, attribute in (
+        ("--auth-token-file", "auth_token"),
+        ("--api-secret-file", "api_secret"),
+    ):
+        path = getattr(args, attribute + "_file")
+        if path is None:
+            continue
+        if path == "-":
+            if stdin_taken_by is not None:
+                raise UsageError(f"{option} and {stdin_taken_by} cannot both read stdin")
+            stdin_taken_by = option
+        setattr(args, attribute, _read_secret(option, path))
+
+
+def _read_secret(option: str, path: str) -> str:
+    try:
+        if path == "-":
+            data = _read_all(0)
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = _read_all(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > _SECRET_LIMIT:
+        raise UsageError(f"{option}: {path} holds more than {_SECRET_LIMIT} bytes; not a secret")
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"{option}: {path} is not UTF-8 text") from None
+    if not secret:
+        raise UsageError(f"{option}: {path} is empty")
+    return secret
+
+
+def _read_all(fd: int) -> bytes:
+    """Up to one byte over `_SECRET_LIMIT` from ``fd``, to its end (a pipe gives it in parts)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= _SECRET_LIMIT and (chunk := os.read(fd, _SECRET_LIMIT + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def client_from_args(args: argparse.Namespace) -> FlexClient:

@@ -10,6 +10,7 @@ emulator's data.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import random
@@ -25,11 +26,11 @@ from flex_participants import FlexClient, NotFoundError
 from flex_participants.emulator import Fault, FlexEmulator
 
 from ._channels import write_channel_list
-from ._console import stderr_console, stdout_console
-from ._export import ExportReport, export_file
+from ._console import stderr_console
+from ._export import ExportReport, export_file, locked_source
 from ._formats import FileFormat
 from ._progress import ExportProgress
-from ._report import print_failures, summary_table
+from ._report import print_report
 
 __all__ = ["run_demo"]
 
@@ -45,9 +46,16 @@ _FAULTS: Final = (
 )
 
 
-async def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo as ``args`` describe; 0 if the only failures are the unknown channels."""
-    console = stdout_console()
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo as ``args`` describe; 0 if the only failures are the unknown channels.
+
+    Everything it prints is for a person, so it goes to stderr.
+    """
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    console = stderr_console()
     emulator = FlexEmulator(seed=args.seed, channels=args.channels, latency=LATENCY)
     for fault, _ in _FAULTS:
         emulator.add_fault(fault)
@@ -74,16 +82,14 @@ async def run_demo(args: argparse.Namespace) -> int:
                 highlight=False,
             )
             client = FlexClient(**emulator.client_kwargs(), max_concurrency=args.max_concurrency)
+            report = ExportReport(out, args.format)
             async with client:
-                with ExportProgress(stderr_console(), client, "demo") as progress:
-                    report = await export_file(
-                        client,
-                        str(channel_list),
-                        out,
-                        file_format=args.format,
-                        observer=progress,
-                        force=args.force,
-                        page_size=args.page_size,
+                with (
+                    locked_source(str(channel_list), out) as source,
+                    ExportProgress(console, client, "demo") as progress,
+                ):
+                    await export_file(
+                        client, source, report, progress, force=args.force, page_size=args.page_size
                     )
             expected = Counter(
                 participant["sid"]
@@ -111,9 +117,8 @@ def _summarize(
         ("faults fired by the emulator", f"{faults_fired:,}"),
         ("output checked against the emulator", check),
     ]
-    console.print(summary_table(report, "demo", extra))
-    print_failures(console, report.failures)
-    if only_unknown and verified:
+    print_report(console, report, "demo", extra, resumable=False)
+    if only_unknown and verified and not report.unreported:
         console.print(
             f"[green]OK[/]: the {len(failed)} failed channels are the ones deliberately "
             "unknown to the emulator (404); every retried fault was recovered from.",

@@ -1,8 +1,13 @@
 """The export loop: many channels fetched concurrently, each written whole to a journaled file.
 
-`export_file` is what both ``flex-participants export`` and ``flex-participants demo`` run:
-it opens the `JournaledOutput`, counts the channel list when it is a file, and drives
-`export_channels` under a progress display.
+`export_file` is what both ``flex-participants export`` and ``flex-participants demo`` run,
+on a `ChannelSource` opened by `locked_source`, which first takes the output's `OutputLock`.
+
+The export keeps books in its `ExportReport`: every channel read from the input is written,
+skipped (already in the output, or listed twice), failed (by the API or because the writer
+cannot encode its data), or left without a result when the batch ended early (by an
+interruption, or by a bug); `ExportReport.ok` holds only when every channel read is in the
+output and the whole input was read.
 """
 
 from __future__ import annotations
@@ -10,39 +15,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import attrs
 
-from flex_participants import FlexClient, FlexError
+from flex_participants import ChannelResult, FlexClient, FlexError
 
-from ._channels import ChannelInputError, count_channels, read_channels
+from ._channels import ChannelInputError, ChannelSource
 from ._errors import CommandError
-from ._formats import FileFormat, encode, file_header
+from ._formats import FileFormat, UnwritableError, encode, file_header
 from ._journal import JournaledOutput
+from ._lock import OutputLock
 
-__all__ = ["ChannelFailure", "ExportObserver", "ExportReport", "export_channels", "export_file"]
+__all__ = [
+    "ChannelFailure",
+    "ExportObserver",
+    "ExportReport",
+    "export_channels",
+    "export_file",
+    "locked_source",
+]
+
+Channel = tuple[str, str]
 
 
 @attrs.frozen
 class ChannelFailure:
-    """A channel that could not be fetched, and why."""
+    """A channel that could not be exported, and why: a `FlexError` from the API, or an
+    `UnwritableError` from the writer.
+    """
 
     interaction_sid: str
     channel_sid: str
-    error: FlexError
+    error: FlexError | UnwritableError
 
 
 @attrs.define
 class ExportReport:
-    """What an export did."""
+    """What an export did, and the books that check it."""
 
     out: Path
     file_format: FileFormat
     total: int | None = None
     """Channels in the input, if it was counted first."""
+    started: bool = False
+    """Whether the output was opened, so that the export began."""
+    read: int = 0
+    """Channels read from the input, duplicates included."""
     exported: int = 0
     """Channels fetched and written by this run."""
     skipped: int = 0
@@ -50,16 +71,38 @@ class ExportReport:
     participants: int = 0
     """Participants written by this run."""
     failures: list[ChannelFailure] = attrs.field(factory=list)
+    unreported: list[Channel] = attrs.field(factory=list)
+    """Channels given to the batch that it ended without a result for."""
+    surplus: list[Channel] = attrs.field(factory=list)
+    """Results the batch gave for channels not awaiting one (a bug); ignored."""
+    batch_error: FlexError | None = None
+    """What ended the batch before every channel had a result, if anything did."""
+    input_error: ChannelInputError | None = None
+    """Why reading the channel list stopped early, if it did."""
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
-    input_error: ChannelInputError | None = None
-    """Why reading the channel list stopped early, if it did."""
+
+    @property
+    def not_written(self) -> int:
+        """Channels read and not in the output: failed, or without a result."""
+        return len(self.failures) + len(self.unreported)
+
+    @property
+    def unaccounted(self) -> int:
+        """Channels read that the books do not place; anything but 0 is a bug."""
+        return self.read - self.exported - self.skipped - self.not_written
 
     @property
     def ok(self) -> bool:
-        """Whether every channel of the input was exported."""
-        return not self.failures and self.input_error is None
+        """Whether the whole input was read and every channel of it is in the output."""
+        return (
+            self.started
+            and self.input_error is None
+            and self.batch_error is None
+            and not self.surplus
+            and self.read == self.exported + self.skipped
+        )
 
 
 class ExportObserver(Protocol):
@@ -75,11 +118,35 @@ class ExportObserver(Protocol):
         """A channel was written (with ``participants``) or failed."""
 
 
+def _write(output: JournaledOutput, file_format: FileFormat, result: ChannelResult) -> None:
+    """Encode and commit one channel; run in a worker thread (fsync takes a while)."""
+    data = encode(file_format, result.participants)
+    output.commit(result.interaction_sid, result.channel_sid, data)
+
+
+async def _write_to_the_end(
+    output: JournaledOutput, file_format: FileFormat, result: ChannelResult
+) -> None:
+    """`_write` in a worker thread, awaited to its end even if this task is cancelled meanwhile.
+
+    A commit cannot be stopped halfway: when the export is interrupted during one, this
+    waits for it, so that the books know whether the channel is in the output, and then
+    lets the cancellation through.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(_write, output, file_format, result))
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: what the commit raised no longer matters
+        raise
+
+
 async def export_channels(
     client: FlexClient,
-    channels: AsyncGenerator[tuple[str, str]],
+    channels: AsyncGenerator[Channel],
     output: JournaledOutput,
-    file_format: FileFormat,
     report: ExportReport,
     observer: ExportObserver,
     *,
@@ -88,94 +155,134 @@ async def export_channels(
 ) -> None:
     """Fetch every channel not yet in ``output`` and commit each one whole as it completes.
 
-    Counts go into ``report``. A channel that fails is recorded there and not journaled, so
-    that a resume retries it. ``client.participants_for_channels`` reads ``channels`` lazily.
+    Counts go into ``report``, however this ends (an interruption included). A channel that
+    fails is recorded there and noted in the journal as failed, so that a resume retries it.
+    ``client.participants_for_channels`` reads ``channels`` lazily.
 
     Raises:
         OSError: writing the output failed; the channels committed before stay valid.
     """
     seen = set(output.finished)
+    pending: dict[Channel, None] = {}  # given to the batch, awaiting a result; in order
 
-    async def pending() -> AsyncIterator[tuple[str, str]]:
+    async def fresh() -> AsyncGenerator[Channel]:
         async with contextlib.aclosing(channels) as source:
             async for channel in source:
+                report.read += 1
                 if channel in seen:
                     report.skipped += 1
                     observer.skipped()
                     continue
                 seen.add(channel)
+                pending[channel] = None
                 yield channel
+
+    def fail(channel: Channel, error: FlexError | UnwritableError) -> None:
+        del pending[channel]
+        report.failures.append(ChannelFailure(*channel, error))
+        output.note_failure(*channel, error)
+        observer.finished(0, failed=True)
+
+    def written(channel: Channel, participants: int) -> None:
+        del pending[channel]
+        report.exported += 1
+        report.participants += participants
+        observer.finished(participants, failed=False)
 
     requests, retries = client.requests_sent, client.retries
     started = time.perf_counter()
     try:
-        batch = client.participants_for_channels(
-            pending(), page_size=page_size, concurrency=concurrency
-        )
-        async with batch:
-            async for result in batch:
-                if result.error is not None:
-                    report.failures.append(
-                        ChannelFailure(result.interaction_sid, result.channel_sid, result.error)
-                    )
-                    observer.finished(0, failed=True)
-                    continue
-                data = encode(file_format, result.participants).encode()
-                # Off the loop: fsync may take a while, and requests go on meanwhile.
-                await asyncio.to_thread(
-                    output.commit, result.interaction_sid, result.channel_sid, data
-                )
-                report.exported += 1
-                report.participants += len(result.participants)
-                observer.finished(len(result.participants), failed=False)
+        async with contextlib.aclosing(fresh()) as feed:
+            batch = client.participants_for_channels(
+                feed, page_size=page_size, concurrency=concurrency
+            )
+            async with batch:
+                async for result in batch:
+                    channel = (result.interaction_sid, result.channel_sid)
+                    if channel not in pending:
+                        report.surplus.append(channel)
+                        continue
+                    if result.error is not None:
+                        fail(channel, result.error)
+                        continue
+                    try:
+                        await _write_to_the_end(output, report.file_format, result)
+                    except UnwritableError as exc:
+                        fail(channel, exc)
+                    except asyncio.CancelledError:
+                        if channel in output.finished:
+                            written(channel, len(result.participants))
+                        raise
+                    else:
+                        written(channel, len(result.participants))
     except ChannelInputError as exc:  # raised once the channels under way are delivered
         report.input_error = exc
+    except FlexError as exc:  # the batch ended before every channel had its result
+        report.batch_error = exc
     finally:
+        report.unreported = list(pending)
         report.seconds += time.perf_counter() - started
         report.requests += client.requests_sent - requests
         report.retries += client.retries - retries
 
 
+@contextlib.contextmanager
+def locked_source(channels: str, out: Path) -> Iterator[ChannelSource]:
+    """Lock the output ``out``, then open the channel list ``channels`` (a path or ``-``).
+
+    In that order, so that a second export of the same output stops at once, before it waits
+    for its channel list (a FIFO waits for its writer) or touches any file.
+
+    Raises:
+        OutputLockedError: another export is writing ``out``.
+        CommandError: the lock cannot be taken.
+        UsageError: the channel list cannot be opened.
+    """
+    with OutputLock.acquire(out), ChannelSource.open(channels) as source:
+        yield source
+
+
 async def export_file(
     client: FlexClient,
-    channels: str,
-    out: Path,
-    *,
-    file_format: FileFormat,
+    source: ChannelSource,
+    report: ExportReport,
     observer: ExportObserver,
+    *,
     resume: bool = False,
     force: bool = False,
     concurrency: int | None = None,
     page_size: int | None = None,
-) -> ExportReport:
-    """Export the channels listed in ``channels`` (a path or ``-``) to ``out``.
+) -> None:
+    """Export the channels of ``source`` to ``report.out``, counting into ``report``.
+
+    The caller holds the output's lock (`locked_source`). A channel list that is a regular
+    file is checked whole before any request, and gives the progress bar its total.
 
     Raises:
         UsageError: the output exists (without ``resume`` or ``force``) or cannot be resumed,
-            or the channel list cannot be read or has a bad line (found before any request
-            when it is a file).
+            or the channel list has a bad line (found before any request when it is a file).
         CommandError: the output cannot be written.
     """
-    total = count_channels(channels)
-    header = file_header(file_format).encode()
-    report = ExportReport(out, file_format, total)
+    out = report.out
+    report.total = source.count()
+    header = file_header(report.file_format)
     try:
         if resume:
-            output = JournaledOutput.resume(out, file_format=file_format, header=header)
+            output = JournaledOutput.resume(out, file_format=report.file_format, header=header)
         else:
             output = JournaledOutput.create(
-                out, file_format=file_format, header=header, force=force
+                out, file_format=report.file_format, header=header, force=force
             )
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
     with output:
-        observer.started(total)
+        report.started = True
+        observer.started(report.total)
         try:
             await export_channels(
                 client,
-                read_channels(channels),
+                source.channels(),
                 output,
-                file_format,
                 report,
                 observer,
                 concurrency=concurrency,
@@ -183,4 +290,3 @@ async def export_file(
             )
         except OSError as exc:
             raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return report

@@ -8,14 +8,18 @@ truncates the output to that offset, which drops whatever a crash left after it,
 the channels the journal names.
 
 The journal's first line records the file format and where the first channel starts (after
-the CSV header), so that a resume in another format is refused::
+the CSV header), so that a resume in another format is refused. A channel that failed is
+noted on a line of its own, starting with ``#``, for whoever reads the journal; a resume
+retries it::
 
     # flex-participants journal v1 format=csv start=56
     KD...,UO...,1234
+    # failed ["KD...","UO..."] NotFoundError
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -80,6 +84,8 @@ class _Journal:
         self.format = header["format"].decode()
         self.start = self.end = int(header["start"])
         for number, line in enumerate(lines[1:], start=2):
+            if line.startswith(b"#"):  # a note, such as a failed channel
+                continue
             parts = line.decode("utf-8", "replace").split(",")
             if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < self.end:
                 raise UsageError(f"{path} line {number} is corrupt: {line[:80]!r}; cannot resume")
@@ -214,6 +220,24 @@ class JournaledOutput:
             _write_all(self._journal_fd, line.encode())
             os.fsync(self._journal_fd)
             self.finished.add((interaction_sid, channel_sid))
+
+    def note_failure(self, interaction_sid: str, channel_sid: str, error: BaseException) -> None:
+        """Note in the journal that a channel failed, and with what error.
+
+        Not flushed to disk on its own: a note lost in a crash costs nothing, since a resume
+        retries every channel not journaled as finished.
+
+        Raises:
+            OSError: the write failed.
+            ValueError: the output is closed.
+        """
+        # JSON, so that SIDs from the input, whatever they hold, stay on this one line.
+        sids = json.dumps([interaction_sid, channel_sid])
+        line = f"# failed {sids} {type(error).__name__}\n"
+        with self._lock:
+            if self._journal_fd < 0:
+                raise ValueError("note to a closed JournaledOutput")
+            _write_all(self._journal_fd, line.encode())
 
     def close(self) -> None:
         """Close both files, once a commit under way has ended. Idempotent."""

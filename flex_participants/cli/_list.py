@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
-from flex_participants import InvalidArgumentError, Participant, ParticipantStream, to_dict
+from flex_participants import (
+    FlexClient,
+    InvalidArgumentError,
+    Participant,
+    ParticipantStream,
+    to_dict,
+)
 
-from ._connection import client_from_args
-from ._errors import UsageError
-from ._formats import FileFormat, encode, file_header
+from ._connection import client_from_args, read_secret_files
+from ._console import inert, stdout_console
+from ._errors import CommandError, UsageError
+from ._formats import FileFormat, UnwritableError, encode, file_header, routing_json
 
 __all__ = ["run_list"]
 
 
-async def run_list(args: argparse.Namespace) -> int:
+def run_list(args: argparse.Namespace) -> int:
     """List the participants of ``args.interaction_sid``/``args.channel_sid`` in ``args.format``.
 
     JSON lines and CSV are written page by page as they arrive; a table once all are in.
 
     Raises:
         UsageError: bad options or SIDs.
+        CommandError: a participant cannot be written in the format asked for.
         FlexError: the API failed.
     """
-    async with client_from_args(args) as client:
+    read_secret_files(args)
+    return asyncio.run(_list(args, client_from_args(args)))
+
+
+async def _list(args: argparse.Namespace, client: FlexClient) -> int:
+    async with client:
         try:
             stream = client.participants(
                 args.interaction_sid, args.channel_sid, page_size=args.page_size, limit=args.limit
@@ -35,16 +47,21 @@ async def run_list(args: argparse.Namespace) -> int:
         except InvalidArgumentError as exc:
             raise UsageError(str(exc)) from None
         async with stream:
-            if args.format == "table":
-                participants = await stream.collect()
-                Console().print(_table(args.interaction_sid, args.channel_sid, participants))
-            else:
-                await _write_lines(stream, args.format)
+            try:
+                if args.format == "table":
+                    participants = await stream.collect()
+                    stdout_console().print(
+                        _table(args.interaction_sid, args.channel_sid, participants)
+                    )
+                else:
+                    await _write_lines(stream, args.format)
+            except UnwritableError as exc:
+                raise CommandError(f"cannot write this channel as {args.format}: {exc}") from None
     return 0
 
 
 async def _write_lines(stream: ParticipantStream, file_format: FileFormat) -> None:
-    out = sys.stdout
+    out = sys.stdout.buffer
     out.write(file_header(file_format))
     async for page in stream.pages():
         out.write(encode(file_format, page.participants))
@@ -53,8 +70,9 @@ async def _write_lines(stream: ParticipantStream, file_format: FileFormat) -> No
 
 
 def _table(interaction_sid: str, channel_sid: str, participants: list[Participant]) -> Table:
+    # Every cell is inert: participant data never reaches the terminal as markup or controls.
     table = Table(
-        title=f"Participants of {interaction_sid} / {channel_sid}",
+        title=inert(f"Participants of {interaction_sid} / {channel_sid}"),
         caption=f"{len(participants)} participants",
     )
     table.add_column("#", justify="right", style="dim")
@@ -62,11 +80,10 @@ def _table(interaction_sid: str, channel_sid: str, participants: list[Participan
     table.add_column("type")
     table.add_column("routing_properties", overflow="fold")
     for number, participant in enumerate(participants, start=1):
-        routing = to_dict(participant)["routing_properties"]
         table.add_row(
             str(number),
-            participant.sid or "",
-            str(participant.type),
-            "" if routing is None else json.dumps(routing, separators=(",", ":")),
+            inert(participant.sid or ""),
+            inert(str(participant.type)),
+            inert(routing_json(to_dict(participant)["routing_properties"])),
         )
     return table

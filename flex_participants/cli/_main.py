@@ -7,37 +7,43 @@ command line says how to install it instead of failing with a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from flex_participants import FlexError, InvalidArgumentError, __version__
 
 from ._connection import add_connection_arguments, non_negative_int, positive_int
-from ._errors import CommandError, UsageError
+from ._console import printable
+from ._errors import MEANINGS, CommandError, ExitCode
 
 __all__ = ["main"]
 
 PROG = "flex-participants"
 _NEEDS_RICH = f"{PROG}: the command line needs rich: pip install 'flex-participants[cli]'"
 
-Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+Command = Callable[[argparse.Namespace], int]
+"""A command: it runs its own event loop, after what must come before it (reading stdin)."""
 
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="List and export the participants of Twilio Flex interaction channels.",
+        epilog="exit codes:\n"
+        + "\n".join(f"  {int(code):<4} {meaning}" for code, meaning in MEANINGS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,14 +83,20 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Fetch every channel of a list concurrently into one file, grouped by channel. "
             "Each channel is written whole once fetched, and journaled in OUT.journal, so "
-            "that --resume after a crash or interruption skips the channels already written."
+            "that --resume after a crash or interruption skips the channels already written. "
+            "An export holds a lock on OUT (OUT.lock) while it runs: a second export of the "
+            "same OUT stops at once with exit code 75. Exit code 0 means every channel was "
+            "written; 1 names on stderr each one that was not."
         ),
     )
     export.add_argument(
         "--channels",
         required=True,
         metavar="FILE",
-        help="CSV (interaction_sid,channel_sid; header optional) or JSON lines; - for stdin",
+        help=(
+            "CSV (interaction_sid,channel_sid; header optional) or JSON lines: a file, a "
+            "pipe or FIFO, <(command), or - for stdin; read once"
+        ),
     )
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     _add_format(export)
@@ -103,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser(
         "emulator",
+        parents=[logs],
         help="serve the emulator until Ctrl-C",
         description="Serve an emulator of the endpoint, with seeded data, until Ctrl-C.",
     )
@@ -167,7 +180,7 @@ def _milliseconds(text: str) -> float:
 
 
 def _command(name: str) -> Command:
-    """The coroutine function of a command, imported only now (it needs rich)."""
+    """The function of a command, imported only now (it needs rich)."""
     if name == "list":
         from ._list import run_list
 
@@ -185,6 +198,14 @@ def _command(name: str) -> Command:
     return run_demo
 
 
+class _InertRecords(logging.Filter):
+    """Escapes the control characters of a log message: it may quote what a server sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
+
+
 def _configure_logging(verbosity: int) -> None:
     """Send the client's retry warnings (``-v``) or request log (``-vv``) to stderr."""
     logger = logging.getLogger("flex_participants")
@@ -196,47 +217,69 @@ def _configure_logging(verbosity: int) -> None:
 
     from ._console import stderr_console
 
-    logger.addHandler(RichHandler(console=stderr_console(), show_path=False))
+    handler = RichHandler(console=stderr_console(), show_path=False)
+    handler.addFilter(_InertRecords())
+    logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+def _fail(message: str, code: ExitCode) -> int:
+    _say(f"{PROG}: error: {message}")
     return code
+
+
+def _say(text: str) -> None:
+    """One line on stderr, its control characters escaped; silent if stderr is gone."""
+    # Lines break where this program says, and nowhere a message from elsewhere would.
+    lines = "\n".join(printable(line) for line in text.split("\n"))
+    with contextlib.suppress(OSError, ValueError):
+        print(lines, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    0: success. 1: the command failed (a channel, the API, the network, a file). 2: a usage
-    or configuration error (options, SIDs, credentials, input files), or rich is missing.
-    130: interrupted.
+    The codes are those of `ExitCode`: 0 success; 1 some channels not written, or the
+    command failed (the API, the network, a file); 2 a usage or configuration error, or rich
+    is missing; 70 a bug, named in one line (``-v`` shows the traceback); 75 the output is
+    locked by another export; 130 interrupted.
     """
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     try:
         import rich  # noqa: F401
     except ImportError:
-        print(_NEEDS_RICH, file=sys.stderr)
-        return 2
-    _configure_logging(getattr(args, "verbose", 0))
+        _say(_NEEDS_RICH)
+        return ExitCode.USAGE
+    verbosity: int = getattr(args, "verbose", 0)
     try:
-        return asyncio.run(_command(args.command)(args))
-    except (UsageError, InvalidArgumentError) as exc:
-        return _fail(str(exc), 2)
+        _configure_logging(verbosity)
+        return _command(args.command)(args)
     except CommandError as exc:
-        return _fail(str(exc), 1)
+        return _fail(str(exc), exc.exit_code)
+    except InvalidArgumentError as exc:
+        return _fail(str(exc), ExitCode.USAGE)
     except FlexError as exc:
-        return _fail(f"{type(exc).__name__}: {exc}", 1)
+        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILED)
     except KeyboardInterrupt:
         hint = "; run again with --resume to continue" if args.command == "export" else ""
-        return _fail(f"interrupted{hint}", 130)
+        return _fail(f"interrupted{hint}", ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader of stdout went away (``| head``): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return ExitCode.OK
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", ExitCode.FAILED)
+    except Exception as exc:
+        # A traceback is a bug of ours: one line says what failed, -v shows where.
+        if verbosity > 0:
+            _say("".join(traceback.format_exception(exc)).rstrip())
+        hint = "" if verbosity > 0 else "; -v shows the traceback"
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (a bug in {PROG} {__version__}{hint})",
+            ExitCode.INTERNAL,
+        )

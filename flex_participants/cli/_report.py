@@ -1,4 +1,6 @@
-"""The summary printed at the end of an export or a demo."""
+"""What an export or a demo tells a person at its end, on stderr: a summary, then every
+channel that was not written, by name, and whether the books balance.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from rich.text import Text
 
 from flex_participants import FlexAPIError, FlexError
 
+from ._console import inert
 from ._export import ChannelFailure, ExportReport
+from ._formats import UnwritableError
 
-__all__ = ["print_failures", "summary_table"]
+__all__ = ["print_report", "summary_table"]
 
 
 def summary_table(report: ExportReport, title: str, extra: Iterable[tuple[str, str]] = ()) -> Table:
@@ -21,13 +25,15 @@ def summary_table(report: ExportReport, title: str, extra: Iterable[tuple[str, s
     table.add_column(style="bold")
     table.add_column(justify="right")
     rate = report.requests / report.seconds if report.seconds > 0 else 0.0
-    channels = f"{report.exported:,} exported"
-    if report.total is not None:
-        channels += f" of {report.total:,}"
+    total = report.read if report.total is None else report.total
     rows = [
-        ("channels", channels),
+        ("channels", f"{report.exported:,} exported of {total:,}"),
         ("already exported (skipped)", f"{report.skipped:,}"),
         ("failed channels", f"{len(report.failures):,}"),
+    ]
+    if report.unreported:
+        rows.append(("ended without a result", f"{len(report.unreported):,}"))
+    rows += [
         ("participants", f"{report.participants:,}"),
         ("pages (requests)", f"{report.requests:,}"),
         ("retries", f"{report.retries:,}"),
@@ -37,23 +43,76 @@ def summary_table(report: ExportReport, title: str, extra: Iterable[tuple[str, s
     ]
     for name, value in rows:
         table.add_row(name, value)
-    table.caption = f"{report.file_format} written to {report.out}"
+    table.caption = inert(f"{report.file_format} written to {report.out}")
     return table
 
 
-def print_failures(console: Console, failures: Iterable[ChannelFailure]) -> None:
+def print_report(
+    console: Console,
+    report: ExportReport,
+    title: str,
+    extra: Iterable[tuple[str, str]] = (),
+    *,
+    resumable: bool = True,
+) -> None:
+    """The summary table, then a line per channel not written, then what the books say.
+
+    ``resumable`` says that the command can be run again with ``--resume``, and so says it.
+    """
+    console.print(summary_table(report, title, extra))
+    _print_failures(console, report.failures)
+    ended = f" ({_name(report.batch_error)}: {report.batch_error})" if report.batch_error else ""
+    for interaction_sid, channel_sid in report.unreported:
+        _line(
+            console,
+            ("not written ", "red"),
+            inert(f"{interaction_sid} {channel_sid}: the export ended before its result{ended}"),
+        )
+    for interaction_sid, channel_sid in report.surplus:
+        _line(
+            console,
+            ("ignored ", "yellow"),
+            inert(f"{interaction_sid} {channel_sid}: a result the batch was not waiting for"),
+        )
+    if report.unaccounted:
+        _line(
+            console,
+            ("the books do not balance: ", "red"),
+            f"{report.read:,} channels read, {report.exported:,} written, "
+            f"{report.skipped:,} skipped, {report.not_written:,} not written: "
+            f"{report.unaccounted:,} unaccounted for",
+        )
+    if report.not_written:
+        hint = "; run again with --resume to retry them" if resumable else ""
+        _line(
+            console,
+            f"{report.not_written:,} of the {report.read:,} channels read were not written{hint}",
+        )
+    if report.input_error is not None:
+        _line(console, "the channels after the bad line of the list were not read")
+
+
+def _print_failures(console: Console, failures: Iterable[ChannelFailure]) -> None:
     """One line per failed channel: its SIDs, the error class and the message."""
     for failure in failures:
-        line = Text.assemble(
+        _line(
+            console,
             ("failed ", "red"),
-            f"{failure.interaction_sid} {failure.channel_sid} ",
-            (type(failure.error).__name__, "bold"),
-            f": {_describe(failure.error)}",
+            inert(f"{failure.interaction_sid} {failure.channel_sid} "),
+            (_name(failure.error), "bold"),
+            inert(f": {_describe(failure.error)}"),
         )
-        console.print(line, soft_wrap=True, highlight=False)
 
 
-def _describe(error: FlexError) -> str:
+def _line(console: Console, *parts: str | Text | tuple[str, str]) -> None:
+    console.print(Text.assemble(*parts), soft_wrap=True, highlight=False)
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__
+
+
+def _describe(error: FlexError | UnwritableError) -> str:
     """The error without the request URL, which the channel's SIDs already say."""
     if isinstance(error, FlexAPIError):
         code = f" [code {error.code}]" if error.code is not None else ""

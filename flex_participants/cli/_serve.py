@@ -11,26 +11,31 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from flex_participants.emulator import FlexEmulator
 
 from ._channels import write_channel_list
-from ._console import stdout_console
+from ._console import inert, stderr_console
 from ._errors import UsageError
 
 __all__ = ["run_emulator"]
 
 
-async def run_emulator(args: argparse.Namespace) -> int:
+def run_emulator(args: argparse.Namespace) -> int:
     """Serve a `FlexEmulator` as ``args`` describe until SIGINT or SIGTERM; print how to use it.
 
     The emulator's channels are written to ``args.channel_list`` (default: a temporary file
-    removed on exit), ready for ``flex-participants export --channels``.
+    removed on exit), ready for ``flex-participants export --channels``. How to use it goes
+    to stderr, as everything a person reads does.
 
     Raises:
         UsageError: an option the emulator refuses.
     """
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
     try:
         emulator = FlexEmulator(
             host=args.host,
@@ -55,7 +60,7 @@ async def run_emulator(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
         try:
             write_channel_list(channel_list, emulator.channels)
-            _print_usage(stdout_console(), emulator, channel_list)
+            _print_usage(stderr_console(), emulator, channel_list)
             await stop.wait()
         finally:
             await emulator.stop()
@@ -63,16 +68,20 @@ async def run_emulator(args: argparse.Namespace) -> int:
 
 
 def _print_usage(console: Console, emulator: FlexEmulator, channel_list: Path) -> None:
+    # The credentials go in the environment, not on the command line, where every user of
+    # the machine can read them (ps): the habit to teach, even for the emulator's.
+    environment = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in (
+            ("FLEX_PARTICIPANTS_BASE_URL", emulator.base_url),
+            ("TWILIO_ACCOUNT_SID", emulator.account_sid),
+            ("TWILIO_AUTH_TOKEN", emulator.auth_token),
+        )
+    )
     command = shlex.join(
         [
             "flex-participants",
             "export",
-            "--base-url",
-            emulator.base_url,
-            "--account-sid",
-            emulator.account_sid,
-            "--auth-token",
-            emulator.auth_token,
             "--channels",
             str(channel_list),
             "--out",
@@ -80,14 +89,18 @@ def _print_usage(console: Console, emulator: FlexEmulator, channel_list: Path) -
         ]
     )
     lines = [
-        f"[bold]Flex emulator[/] serving {len(emulator.channels)} channels (seed {emulator.seed})",
-        f"  base URL     {emulator.base_url}",
-        f"  account SID  {emulator.account_sid}",
-        f"  auth token   {emulator.auth_token}",
-        f"  channels     {escape(str(channel_list))}",
-        "Export every channel with:",
-        f"  {escape(command)}",
-        "Press Ctrl-C to stop.",
+        Text.assemble(
+            ("Flex emulator", "bold"),
+            f" serving {len(emulator.channels)} channels (seed {emulator.seed})",
+        ),
+        inert(f"  base URL     {emulator.base_url}"),
+        inert(f"  account SID  {emulator.account_sid}"),
+        inert(f"  auth token   {emulator.auth_token}"),
+        inert(f"  channels     {channel_list}"),
+        Text("Export every channel with:"),
+        inert(f"  export {environment}"),
+        inert(f"  {command}"),
+        Text("Press Ctrl-C to stop."),
     ]
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)

@@ -1,0 +1,142 @@
+"""The command line's conventions: what a person reads goes to stderr and stdout carries only
+data; secrets stay off the command line, where every user sees them in ``ps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import signal
+from pathlib import Path
+
+import pytest
+
+from flex_participants.emulator import FlexEmulator
+
+from .test_cli import (
+    SCRIPT,
+    assert_one_line_error,
+    cli_command,
+    environment,
+    finish,
+    read_rows,
+    run_cli,
+)
+
+
+async def run_bash(
+    script: str, env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    run = await finish(process)
+    return run.code, run.stdout, run.stderr
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+async def test_the_emulator_teaches_environment_variables_and_its_command_works(
+    tmp_path: Path,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "emulator",
+        "--channels",
+        "5",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment(None),
+        cwd=tmp_path,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    async with asyncio.timeout(30):
+        while not lines or lines[-1] != "Press Ctrl-C to stop.":
+            lines.append((await process.stderr.readline()).decode().rstrip("\n"))
+    usage = "\n".join(lines)
+    assert "--auth-token" not in usage
+    [setting] = [line.strip() for line in lines if line.startswith("  export ")]
+    assert re.fullmatch(
+        r"export FLEX_PARTICIPANTS_BASE_URL=\S+ TWILIO_ACCOUNT_SID=AC\w+ TWILIO_AUTH_TOKEN=\S+",
+        setting,
+    )
+    [command] = [line.strip() for line in lines if line.startswith("  flex-participants ")]
+
+    path = f"{SCRIPT.parent}{os.pathsep}{os.environ['PATH']}"
+    code, _, err = await run_bash(f"{setting}\n{command}", environment(None, PATH=path), tmp_path)
+    assert code == 0, err
+    assert len(read_rows(tmp_path / "participants.jsonl", "jsonl")) > 0
+
+    process.send_signal(signal.SIGINT)
+    run = await finish(process)
+    assert run.code == 0, run
+    assert run.stdout == ""  # stdout carries only data, and the emulator has none
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "printf '%s\\n' \"$TOKEN\" > {dir}/token && $FLEX list {kd} {uo} --format jsonl --auth-token-file {dir}/token",
+        "printf '%s' \"$TOKEN\" | $FLEX list {kd} {uo} --format jsonl --auth-token-file -",
+        "$FLEX list {kd} {uo} --format jsonl --auth-token-file <(printf '%s\\n' \"$TOKEN\")",
+    ],
+    ids=["file", "stdin", "process-substitution"],
+)
+async def test_the_auth_token_can_be_read_from_a_file_stdin_or_a_pipe(
+    flex_emulator: FlexEmulator, tmp_path: Path, script: str
+) -> None:
+    kd, uo = flex_emulator.add_channel(participants=3)
+    env = environment(flex_emulator, FLEX=shlex.join(cli_command()), TOKEN=flex_emulator.auth_token)
+    del env["TWILIO_AUTH_TOKEN"]
+    code, out, err = await run_bash(script.format(dir=tmp_path, kd=kd, uo=uo), env)
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == flex_emulator.participants_of(kd, uo)
+
+
+async def test_an_empty_token_file_is_a_usage_error(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("\n")
+    kd, uo = flex_emulator.add_channel(participants=1)
+    run = await run_cli(
+        "list", kd, uo, "--auth-token-file", str(tmp_path / "token"), emulator=flex_emulator
+    )
+    assert_one_line_error(run, 2, "--auth-token-file", "is empty")
+    assert flex_emulator.stats.requests == 0
+
+
+async def test_the_token_and_the_channel_list_cannot_both_come_from_stdin(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    run = await run_cli(
+        "export",
+        "--channels",
+        "-",
+        "--out",
+        str(tmp_path / "out.jsonl"),
+        "--auth-token-file",
+        "-",
+        emulator=flex_emulator,
+        stdin="",
+    )
+    assert_one_line_error(run, 2, "--auth-token-file and --channels - cannot both read stdin")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["list", "export"])
+async def test_help_says_why_secrets_belong_in_the_environment_or_a_file(command: str) -> None:
+    run = await run_cli(command, "--help", emulator=None)
+    assert run.code == 0, run
+    text = " ".join(run.stdout.split())
+    assert "visible to every user of the machine (in ps, /proc)" in text
+    assert "--auth-token-file FILE" in text
+    assert "--api-secret-file FILE" in text
