@@ -9,22 +9,31 @@ without one, these tests are skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import itertools
 import json
+import logging
+import math
+import re
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import pytest_asyncio
 
 pytest.importorskip("redis", reason="the redis extra is not installed: pip install -e '.[redis]'")
 
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from flex_participants import (
     FlexClient,
+    InvalidArgumentError,
     RedisLimiter,
     RetryPolicy,
     TransportError,
@@ -73,6 +82,50 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Return once ``condition()`` is true; fail after a long while."""
+    for _ in range(2000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+def _microseconds(redis_time: Sequence[int]) -> int:
+    seconds, microseconds = redis_time
+    return seconds * 1_000_000 + microseconds
+
+
+async def redis_now(client: aioredis.Redis) -> int:
+    """Redis's clock, the one the limiter's scripts use, in microseconds since the epoch."""
+    return _microseconds(await client.time())
+
+
+async def until_redis_time(client: aioredis.Redis, target: float) -> None:
+    """Return once Redis's clock has passed ``target`` (microseconds since the epoch)."""
+
+    async def passed() -> bool:
+        return await redis_now(client) > target
+
+    await until(passed, f"Redis time {target}")
+
+
+async def lease_expiries(client: aioredis.Redis, key: str) -> list[float]:
+    """When each lease held under ``key`` runs out, as the scripts record it, in order."""
+    leases = await client.zrange(f"{{{key}}}:leases", 0, -1, withscores=True)
+    return sorted(score for _, score in cast(list[tuple[bytes, float]], leases))
+
+
+async def lease_starts(client: aioredis.Redis, key: str, lease_seconds: float) -> list[float]:
+    """The start each lease was granted for, in order (a lease runs one lease from its start).
+
+    Valid until the first renewal, a third of a lease after the grant: tests that read it
+    take leases far longer than themselves.
+    """
+    lease_us = round(lease_seconds * 1_000_000)
+    return [expiry - lease_us for expiry in await lease_expiries(client, key)]
+
+
 # -- the cap ------------------------------------------------------------------------------
 
 
@@ -103,22 +156,27 @@ async def test_the_cap_holds_across_limiters_of_separate_clients(
 
 
 async def test_expired_leases_are_reclaimed(
-    connect: Callable[[], aioredis.Redis], key: str
+    redis_server: RedisServer, connect: Callable[[], aioredis.Redis], key: str
 ) -> None:
-    crashed = RedisLimiter(connect(), key=key, max_concurrency=2, lease_seconds=0.3)
+    frozen = RedisLimiter(connect(), key=key, max_concurrency=2, lease_seconds=0.3)
     survivor = RedisLimiter(connect(), key=key, max_concurrency=2, lease_seconds=0.3)
-    leaked = [await crashed.acquire(), await crashed.acquire()]
+    leaked = [await frozen.acquire(), await frozen.acquire()]
     state = await survivor.read_state()
     assert (state.in_flight, state.level) == (2, 2)
 
-    # The crashed worker never gives its slots back; their leases run out.
+    # The worker's event loop stops for two leases: nothing renews its leases, they run out.
+    # (A renewal sent just before the stop ends one lease after it at the latest.)
+    with sync_redis.Redis(host="127.0.0.1", port=redis_server.port) as blocking:
+        stopped_at = _microseconds(blocking.time())
+        while _microseconds(blocking.time()) <= stopped_at + 2 * 300_000:
+            time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the point
     permits = [await within(5, survivor.acquire()), await within(5, survivor.acquire())]
     assert (await survivor.read_state()).in_flight == 2
 
     # A late release of an expired lease frees nothing that is not its own.
     for permit in leaked:
-        await crashed.release(permit, throttled=False)
-    assert crashed.expired_leases == 2
+        await frozen.release(permit, throttled=False)
+    assert frozen.expired_leases == 2
     assert (await survivor.read_state()).in_flight == 2
     for permit in permits:
         await survivor.release(permit, throttled=False)
@@ -139,6 +197,181 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_holds_no_slot(
     assert (state.in_flight, state.waiting) == (1, 0)
     await limiter.release(holder, throttled=False)
     await limiter.release(await within(5, limiter.acquire()), throttled=False)
+
+
+async def test_a_cancellation_dropped_inside_redis_py_still_cancels_the_waiter(
+    connect: Callable[[], aioredis.Redis], key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=1)
+    holder = await limiter.acquire()
+    asked = asyncio.Event()
+
+    async def deaf(keys: Sequence[str], args: Sequence[object]) -> list[object]:
+        if asked.is_set():  # asked again: the cancellation was lost
+            await asyncio.sleep(30)
+        asked.set()
+        # What asyncio.wait_for, which redis-py uses, may do on Python 3.11 when the cancel
+        # comes as its write completes (python/cpython#86296): answer as if not cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return [0, 0, b"1", 1, 0, b"0"]  # not granted: one waiter ahead
+
+    monkeypatch.setattr(limiter, "_acquire_script", deaf)
+    waiter = asyncio.create_task(limiter.acquire())
+    await within(10, asked.wait())
+    waiter.cancel()
+    await asyncio.wait([waiter], timeout=10)
+    assert waiter.cancelled()
+    monkeypatch.undo()
+    state = await limiter.read_state()
+    assert (state.in_flight, state.waiting) == (1, 0)
+    await limiter.release(holder, throttled=False)
+
+
+# -- leases while they are held -----------------------------------------------------------
+
+
+async def test_a_slot_is_kept_while_its_request_runs_longer_than_the_lease(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    lease = 1.5
+    holder = RedisLimiter(connect(), key=key, max_concurrency=1, lease_seconds=lease)
+    other = RedisLimiter(connect(), key=key, max_concurrency=1, lease_seconds=lease)
+    clock = connect()
+    permit = await holder.acquire()
+    (first_expiry,) = await lease_expiries(clock, key)
+    blocked = asyncio.create_task(other.acquire())
+    await queued(other, 1)
+
+    # Past the lease it was granted, and a renewal period more: it has been renewed.
+    await until_redis_time(clock, first_expiry + lease * 1_000_000 / 3)
+    state = await other.read_state()
+    assert (state.in_flight, state.waiting) == (1, 1)
+    assert not blocked.done()
+    (renewed,) = await lease_expiries(clock, key)
+    assert renewed > first_expiry
+
+    await holder.release(permit, throttled=False)
+    await other.release(await within(10, blocked), throttled=False)
+    assert holder.expired_leases == 0
+
+
+async def test_a_killed_worker_frees_its_slots_within_one_lease(
+    redis_server: RedisServer, connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    lease = 1.5
+    lease_us = lease * 1_000_000
+    job = {"redis_port": redis_server.port, "key": key, "cap": 2, "lease_seconds": lease, "hold": 2}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        json.dumps(job),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    clock = connect()
+    try:
+        assert worker.stdout is not None
+        line = await within(30, worker.stdout.readline())
+        assert json.loads(line or b"null") == {"held": 2}
+        granted = await lease_expiries(clock, key)
+
+        # While the worker lives, its slots outlive their first lease: it renews them.
+        await until_redis_time(clock, max(granted) + lease_us / 3)
+        assert (await RedisLimiter(clock, key=key, max_concurrency=2).read_state()).in_flight == 2
+    finally:
+        worker.kill()
+        await worker.communicate()
+    killed_at = await redis_now(clock)
+
+    # Killed, it renews nothing more: each slot comes back at most a lease later.
+    assert max(await lease_expiries(clock, key)) <= killed_at + lease_us
+    survivor = RedisLimiter(connect(), key=key, max_concurrency=2)
+    permits = [await within(15, survivor.acquire()), await within(15, survivor.acquire())]
+    for permit in permits:
+        await survivor.release(permit, throttled=False)
+
+
+async def test_one_renewal_task_runs_while_permits_are_held_and_stops_with_the_last(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=3)
+    await limiter.read_state()  # the client's connection is open before we count tasks
+    before = asyncio.all_tasks()
+    permits = [await limiter.acquire() for _ in range(3)]
+    (renewal,) = asyncio.all_tasks() - before
+    for permit in permits[:2]:
+        await limiter.release(permit, throttled=False)
+        assert not renewal.done()
+    await limiter.release(permits[2], throttled=False)
+    assert renewal.done()
+    assert asyncio.all_tasks() == before
+
+    # The next permit starts a new one.
+    permit = await limiter.acquire()
+    assert len(asyncio.all_tasks() - before) == 1
+    await limiter.release(permit, throttled=False)
+    assert asyncio.all_tasks() == before
+
+
+async def test_a_permit_dropped_without_a_release_stops_being_renewed(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=1, lease_seconds=0.6)
+    permit: object | None = await limiter.acquire()
+    assert (await limiter.read_state()).in_flight == 1
+    del permit
+    gc.collect()
+
+    async def freed() -> bool:
+        return (await limiter.read_state()).in_flight == 0
+
+    await until(freed, "the dropped permit's lease ran out")
+    await limiter.release(await within(10, limiter.acquire()), throttled=False)
+
+
+async def test_a_renewal_that_cannot_reach_redis_is_logged_and_the_release_still_returns(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with redis_server_or_skip() as server:
+        client = server.client()
+        try:
+            limiter = RedisLimiter(
+                client, key=key, max_concurrency=1, lease_seconds=0.9, timeout=0.3
+            )
+            permit = await limiter.acquire()
+            with caplog.at_level(logging.WARNING, logger="flex_participants"):
+                server.stop()
+
+                async def renewal_failed() -> bool:
+                    return limiter.redis_failures >= 1
+
+                await until(renewal_failed, "a renewal failed")
+                assert "could not renew the slot leases" in caplog.text
+                await within(10, limiter.release(permit, throttled=False))
+        finally:
+            await client.aclose()
+
+
+async def test_an_unexpected_renewal_error_is_raised_by_the_next_release(
+    connect: Callable[[], aioredis.Redis], key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=1, lease_seconds=0.3)
+    called = asyncio.Event()
+
+    async def broken(**_: object) -> list[object]:
+        called.set()
+        raise RuntimeError("a bug in the renewal")
+
+    monkeypatch.setattr(limiter, "_renew_script", broken)
+    permit = await limiter.acquire()
+    await within(10, called.wait())
+    with pytest.raises(RuntimeError, match="a bug in the renewal"):
+        await limiter.release(permit, throttled=False)
+    # The slot was given back all the same, and the next permit renews again.
+    assert (await limiter.read_state()).in_flight == 0
+    monkeypatch.undo()
+    await limiter.release(await limiter.acquire(), throttled=False)
 
 
 # -- the adaptive level -------------------------------------------------------------------
@@ -252,6 +485,192 @@ async def test_a_lone_waiter_is_not_starved_by_a_busy_limiter(
     assert all(hog.done() for hog in hogs)
     # At most the 8 busy waiters queued ahead, and those racing its first request to Redis.
     assert max(overtaken) <= 24, overtaken
+
+
+# -- pacing -------------------------------------------------------------------------------
+
+RATES = [1500, 5000, 20000]
+
+
+@pytest.mark.parametrize("rate", RATES)
+async def test_paced_starts_are_never_closer_than_one_interval(
+    connect: Callable[[], aioredis.Redis], key: str, rate: int
+) -> None:
+    lease = 600.0  # so that no renewal moves the recorded starts during the test
+    limiters = [
+        RedisLimiter(connect(), key=key, max_concurrency=200, rate_limit=rate, lease_seconds=lease)
+        for _ in range(2)
+    ]
+    clock = connect()
+    permits: list[tuple[RedisLimiter, object]] = []
+
+    async def take(limiter: RedisLimiter) -> None:
+        for _ in range(25):
+            permits.append((limiter, await limiter.acquire()))
+
+    began = await redis_now(clock)
+    await within(60, asyncio.gather(*(take(limiter) for limiter in limiters for _ in range(4))))
+    ended = await redis_now(clock)
+    starts = await lease_starts(clock, key, lease)
+    interval = 1_000_000 / rate
+
+    # Doubles of microseconds since the epoch are exact to a quarter of a microsecond.
+    assert len(starts) == 200
+    assert began <= starts[0]
+    assert starts[-1] <= ended + 1000
+    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= interval - 1
+    for limiter, permit in permits:
+        await limiter.release(permit, throttled=False)
+
+
+@pytest.mark.parametrize("rate", RATES)
+async def test_a_backlog_gets_starts_exactly_one_interval_apart(
+    connect: Callable[[], aioredis.Redis], key: str, rate: int
+) -> None:
+    lease = 600.0
+    limiter = RedisLimiter(
+        connect(),
+        key=key,
+        max_concurrency=100,
+        rate_limit=rate,
+        lease_seconds=lease,
+        poll_interval=5.0,  # starts up to 5 s ahead are reserved at once
+    )
+    clock = connect()
+    # The fleet's schedule is booked up to a second from now, as under a steady backlog.
+    origin = await redis_now(clock) + 1_000_000
+    await clock.hset(f"{{{key}}}:state", mapping={"pace_origin": origin, "pace_next": 0})
+    returned: list[int] = []
+
+    async def take() -> object:
+        permit = await limiter.acquire()
+        returned.append(await redis_now(clock))
+        return permit
+
+    permits = await within(60, asyncio.gather(*(take() for _ in range(40))))
+    starts = await lease_starts(clock, key, lease)
+    interval = 1_000_000 / rate
+
+    assert len(starts) == 40
+    assert all(abs(start - (origin + n * interval)) <= 1 for n, start in enumerate(starts))
+    # Each acquire returned at its start, not before (1 ms for the clocks' drift).
+    assert all(at >= start - 1000 for at, start in zip(sorted(returned), starts, strict=True))
+    for permit in permits:
+        await limiter.release(permit, throttled=False)
+
+
+async def test_a_waiter_cancelled_before_its_start_gives_the_start_back(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    lease = 600.0
+    # One start every 5 s, reserved up to 30 s ahead: the waiters below all hold a start,
+    # far enough ahead that none comes before the test has cancelled them.
+    limiter = RedisLimiter(
+        connect(),
+        key=key,
+        max_concurrency=10,
+        rate_limit=0.2,
+        lease_seconds=lease,
+        poll_interval=30.0,
+    )
+    clock = connect()
+    interval = 5_000_000
+
+    async def schedule() -> list[float]:
+        starts = await lease_starts(clock, key, lease)
+        return [round((start - starts[0]) / interval, 6) for start in starts]
+
+    async def reserve() -> asyncio.Task[object]:
+        held = (await limiter.read_state()).in_flight
+        task = asyncio.create_task(limiter.acquire())
+
+        async def reserved() -> bool:
+            return (await limiter.read_state()).in_flight == held + 1
+
+        await until(reserved, "a start was reserved")
+        return task
+
+    async def cancel(task: asyncio.Task[object]) -> None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    first = await limiter.acquire()
+    a, b, c = [await reserve() for _ in range(3)]
+    assert await schedule() == [0, 1, 2, 3]
+
+    # A start in the middle given back goes to the next waiter, not to the end.
+    await cancel(b)
+    assert await schedule() == [0, 1, 3]
+    d = await reserve()
+    assert await schedule() == [0, 1, 2, 3]
+
+    # Given back from the end, over a start given back before it, the schedule steps back.
+    await cancel(a)
+    await cancel(c)
+    await cancel(d)
+    assert await schedule() == [0]
+    state = await limiter.read_state()
+    assert (state.in_flight, state.waiting) == (1, 0)
+
+    # So the next waiter's start is the first after the one in use: nothing was pushed out.
+    e = await reserve()
+    assert await schedule() == [0, 1]
+    await cancel(e)
+    await limiter.release(first, throttled=False)
+    assert limiter.in_flight == 0
+    assert (await limiter.read_state()).in_flight == 0
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("max_concurrency", True, "max_concurrency must be an integer >= 1, got True"),
+        ("max_concurrency", 0, "max_concurrency must be an integer >= 1, got 0"),
+        ("max_concurrency", 2.0, "max_concurrency must be an integer >= 1, got 2.0"),
+        ("local_max_concurrency", True, "local_max_concurrency must be an integer >= 1, got True"),
+        (
+            "rate_limit",
+            math.nan,
+            "rate_limit must be a finite number of requests per second > 0, got nan",
+        ),
+        (
+            "rate_limit",
+            math.inf,
+            "rate_limit must be a finite number of requests per second > 0, got inf",
+        ),
+        ("rate_limit", 0, "rate_limit must be a finite number of requests per second > 0, got 0"),
+        (
+            "rate_limit",
+            True,
+            "rate_limit must be a finite number of requests per second > 0, got True",
+        ),
+        (
+            "lease_seconds",
+            math.nan,
+            "lease_seconds must be a finite number of seconds > 0, got nan",
+        ),
+        ("lease_seconds", -1, "lease_seconds must be a finite number of seconds > 0, got -1"),
+        ("lease_seconds", True, "lease_seconds must be a finite number of seconds > 0, got True"),
+        ("timeout", math.inf, "timeout must be a finite number of seconds > 0, got inf"),
+        ("timeout", 0, "timeout must be a finite number of seconds > 0, got 0"),
+        ("poll_interval", False, "poll_interval must be a finite number of seconds > 0, got False"),
+    ],
+)
+def test_numeric_arguments_follow_the_package_rule(name: str, value: object, message: str) -> None:
+    options: dict[str, Any] = {"max_concurrency": 2, name: value}
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
+        RedisLimiter(aioredis.Redis(), **options)
+
+
+def test_whole_numbers_are_quantities_too() -> None:
+    limiter = RedisLimiter(
+        aioredis.Redis(), max_concurrency=2, rate_limit=1500, lease_seconds=10, timeout=1
+    )
+    assert limiter.max_concurrency == 2
 
 
 # -- when Redis fails ---------------------------------------------------------------------

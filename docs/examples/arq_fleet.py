@@ -33,7 +33,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis,
         key="flex_participants:my-account",  # one key per Twilio account
         max_concurrency=FLEET_MAX_CONCURRENCY,
-        lease_seconds=60,  # above the client's timeout (30 s)
+        # Held leases are renewed every lease_seconds / 3; a killed worker's slots come back
+        # within one lease. Keep it at least 3 x the limiter's Redis timeout.
+        lease_seconds=15,
         on_redis_error="raise",  # or "local", with local_max_concurrency=...
     )
     # max_concurrency here sizes this worker's connection pool; the limiter caps the fleet.
