@@ -78,6 +78,41 @@ async def test_a_channel_the_library_never_reports_is_named_and_fails_the_export
     assert sorted(journaled(out)) == sorted([channels[0], channels[2]])
 
 
+async def test_a_result_the_library_reports_twice_is_written_once_and_fails_the_export(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    channels = add_channels(flex_emulator, [3, 5])
+    twice = channels[0]
+    env = patched(
+        tmp_path,
+        flex_emulator,
+        f"""
+        import flex_participants
+
+        original = flex_participants.ChannelBatch.__anext__
+        repeated = []
+
+        async def repeating_one(self):
+            if len(repeated) == 1:
+                return repeated.pop()  # a bug: this channel's result comes again
+            result = await original(self)
+            if result.channel_sid == {twice[1]!r}:
+                repeated.append(result)
+            return result
+
+        flex_participants.ChannelBatch.__anext__ = repeating_one
+        """,
+    )
+    source = write_channel_csv(tmp_path / "channels.csv", channels)
+    out = tmp_path / "out.jsonl"
+    run = await run_cli(
+        "export", "--channels", str(source), "--out", str(out), emulator=flex_emulator, env=env
+    )
+    assert run.code == 1, run
+    assert f"ignored {twice[0]} {twice[1]}: a result the batch was not waiting for" in run.stderr
+    assert_grouped_exactly_once(read_rows(out, "jsonl"), flex_emulator, channels)
+
+
 @pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "-v"])
 async def test_an_unexpected_exception_is_one_line_with_exit_code_70(
     flex_emulator: FlexEmulator, tmp_path: Path, verbose: bool
