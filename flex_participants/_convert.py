@@ -184,8 +184,6 @@ def _structure_participant(obj: Any, _: Any) -> Participant:
     return _structure_participants([obj])[0]
 
 
-
-
 def _strict_str(value: Any, _: Any) -> str:
     if type(value) is not str:
         raise TypeError(f"expected a string, got {_kind(value)}")
