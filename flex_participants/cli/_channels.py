@@ -129,7 +129,9 @@ class ChannelSource:
         self.streamed = streamed
         """Whether the list can be read only once (a pipe, FIFO, socket or terminal)."""
         self._restore_blocking = restore_blocking
-        self._start = 0 if streamed else os.lseek(fd, 0, os.SEEK_CUR)
+        # A regular file is read once, by `count`, and its channels kept: read again, it could
+        # have changed in between (a list regenerated in place, or the output itself).
+        self._read: list[tuple[str, str]] | None = None
 
     @classmethod
     def open(cls, source: str) -> Self:
@@ -163,10 +165,9 @@ class ChannelSource:
         """
         if self.streamed:
             return None
-        try:
-            return sum(1 for _ in self._parsed(self._lines()))
-        finally:
-            os.lseek(self._fd, self._start, os.SEEK_SET)
+        if self._read is None:
+            self._read = list(self._parsed(self._lines()))
+        return len(self._read)
 
     async def channels(self) -> AsyncGenerator[tuple[str, str]]:
         """Yield the channels of the list as they are read; a stream is read by the event loop.
@@ -175,7 +176,10 @@ class ChannelSource:
             ChannelInputError: a line is not a channel.
         """
         if not self.streamed:
-            for channel in self._parsed(self._lines()):
+            if self._read is None:
+                self.count()
+            assert self._read is not None
+            for channel in self._read:
                 yield channel
             return
         parser = _LineParser(self.name)

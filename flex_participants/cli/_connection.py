@@ -135,6 +135,8 @@ def read_secret_files(args: argparse.Namespace, *, stdin_taken_by: str | None = 
         if path is None:
             continue
         if path == "-":
+            if getattr(args, "stdin_closed", False):
+                raise UsageError(f"{option} - reads stdin, which is closed")
             if stdin_taken_by is not None:
                 raise UsageError(f"{option} and {stdin_taken_by} cannot both read stdin")
             stdin_taken_by = option

@@ -102,6 +102,7 @@ class ExportReport:
             and self.batch_error is None
             and not self.surplus
             and self.read == self.exported + self.skipped
+            and (self.total is None or self.read == self.total)
         )
 
 

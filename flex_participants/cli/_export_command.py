@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 
 from flex_participants import FlexClient
@@ -13,6 +15,8 @@ from ._connection import client_from_args, read_secret_files
 from ._console import stderr_console
 from ._errors import ExitCode, UsageError
 from ._export import ExportReport, export_file, locked_source
+from ._journal import journal_path
+from ._lock import lock_path
 from ._progress import ExportProgress
 from ._report import print_report
 
@@ -32,11 +36,32 @@ def run_export(args: argparse.Namespace) -> int:
     """
     if args.out == STDIN:
         raise UsageError(f"--out must name a file, got {args.out!r}")
+    if args.channels == STDIN and getattr(args, "stdin_closed", False):
+        raise UsageError("--channels - reads stdin, which is closed")
     read_secret_files(args, stdin_taken_by="--channels -" if args.channels == STDIN else None)
     client = client_from_args(args)
-    out = Path(args.out)
+    # Resolved once, so that the output, its journal and its lock are the same files
+    # whichever path (a symlink, another working directory) names the output.
+    out = Path(os.path.realpath(args.out))
+    _refuse_list_that_is_the_output(args.channels, out)
     with locked_source(args.channels, out) as source:
         return asyncio.run(_export(args, client, source, out))
+
+
+def _refuse_list_that_is_the_output(channels: str, out: Path) -> None:
+    """The channel list must not be the output, its journal or its lock: writing would
+    truncate the very list being read."""
+    if channels == STDIN:
+        return
+    try:
+        listed = os.stat(channels)
+    except OSError:
+        return  # opening it says why, in a moment
+    for path in (out, journal_path(out), lock_path(out)):
+        with contextlib.suppress(OSError):
+            written = os.stat(path)
+            if (listed.st_dev, listed.st_ino) == (written.st_dev, written.st_ino):
+                raise UsageError(f"the channel list {channels} is {path}, which the export writes")
 
 
 async def _export(

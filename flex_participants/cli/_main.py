@@ -224,8 +224,29 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _fail(message: str, code: ExitCode) -> int:
-    _say(f"{PROG}: error: {message}")
+    # The message may carry a server's text: escaped whole, a line break in it cannot forge
+    # a line of ours.
+    _say(f"{PROG}: error: {printable(message)}")
     return code
+
+
+def _reopen_closed_standard_streams() -> frozenset[int]:
+    """Put /dev/null on any of fds 0, 1 and 2 that is closed; return those that were.
+
+    Otherwise the next file opened (the output's lock) would get the lowest free fd, 0, and
+    ``--channels -`` would read it as the list.
+    """
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+    return frozenset(closed)
 
 
 def _say(text: str) -> None:
@@ -244,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     is missing; 70 a bug, named in one line (``-v`` shows the traceback); 75 the output is
     locked by another export; 130 interrupted.
     """
+    closed = _reopen_closed_standard_streams()
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
@@ -254,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(_NEEDS_RICH)
         return ExitCode.USAGE
     verbosity: int = getattr(args, "verbose", 0)
+    args.stdin_closed = 0 in closed
     try:
         _configure_logging(verbosity)
         return _command(args.command)(args)
