@@ -523,29 +523,6 @@ async def test_a_stream_made_before_close_but_never_asked_keeps_raising_client_c
     assert paged_server.seen == []
 
 
-async def test_closing_the_client_ends_a_fetch_page_sleeping_in_its_backoff(
-    paged_server: PagedServer, client_for: ClientFor
-) -> None:
-    uo = paged_server.add_channel(1, 30)
-    asked = asyncio.Event()
-
-    async def hook(seen: Seen) -> web.Response:
-        asked.set()
-        return web.json_response(
-            twilio_error(503, 20503, "busy"), status=503, headers={"Retry-After": "250"}
-        )
-
-    paged_server.hook = hook
-    client = client_for(paged_server)
-    task = asyncio.create_task(client.fetch_page(KD, uo))
-    await asked.wait()
-    await settle()
-    await client.close()
-    async with asyncio.timeout(5):
-        with pytest.raises(ClientClosedError):
-            await task
-
-
 async def test_an_outside_timeout_still_fires_when_close_and_a_failing_limiter_meet(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
@@ -787,8 +764,9 @@ async def test_aclose_from_another_task_ends_a_waiting_consumer_cleanly_at_once(
     release.set()
 
 
+@pytest.mark.parametrize("call", ["a stream", "fetch_page"])
 async def test_closing_the_client_ends_a_retry_that_sleeps_in_its_backoff(
-    paged_server: PagedServer, client_for: ClientFor
+    paged_server: PagedServer, client_for: ClientFor, call: str
 ) -> None:
     uo = paged_server.add_channel(1, 30)
     asked = asyncio.Event()
@@ -801,7 +779,10 @@ async def test_closing_the_client_ends_a_retry_that_sleeps_in_its_backoff(
 
     paged_server.hook = hook
     client = client_for(paged_server)
-    task = asyncio.create_task(client.participants(KD, uo).collect())
+    work = (
+        client.participants(KD, uo).collect() if call == "a stream" else client.fetch_page(KD, uo)
+    )
+    task: asyncio.Future[object] = asyncio.ensure_future(work)
     await asked.wait()
     await settle()
     await client.close()
