@@ -68,24 +68,33 @@ def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _freeze(value: Any) -> Any:
+# Routing properties nest a few levels; a hundred is no participant's, and what is accepted
+# here must stay within what to_dict() and a writer can walk back (Python recurses per level).
+MAX_NESTING = 100
+
+
+def _freeze(value: Any, depth: int) -> Any:
     """Make a decoded JSON value read-only all the way down."""
     if type(value) is dict:
-        return _freeze_object(value)
+        return _freeze_object(value, depth)
     if type(value) is list:
-        return tuple([_freeze(v) for v in value])
+        if depth > MAX_NESTING:
+            raise _ShapeError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
+        return tuple([_freeze(v, depth + 1) for v in value])
     return value
 
 
 _CONTAINERS = frozenset({dict, list})
 
 
-def _freeze_object(value: dict[str, Any]) -> MappingProxyType[str, Any]:
+def _freeze_object(value: dict[str, Any], depth: int = 1) -> MappingProxyType[str, Any]:
     if _CONTAINERS.isdisjoint(map(type, value.values())):
         # Flat, as routing properties usually are: the dict was just decoded and nobody
         # else holds it, so a read-only view of it needs no copy.
         return MappingProxyType(value)
-    return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if depth > MAX_NESTING:
+        raise _ShapeError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
+    return MappingProxyType({k: _freeze(v, depth + 1) for k, v in value.items()})
 
 
 _TYPES: dict[str, ParticipantType] = {member.value: member for member in ParticipantType}
@@ -148,11 +157,7 @@ def _structure_participants(raw: list[Any]) -> tuple[Participant, ...]:
             if containers.isdisjoint(map(type, routing.values())):
                 routing = proxy(routing)
             else:
-                try:
-                    routing = _freeze_object(routing)
-                except RecursionError:
-                    # orjson accepts 1024 levels, more than Python's stack has room to copy.
-                    raise _ShapeError("routing_properties: nested too deeply") from None
+                routing = _freeze_object(routing)
         participant = new(model)
         set_sid(participant, sid)
         set_type(participant, member)

@@ -135,16 +135,18 @@ def nested_lists(depth: int) -> Any:
 
 
 UNWRITABLE = {
-    # The SDK accepts it, and its own to_dict() cannot copy it back (RecursionError).
+    # Deeper than to_dict() or a writer could walk back: the SDK refuses it as it parses.
     "nested-too-deeply": (
         {"routing_properties": {"deep": nested_lists(400)}},
         "jsonl",
-        "routing_properties is nested too deeply to write",
+        "InvalidResponseError",
+        "routing_properties: nested too deeply",
     ),
     # The stdlib's json decodes "\udc00"; UTF-8 cannot encode it, and a CSV cell is no JSON.
     "lone-surrogate-in-a-csv-cell": (
         {"type": "x\udc00"},
         "csv",
+        "UnwritableError",
         "participant 2's type holds a lone surrogate (U+DC00), which a CSV file in UTF-8 "
         "cannot hold",
     ),
@@ -153,9 +155,9 @@ UNWRITABLE = {
 
 @pytest.mark.parametrize("unwritable", UNWRITABLE.values(), ids=UNWRITABLE.keys())
 async def test_data_the_writer_cannot_encode_fails_its_channel_and_resume_finishes(
-    flex_emulator: FlexEmulator, tmp_path: Path, unwritable: tuple[dict[str, Any], str, str]
+    flex_emulator: FlexEmulator, tmp_path: Path, unwritable: tuple[dict[str, Any], str, str, str]
 ) -> None:
-    fields, file_format, problem = unwritable
+    fields, file_format, error, problem = unwritable
     good = add_channels(flex_emulator, [3, 2])
     bad = serve_raw(flex_emulator, [participant("", "", 0), participant("", "", 1, **fields)])
     source = write_channel_csv(tmp_path / "channels.csv", [good[0], bad, good[1]])
@@ -168,12 +170,13 @@ async def test_data_the_writer_cannot_encode_fails_its_channel_and_resume_finish
         assert run.code == 1, run
         assert "Traceback" not in run.stderr
         [failed] = [line for line in run.stderr.splitlines() if line.startswith("failed")]
-        assert failed == f"failed {bad[0]} {bad[1]} UnwritableError: {problem}"
+        assert failed.startswith(f"failed {bad[0]} {bad[1]} {error}: ")
+        assert problem in failed
         assert "1 of the 3 channels read were not written" in run.stderr
     # The resume asked for the failed channel only, and failed it the same way.
     assert {(r.interaction_sid, r.channel_sid) for r in flex_emulator.stats.log} == {bad}
     assert sorted(journaled(out)) == sorted(good)
-    assert journaled_failures(out) == [(*bad, "UnwritableError")] * 2
+    assert journaled_failures(out) == [(*bad, error)] * 2
     assert {row["channel_sid"] for row in read_rows(out, file_format)} == {uo for _, uo in good}
 
 

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flex_participants import _convert
-from flex_participants._convert import _DecodeError, _ShapeError, loads, parse_page, to_dict
+from flex_participants._convert import (
+    MAX_NESTING,
+    _DecodeError,
+    _ShapeError,
+    loads,
+    parse_page,
+    to_dict,
+)
 from flex_participants._models import (
     ChannelResult,
     PageMeta,
@@ -479,6 +486,31 @@ def test_routing_properties_nested_deeper_than_the_stack_raises_shape_error() ->
 
     with pytest.raises((_ShapeError, _DecodeError)):
         parse_page(body)
+
+
+def nested_body(levels: int) -> bytes:
+    """A page whose participant's routing properties nest ``levels`` containers deep."""
+    nested = b"[" * (levels - 1) + b"]" * (levels - 1)
+    return b'{"meta": %s, "participants": [{"type": "agent", "routing_properties": {"a": %s}}]}' % (
+        encode(SPEC_EXAMPLE["meta"]),
+        nested,
+    )
+
+
+def test_routing_properties_nested_up_to_the_limit_parse_and_go_back_to_plain_data() -> None:
+    (participant,) = parse_page(nested_body(MAX_NESTING)).participants
+    data = to_dict(participant)["routing_properties"]
+    levels = 1
+    while isinstance(data, dict | list) and data:
+        data = data["a"] if isinstance(data, dict) else data[0]
+        levels += 1
+    assert levels == MAX_NESTING
+
+
+def test_routing_properties_nested_past_the_limit_raise_shape_error() -> None:
+    # Accepted, they would overflow to_dict() and a writer walking them back.
+    with pytest.raises(_ShapeError, match="nested too deeply"):
+        parse_page(nested_body(MAX_NESTING + 1))
 
 
 # to_dict
