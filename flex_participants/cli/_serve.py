@@ -27,7 +27,9 @@ def run_emulator(args: argparse.Namespace) -> int:
 
     The emulator's channels are written to ``args.channel_list`` (default: a temporary file
     removed on exit), ready for ``flex-participants export --channels``. How to use it goes
-    to stderr, as everything a person reads does.
+    to stderr, as everything a person reads does. ``args.rate_limit``, ``args.burst``,
+    ``args.max_in_flight`` and ``args.concurrency_code`` are the limits it enforces, as
+    Twilio does.
 
     Raises:
         UsageError: an option the emulator refuses.
@@ -43,7 +45,10 @@ async def _serve(args: argparse.Namespace) -> int:
             seed=args.seed,
             channels=args.channels,
             latency=args.latency / 1000,
+            rate_limit=args.rate_limit,
+            burst=args.burst,
             max_in_flight=args.max_in_flight,
+            concurrency_code=args.concurrency_code,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -65,6 +70,18 @@ async def _serve(args: argparse.Namespace) -> int:
         finally:
             await emulator.stop()
     return 0
+
+
+def _limits(emulator: FlexEmulator) -> list[Text]:
+    """The limits it enforces, a line each; none without limits."""
+    lines: list[Text] = []
+    if emulator.rate_limit is not None:
+        rate = f"{emulator.rate_limit:g} requests/s, burst {emulator.burst}"
+        lines.append(inert(f"  rate limit   {rate}"))
+    if emulator.max_in_flight is not None:
+        at_once = f"{emulator.max_in_flight} at once (429 code {emulator.concurrency_code})"
+        lines.append(inert(f"  concurrency  {at_once}"))
+    return lines
 
 
 def _print_usage(console: Console, emulator: FlexEmulator, channel_list: Path) -> None:
@@ -97,6 +114,7 @@ def _print_usage(console: Console, emulator: FlexEmulator, channel_list: Path) -
         inert(f"  account SID  {emulator.account_sid}"),
         inert(f"  auth token   {emulator.auth_token}"),
         inert(f"  channels     {channel_list}"),
+        *_limits(emulator),
         Text("Export every channel with:"),
         inert(f"  export {environment}"),
         inert(f"  {command}"),

@@ -9,12 +9,13 @@ import binascii
 import hmac
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from aiohttp import web
 
+from ._budget import TokenBucket, default_burst
 from ._data import CHANNEL_SID, INTERACTION_SID, Dataset, StoredChannel
 from ._faults import FaultPlan, answer_with_fault
 from ._paging import InvalidQueryError, RequestedPage, parse_page_request, peek_int
@@ -24,6 +25,23 @@ from ._stats import EmulatorStats, RequestRecord
 __all__ = ["Endpoint"]
 
 _PARTICIPANTS_PATH: Final = re.compile(r"/v1/Interactions/([^/]+)/Channels/([^/]+)/Participants")
+
+CONCURRENCY_CODES: Final = {20429: "Too many requests", 45780: "Too many concurrent requests"}
+"""The codes Twilio answers a request over the concurrency limit with, and their messages."""
+
+Throttle = Literal["rate", "concurrency"]
+"""Which limit refused a request: the token bucket, or ``max_in_flight``."""
+
+# The requests to the API in flight when this one arrived, itself included: what its
+# Twilio-Concurrent-Requests header says. Only the API's handler sets it.
+_CONCURRENT_REQUESTS: Final = web.RequestKey("concurrent_requests", int)
+
+
+async def _add_concurrent_requests(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``Twilio-Concurrent-Requests`` with every answer of the API, faults' included."""
+    concurrent = request.get(_CONCURRENT_REQUESTS)
+    if concurrent is not None:
+        response.headers["Twilio-Concurrent-Requests"] = str(concurrent)
 
 
 @dataclass(slots=True)
@@ -61,6 +79,9 @@ class Endpoint:
         *,
         latency: float,
         max_in_flight: int | None,
+        concurrency_code: int,
+        rate_limit: float | None,
+        burst: int | None,
         retry_after: float | None,
         log_limit: int | None,
     ) -> None:
@@ -70,20 +91,90 @@ class Endpoint:
         self.base_url = ""
         self.latency = latency
         self.max_in_flight = max_in_flight
+        self.concurrency_code = concurrency_code
         self.retry_after = retry_after
         self.log_limit = log_limit
         self._credentials = [(user.encode(), secret.encode()) for user, secret in credentials]
         # Requests past the max_in_flight check, in flight: the ones the limit is about.
         self._admitted = 0
         self._request_ids = itertools.count(1)
+        self._rate_limit = rate_limit
+        self._burst = burst  # as given: None follows the rate
+        self._clock: Callable[[], float] | None = None
+        self._bucket: TokenBucket | None = None
 
     def application(self) -> web.Application:
         """A new aiohttp application serving this endpoint."""
         app = web.Application()
+        app.on_response_prepare.append(_add_concurrent_requests)
         app.router.add_get("/__emulator__/stats", self._get_stats, allow_head=False)
         app.router.add_post("/__emulator__/reset", self._reset_stats)
         app.router.add_route("*", "/{path:.*}", self._handle)
         return app
+
+    # -- the rate budget ------------------------------------------------------------------
+
+    def start_budget(self, clock: Callable[[], float]) -> None:
+        """Time the budget by ``clock`` from now on, with a full bucket: the server starts."""
+        self._clock = clock
+        self._bucket = self._new_bucket()
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests a second the bucket allows; ``None``: no bucket."""
+        return self._rate_limit
+
+    @property
+    def burst(self) -> int | None:
+        """The bucket's size: as given, else the default for the rate; ``None``: no bucket."""
+        if self._rate_limit is None:
+            return None
+        return default_burst(self._rate_limit) if self._burst is None else self._burst
+
+    def set_rate_limit(self, rate_limit: float | None) -> None:
+        """Change the rate (checked by the caller); ``None`` also forgets the burst given."""
+        self._set_budget(rate_limit, None if rate_limit is None else self._burst)
+
+    def set_burst(self, burst: int | None) -> None:
+        """Change the burst (checked by the caller); ``None``: the default for the rate."""
+        self._set_budget(self._rate_limit, burst)
+
+    def _set_budget(self, rate_limit: float | None, burst: int | None) -> None:
+        # The tokens held are kept, up to the new burst.
+        self._rate_limit, self._burst = rate_limit, burst
+        bucket, size = self._bucket, self.burst
+        if rate_limit is None or size is None:
+            self._bucket = None
+        elif bucket is None:
+            self._bucket = self._new_bucket()
+        else:
+            bucket.rate = rate_limit
+            bucket.burst = size
+
+    def _new_bucket(self) -> TokenBucket | None:
+        size = self.burst
+        if self._clock is None or self._rate_limit is None or size is None:
+            return None
+        return TokenBucket(self._rate_limit, size, self._clock)
+
+    def _throttle(self) -> Throttle | None:
+        """The limit that refuses a request arriving now, if any; else admit it.
+
+        ``max_in_flight`` is checked first, so that a request it refuses takes no token.
+        """
+        limit = self.max_in_flight
+        if limit is not None and self._admitted >= limit:
+            return "concurrency"
+        if self._bucket is not None and not self._bucket.take():
+            return "rate"
+        return None
+
+    def _throttled(self, throttle: Throttle) -> web.Response:
+        """Twilio's 429 for ``throttle``: code 20429, or `concurrency_code` for concurrency."""
+        if throttle == "rate":
+            return twilio_error(429, "Too many requests", code=20429, retry_after=self.retry_after)
+        code = self.concurrency_code
+        return twilio_error(429, CONCURRENCY_CODES[code], code=code, retry_after=self.retry_after)
 
     # -- /__emulator__/ -------------------------------------------------------------------
 
@@ -98,37 +189,46 @@ class Endpoint:
     # -- the API --------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Count, throttle, delay and log every request to the API; `_answer` answers it."""
+        """Count, throttle, delay and log every request to the API; `_answer` answers it.
+
+        The limits are checked as the request arrives, before its credentials; every answer,
+        a 429 included, is sent after ``latency``.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         stats = self.stats
         stats.requests += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
-        limit = self.max_in_flight
-        admitted = limit is None or self._admitted < limit
-        if admitted:
+        request[_CONCURRENT_REQUESTS] = stats.in_flight
+        throttle = self._throttle()
+        if throttle is None:
             self._admitted += 1
+        else:
+            stats.throttled += 1
+            if throttle == "rate":
+                stats.rate_throttled += 1
+            else:
+                stats.concurrency_throttled += 1
         query = dict(request.query)
         outcome = _Outcome(peek_int(query.get("Page", "0")), peek_int(query.get("PageSize", "50")))
         match = _PARTICIPANTS_PATH.fullmatch(request.path)
         interaction_sid, channel_sid = match.groups() if match else ("", "")
         status = 500
         try:
-            if admitted:
-                if self.latency > 0:
-                    await asyncio.sleep(self.latency)
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+            if throttle is None:
                 response = await self._answer(request, interaction_sid, channel_sid, outcome)
             else:
-                stats.throttled += 1
-                response = twilio_error(429, "Too many requests", retry_after=self.retry_after)
+                response = self._throttled(throttle)
             if not response.prepared:
                 response.headers["Twilio-Request-Id"] = f"RQ{next(self._request_ids):032x}"
             status = response.status
             await send(request, response)
             return response
         finally:
-            if admitted:
+            if throttle is None:
                 self._admitted -= 1
             stats = self.stats
             stats.in_flight -= 1
@@ -147,7 +247,8 @@ class Endpoint:
                         authorized=outcome.authorized,
                         query=query,
                         fault=outcome.fault,
-                        throttled=not admitted,
+                        throttled=throttle is not None,
+                        throttle=throttle,
                     )
                 )
             else:

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ._app import CONCURRENCY_CODES
 from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FlexEmulator
 
 __all__ = ["main"]
@@ -34,6 +35,23 @@ def _parser() -> argparse.ArgumentParser:
         help="milliseconds added to every request (as in `flex-participants emulator`)",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="R",
+        help=(
+            "answer 429 (code 20429) above R requests a second, as a token bucket does; "
+            "Twilio documents 20"
+        ),
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        metavar="B",
+        help="the most requests at once within --rate-limit (default: R / 4, at least 1)",
+    )
+    parser.add_argument(
         "--max-in-flight",
         type=int,
         default=None,
@@ -41,11 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         help="answer 429 above this many requests at once",
     )
     parser.add_argument(
+        "--concurrency-code",
+        type=int,
+        choices=sorted(CONCURRENCY_CODES),
+        default=20429,
+        help="Twilio's code of the 429s for --max-in-flight (default: %(default)s)",
+    )
+    parser.add_argument(
         "--retry-after",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="Retry-After of those 429s",
+        help="Retry-After of the 429s of both limits (Twilio sends none)",
     )
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
@@ -84,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             channels=args.channels,
             latency=args.latency / 1000,
+            rate_limit=args.rate_limit,
+            burst=args.burst,
             max_in_flight=args.max_in_flight,
+            concurrency_code=args.concurrency_code,
             retry_after=args.retry_after,
             account_sid=args.account_sid,
             auth_token=args.auth_token,

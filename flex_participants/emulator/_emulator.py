@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -10,7 +11,8 @@ from typing import Any, Final, Self, TypedDict
 from aiohttp import web
 
 from .._arguments import check_count, check_quantity
-from ._app import Endpoint
+from .._errors import InvalidArgumentError
+from ._app import CONCURRENCY_CODES, Endpoint
 from ._data import Dataset, StoredChannel
 from ._faults import Fault, FaultPlan
 from ._stats import EmulatorStats
@@ -45,6 +47,28 @@ def _check_count(name: str, value: int | None, minimum: int, *, optional: bool =
         check_count(name, value, minimum=minimum)
 
 
+def _check_rate_limit(value: float | None) -> None:
+    if value is not None:
+        check_quantity("rate_limit", value, strict=True, unit="requests per second")
+
+
+def _check_burst(value: int | None, rate_limit: float | None) -> None:
+    if value is None:
+        return
+    if rate_limit is None:
+        raise InvalidArgumentError(
+            "burst is the size of the rate_limit bucket: give rate_limit too"
+        )
+    check_count("burst", value, minimum=1)
+
+
+def _check_concurrency_code(value: int) -> None:
+    if type(value) is not int or value not in CONCURRENCY_CODES:
+        raise InvalidArgumentError(
+            f"concurrency_code must be one of {sorted(CONCURRENCY_CODES)}, got {value!r}"
+        )
+
+
 def _url_host(host: str) -> str:
     """The host to put in URLs: a wildcard address is reached on loopback; IPv6 is bracketed."""
     try:
@@ -62,14 +86,22 @@ class FlexEmulator:
     An aiohttp server that answers ``GET /v1/Interactions/{kd}/Channels/{uo}/Participants`` as
     Twilio does: Basic auth (401, code 20003), unknown or malformed SIDs (404, code 20404),
     paging by ``PageSize``, ``Page`` and ``PageToken`` with ``meta`` URLs on `base_url`
-    (400, code 20001, for a bad parameter), and 429 (code 20429) above ``max_in_flight``
-    requests at once. Faults can be planned (`add_fault`), and every request is counted
-    and logged (`stats`). The counters are also served, without auth, at
+    (400, code 20001, for a bad parameter). It enforces both of Twilio's limits, if given:
+    a rate budget (``rate_limit``, ``burst``) and a concurrency limit (``max_in_flight``),
+    answered 429 with Twilio's error body. Every answer of the API carries
+    ``Twilio-Concurrent-Requests``: the requests to the API in flight when it arrived,
+    itself included. Faults can be planned (`add_fault`), and every request is counted and
+    logged (`stats`). The counters are also served, without auth, at
     ``GET /__emulator__/stats`` (``?log=0`` leaves out the log) and reset by
     ``POST /__emulator__/reset``.
 
+    The limits are checked as a request arrives, before its credentials: ``max_in_flight``
+    first, then the bucket, so that a request refused for either takes no token. Their 429s
+    are answered after ``latency``, as every other answer is.
+
     Use it as ``async with FlexEmulator(...) as emulator:``, or call `start` and `stop`.
-    ``latency``, ``max_in_flight`` and ``retry_after`` may be changed while it runs.
+    ``latency``, ``rate_limit``, ``burst``, ``max_in_flight``, ``concurrency_code`` and
+    ``retry_after`` may be changed while it runs.
 
     Args:
         host: the address to listen on.
@@ -83,17 +115,28 @@ class FlexEmulator:
             the same order.
         channels: how many channels to generate from the seed: sizes from 0 to a few
             thousand participants, most small; all five participant types.
-        latency: seconds added to every request to the API (429s for ``max_in_flight``
-            excepted).
-        max_in_flight: above this many requests in flight at once, a request is answered
-            429 with code 20429; ``None``: no limit.
-        retry_after: if set, those 429s carry ``Retry-After`` with this many seconds.
+        latency: seconds before every answer of the API, 429s included: the network's
+            round trip.
+        rate_limit: requests a second allowed: a token bucket refilled continuously at this
+            rate (by the event loop's clock), full when the server starts. A request that
+            finds less than one whole token is answered 429 with code 20429 and takes none.
+            ``None``: no rate limit. Twilio documents 20 a second per endpoint and account.
+        burst: the most tokens the bucket holds, >= 1; ``None``: a quarter second of
+            requests, ``max(1, round(rate_limit / 4))`` (5 at 20 a second). Only with
+            ``rate_limit``.
+        max_in_flight: above this many requests admitted and in flight at once, a request
+            is answered 429 with ``concurrency_code``; ``None``: no limit.
+        concurrency_code: Twilio's code for those 429s: 20429 ("Too many requests"), or
+            45780 ("Too many concurrent requests"), as Flex also answers.
+        retry_after: if set, the 429s of both limits carry ``Retry-After`` with this many
+            seconds (Twilio documents none).
         log_limit: the most `RequestRecord` kept in ``stats.log``; later ones are counted
             in ``stats.log_dropped``. ``None``: no limit.
 
     Raises:
-        ValueError: a number is out of range, or an API key without its secret (or the
-            reverse).
+        ValueError: a number is out of range, ``burst`` without ``rate_limit``, a
+            ``concurrency_code`` other than 20429 and 45780, or an API key without its
+            secret (or the reverse).
     """
 
     def __init__(
@@ -108,7 +151,10 @@ class FlexEmulator:
         seed: int | None = None,
         channels: int = 0,
         latency: float = 0.0,
+        rate_limit: float | None = None,
+        burst: int | None = None,
         max_in_flight: int | None = None,
+        concurrency_code: int = 20429,
         retry_after: float | None = None,
         log_limit: int | None = 100_000,
     ) -> None:
@@ -127,7 +173,10 @@ class FlexEmulator:
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         _check_count("channels", channels, 0)
         _check_seconds("latency", latency)
+        _check_rate_limit(rate_limit)
+        _check_burst(burst, rate_limit)
         _check_count("max_in_flight", max_in_flight, 1, optional=True)
+        _check_concurrency_code(concurrency_code)
         _check_seconds("retry_after", retry_after, optional=True)
         _check_count("log_limit", log_limit, 0, optional=True)
         self._host = host
@@ -148,6 +197,9 @@ class FlexEmulator:
             credentials,
             latency=float(latency),
             max_in_flight=max_in_flight,
+            concurrency_code=concurrency_code,
+            rate_limit=None if rate_limit is None else float(rate_limit),
+            burst=burst,
             retry_after=retry_after,
             log_limit=log_limit,
         )
@@ -183,6 +235,7 @@ class FlexEmulator:
             await runner.cleanup()
             raise
         port = runner.addresses[0][1]
+        self._endpoint.start_budget(asyncio.get_running_loop().time)
         self._runner = runner
         self._base_url = f"http://{_url_host(self._host)}:{port}"
         self._endpoint.base_url = self._base_url
@@ -283,8 +336,48 @@ class FlexEmulator:
         self._endpoint.latency = float(value)
 
     @property
+    def rate_limit(self) -> float | None:
+        """Requests a second the token bucket allows; ``None``: no rate limit.
+
+        Changed while it runs, the tokens held are kept (up to the new `burst`); set from
+        ``None``, the bucket starts full. Set to ``None``, the `burst` given is forgotten.
+
+        Raises:
+            ValueError: (when set) not a finite number > 0, nor ``None``.
+        """
+        return self._endpoint.rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: float | None) -> None:
+        _check_rate_limit(value)
+        self._endpoint.set_rate_limit(None if value is None else float(value))
+
+    @property
+    def burst(self) -> int | None:
+        """The most tokens the bucket holds, as given or else ``max(1, round(rate_limit / 4))``
+        (``None`` without `rate_limit`).
+
+        Set to ``None``, it follows the rate again. Made smaller while it runs, the tokens
+        above it are dropped.
+
+        Raises:
+            ValueError: (when set) not an integer >= 1, nor ``None``; or set without a
+                `rate_limit`.
+        """
+        return self._endpoint.burst
+
+    @burst.setter
+    def burst(self, value: int | None) -> None:
+        _check_burst(value, self._endpoint.rate_limit)
+        self._endpoint.set_burst(value)
+
+    @property
     def max_in_flight(self) -> int | None:
-        """Above this many requests in flight, 429 with code 20429; ``None``: no limit."""
+        """Above this many requests in flight, 429 with `concurrency_code`; ``None``: no limit.
+
+        Raises:
+            ValueError: (when set) not an integer >= 1, nor ``None``.
+        """
         return self._endpoint.max_in_flight
 
     @max_in_flight.setter
@@ -293,8 +386,22 @@ class FlexEmulator:
         self._endpoint.max_in_flight = value
 
     @property
+    def concurrency_code(self) -> int:
+        """Twilio's code of the 429s for `max_in_flight`: 20429, or 45780.
+
+        Raises:
+            ValueError: (when set) any other value.
+        """
+        return self._endpoint.concurrency_code
+
+    @concurrency_code.setter
+    def concurrency_code(self, value: int) -> None:
+        _check_concurrency_code(value)
+        self._endpoint.concurrency_code = value
+
+    @property
     def retry_after(self) -> float | None:
-        """Seconds sent as ``Retry-After`` with the 429s for ``max_in_flight``; ``None``: none."""
+        """Seconds sent as ``Retry-After`` with the 429s of both limits; ``None``: none."""
         return self._endpoint.retry_after
 
     @retry_after.setter

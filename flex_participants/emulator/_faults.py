@@ -101,9 +101,10 @@ class Fault:
     """A failure the emulator serves instead of the next ``times`` matching answers.
 
     A fault matches a request for participants that would otherwise be answered with a page
-    (authorised, known channel, valid query; requests refused with 429 for ``max_in_flight``
-    never match). ``channel_sid`` and ``page`` (the ``Page`` index) narrow the match when
-    given. When several pending faults match a request, the one added first fires.
+    (authorised, known channel, valid query; requests refused with 429 for ``rate_limit``
+    or ``max_in_flight`` never match). ``channel_sid`` and ``page`` (the ``Page`` index)
+    narrow the match when given. When several pending faults match a request, the one added
+    first fires.
 
     Kinds:
         ``"status"``: answers ``status`` (required, 400..599) with a Twilio-shaped error body

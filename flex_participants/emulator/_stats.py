@@ -24,10 +24,12 @@ class RequestRecord:
         started: ``loop.time()`` when the handler started.
         finished: ``loop.time()`` when the response had been written.
         authorized: whether the credentials were checked and accepted (``False`` for a
-            request refused with 429 before they were checked).
+            request refused with 429 for a limit: the limits are checked first).
         query: the query parameters (the first value of each).
         fault: the kind of the `Fault` that answered, or ``None``.
-        throttled: whether it was refused with 429 for ``max_in_flight``.
+        throttled: whether it was refused with 429 for a limit (not by a fault).
+        throttle: which limit refused it: ``"rate"`` (the ``rate_limit`` bucket had no
+            token), ``"concurrency"`` (``max_in_flight``), or ``None``.
     """
 
     interaction_sid: str
@@ -41,6 +43,7 @@ class RequestRecord:
     query: dict[str, str]
     fault: str | None = None
     throttled: bool = False
+    throttle: str | None = None
 
     @property
     def duration(self) -> float:
@@ -61,7 +64,10 @@ class EmulatorStats:
         in_flight: requests being handled now, from the start of the handler until the
             response has been written (latency included, 429s included).
         peak_in_flight: the most requests in flight at once.
-        throttled: 429s sent for ``max_in_flight`` (not those of faults).
+        throttled: 429s sent for a limit (not those of faults), counted as the request
+            arrives: ``rate_throttled + concurrency_throttled``.
+        rate_throttled: 429s sent because the ``rate_limit`` bucket had no token.
+        concurrency_throttled: 429s sent for ``max_in_flight``.
         faults_fired: requests answered by a `Fault`.
         service_time: seconds spent in the handler, summed over requests (latency included).
         log: a `RequestRecord` per request answered, in the order they finished.
@@ -72,6 +78,8 @@ class EmulatorStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     throttled: int = 0
+    rate_throttled: int = 0
+    concurrency_throttled: int = 0
     faults_fired: int = 0
     service_time: float = 0.0
     log: list[RequestRecord] = field(default_factory=list)
@@ -82,6 +90,8 @@ class EmulatorStats:
         self.requests = 0
         self.peak_in_flight = self.in_flight
         self.throttled = 0
+        self.rate_throttled = 0
+        self.concurrency_throttled = 0
         self.faults_fired = 0
         self.service_time = 0.0
         self.log = []
@@ -94,6 +104,8 @@ class EmulatorStats:
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "throttled": self.throttled,
+            "rate_throttled": self.rate_throttled,
+            "concurrency_throttled": self.concurrency_throttled,
             "faults_fired": self.faults_fired,
             "service_time": self.service_time,
             "log_dropped": self.log_dropped,

@@ -1,0 +1,769 @@
+"""The emulator enforces Twilio's two limits: a token bucket of requests a second
+(``rate_limit``, ``burst``) and requests at once (``max_in_flight``), answered 429 with
+Twilio's body; and it tells every request how many were in flight when it arrived.
+
+The bucket is tested on an injected clock; the emulator over real loopback HTTP, where the
+limits are made deterministic by a refill too slow to matter (``rate_limit=0.001``), by an
+event loop whose clock the test moves, or by requests held in flight by a client that does
+not read their body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from flex_participants import InvalidArgumentError
+from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Fault, FlexEmulator
+from flex_participants.emulator._budget import TokenBucket, default_burst
+
+from .test_cli import SCRIPT, cli_command, environment, finish
+
+AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
+MIB = 1 << 20
+HEADER = "Twilio-Concurrent-Requests"
+
+
+@dataclass
+class Answer:
+    """A response as the test saw it."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def participants_url(base_url: str, channel: tuple[str, str]) -> str:
+    kd, uo = channel
+    return f"{base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, *, auth: bool = True) -> Answer:
+    headers = {"Authorization": AUTH} if auth else {}
+    async with session.get(URL(url, encoded=True), headers=headers) as response:
+        return Answer(response.status, response.headers, await response.read())
+
+
+def assert_throttled(answer: Answer, code: int, message: str) -> None:
+    """A 429 with Twilio's body, as Twilio answers one."""
+    assert answer.status == 429
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": 429,
+    }
+
+
+@contextlib.asynccontextmanager
+async def held(session: aiohttp.ClientSession, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
+    """A request kept in flight at the server: its answer is a 256 MiB ``"oversized"`` page,
+    of which only the headers are read, so that the server's handler waits on the socket.
+
+    Its headers have arrived when this yields: the request is past the limits' checks.
+    """
+    async with session.get(URL(url, encoded=True), headers={"Authorization": AUTH}) as response:
+        yield response
+        response.close()
+
+
+async def settled(emulator: FlexEmulator) -> None:
+    """Wait until the server has finished every request (the held ones, once closed)."""
+    async with asyncio.timeout(30):
+        # Polled: the emulator's counters signal nothing a test could wait on.
+        while emulator.stats.in_flight:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+@pytest_asyncio.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+class Clock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the bucket, on an injected clock -----------------------------------------------------
+
+
+def empty_bucket(rate: float, burst: int, clock: Clock) -> TokenBucket:
+    bucket = TokenBucket(rate, burst, clock)
+    while bucket.take():
+        pass
+    return bucket
+
+
+def test_a_bucket_starts_full_and_gives_burst_tokens_at_once() -> None:
+    bucket = TokenBucket(4.0, 3, Clock())
+
+    assert bucket.tokens == 3
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_bucket_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = empty_bucket(4.0, 3, clock)
+
+    clock.now += 0.5
+
+    assert bucket.tokens == 2
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+
+def test_a_bucket_never_holds_more_than_its_burst() -> None:
+    clock = Clock()
+    bucket = empty_bucket(4.0, 3, clock)
+
+    clock.now += 3600
+
+    assert bucket.tokens == 3
+
+
+def test_a_fraction_of_a_token_is_refused() -> None:
+    clock = Clock()
+    bucket = empty_bucket(4.0, 3, clock)
+
+    clock.now += 0.125
+
+    assert bucket.tokens == 0.5
+    assert not bucket.take()
+
+
+def test_a_refusal_takes_nothing() -> None:
+    clock = Clock()
+    bucket = empty_bucket(4.0, 3, clock)
+    clock.now += 0.125
+    assert not bucket.take()
+
+    clock.now += 0.125
+
+    assert bucket.tokens == 1
+    assert bucket.take()
+
+
+def test_a_token_due_to_the_instant_is_not_lost_to_float_rounding() -> None:
+    clock = Clock()
+    bucket = empty_bucket(20.0, 1, clock)
+
+    clock.now += 0.05  # 1000.05 - 1000.0 is 0.0499999999999545 as floats
+
+    assert bucket.take()
+
+
+def test_a_new_rate_keeps_the_tokens_and_counts_from_the_change() -> None:
+    clock = Clock()
+    bucket = empty_bucket(4.0, 3, clock)
+    clock.now += 0.125  # half a token at 4/s
+
+    bucket.rate = 8.0
+    assert bucket.tokens == 0.5
+    clock.now += 0.0625  # half a token at 8/s
+
+    assert bucket.tokens == 1
+
+
+def test_a_smaller_burst_drops_the_tokens_above_it_and_a_larger_one_adds_none() -> None:
+    clock = Clock()
+    bucket = TokenBucket(4.0, 5, clock)
+
+    bucket.burst = 2
+    assert bucket.tokens == 2
+    bucket.burst = 4
+
+    assert bucket.tokens == 2
+    clock.now += 3600
+    assert bucket.tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(20.0, 5), (10.0, 2), (100.0, 25), (2.0, 1), (0.001, 1)]
+)
+def test_the_default_burst_is_a_quarter_second_of_requests_and_at_least_one(
+    rate: float, burst: int
+) -> None:
+    assert default_burst(rate) == burst
+
+
+# -- the settings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"rate_limit": 0},
+        {"rate_limit": -1.0},
+        {"rate_limit": float("nan")},
+        {"rate_limit": float("inf")},
+        {"rate_limit": True},
+        {"rate_limit": "20"},
+        {"rate_limit": 20, "burst": 0},
+        {"rate_limit": 20, "burst": 2.5},
+        {"rate_limit": 20, "burst": True},
+        {"burst": 5},
+        {"concurrency_code": 20430},
+        {"concurrency_code": "45780"},
+        {"concurrency_code": 45780.0},
+    ],
+)
+def test_limits_out_of_range_are_refused(arguments: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        FlexEmulator(**arguments)
+
+
+def test_burst_without_rate_limit_says_why() -> None:
+    with pytest.raises(InvalidArgumentError, match="rate_limit"):
+        FlexEmulator(burst=5)
+
+
+def test_the_burst_defaults_to_a_quarter_second_of_the_rate_and_follows_it() -> None:
+    emulator = FlexEmulator(rate_limit=20)
+    assert (emulator.rate_limit, emulator.burst) == (20.0, 5)
+
+    emulator.rate_limit = 40
+
+    assert emulator.burst == 10
+
+
+def test_a_burst_given_stays_when_the_rate_changes_until_set_to_none() -> None:
+    emulator = FlexEmulator(rate_limit=20, burst=2)
+
+    emulator.rate_limit = 40
+    assert emulator.burst == 2
+    emulator.burst = None
+
+    assert emulator.burst == 10
+
+
+def test_without_a_rate_limit_there_is_no_burst() -> None:
+    emulator = FlexEmulator(rate_limit=20, burst=2)
+    assert FlexEmulator().burst is None
+
+    emulator.rate_limit = None
+
+    assert emulator.burst is None
+    with pytest.raises(InvalidArgumentError, match="rate_limit"):
+        emulator.burst = 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("rate_limit", 0), ("burst", 0), ("concurrency_code", 429), ("max_in_flight", 0)],
+)
+def test_limits_set_out_of_range_are_refused(name: str, value: object) -> None:
+    emulator = FlexEmulator(rate_limit=20)
+
+    with pytest.raises(InvalidArgumentError):
+        setattr(emulator, name, value)
+
+
+# -- the rate budget, over HTTP -----------------------------------------------------------
+
+
+async def test_the_first_burst_requests_pass_and_the_next_is_429_code_20429(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=3) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+
+        answers = [await fetch(session, url) for _ in range(4)]
+
+    assert [answer.status for answer in answers] == [200, 200, 200, 429]
+    assert_throttled(answers[3], 20429, "Too many requests")
+    assert "Retry-After" not in answers[3].headers
+
+
+async def test_a_rate_429_carries_retry_after_if_set(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1, retry_after=1.5) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        await fetch(session, url)
+
+        answer = await fetch(session, url)
+
+    assert answer.status == 429
+    assert answer.headers["Retry-After"] == "1.5"
+
+
+async def test_the_limits_are_checked_before_the_credentials(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+
+        unauthenticated = await fetch(session, url, auth=False)
+        throttled = await fetch(session, url, auth=False)
+
+    assert unauthenticated.status == 401  # it took the one token
+    assert_throttled(throttled, 20429, "Too many requests")
+    assert [record.authorized for record in emulator.stats.log] == [False, False]
+
+
+async def test_a_rate_429_is_answered_after_the_latency(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1, latency=0.2) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        await fetch(session, url)
+
+        answer = await fetch(session, url)
+
+    assert answer.status == 429
+    record = emulator.stats.log[-1]
+    assert record.throttle == "rate"
+    assert record.duration >= 0.2 - 1e-6  # by the server's own loop clock
+
+
+async def test_changing_the_rate_while_it_runs_adds_no_tokens(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=2) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        assert [(await fetch(session, url)).status for _ in range(2)] == [200, 200]
+
+        emulator.rate_limit = 0.002
+        emulator.burst = 5
+
+        assert (await fetch(session, url)).status == 429
+
+
+async def test_a_rate_limit_set_while_it_runs_starts_full(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator() as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+
+        emulator.rate_limit = 0.004  # its burst: 1
+
+        assert [(await fetch(session, url)).status for _ in range(2)] == [200, 429]
+
+
+async def test_a_rate_limit_set_to_none_lets_every_request_pass(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        await fetch(session, url)
+
+        emulator.rate_limit = None
+
+        assert [(await fetch(session, url)).status for _ in range(3)] == [200, 200, 200]
+
+
+class _MovableClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock the test moves forward, on top of the real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skew = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.skew
+
+
+def on_a_movable_clock(main: Callable[[_MovableClockLoop], Awaitable[list[int]]]) -> list[int]:
+    """Run ``main(loop)`` on a `_MovableClockLoop`; what it returns."""
+
+    async def run() -> list[int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, _MovableClockLoop)
+        return await main(loop)
+
+    with asyncio.Runner(loop_factory=_MovableClockLoop) as runner:
+        return runner.run(run())
+
+
+async def statuses_as_the_clock_moves(
+    loop: _MovableClockLoop, emulator: FlexEmulator, moves: list[float]
+) -> list[int]:
+    """A request, then one after each move of the clock: their statuses."""
+    # A fresh connection each time: moving the clock may time out an idle one at either end.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with emulator, aiohttp.ClientSession(connector=connector) as client_session:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        statuses = [(await fetch(client_session, url)).status]
+        for seconds in moves:
+            loop.skew += seconds
+            statuses.append((await fetch(client_session, url)).status)
+    return statuses
+
+
+def test_the_bucket_refills_by_the_event_loops_clock() -> None:
+    # At 0.01/s, the real time the requests take adds nothing that matters.
+    def main(loop: _MovableClockLoop) -> Awaitable[list[int]]:
+        emulator = FlexEmulator(rate_limit=0.01, burst=1)
+        return statuses_as_the_clock_moves(loop, emulator, [0.0, 100.0, 0.0])
+
+    assert on_a_movable_clock(main) == [200, 429, 200, 429]
+
+
+def test_a_rate_429_takes_no_token() -> None:
+    # Half a token, refused; half a token more makes one, only if the refusal took none.
+    def main(loop: _MovableClockLoop) -> Awaitable[list[int]]:
+        emulator = FlexEmulator(rate_limit=0.01, burst=1)
+        return statuses_as_the_clock_moves(loop, emulator, [50.0, 50.0])
+
+    assert on_a_movable_clock(main) == [200, 429, 200]
+
+
+# -- requests at once, over HTTP ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "message"), [(20429, "Too many requests"), (45780, "Too many concurrent requests")]
+)
+async def test_a_request_above_max_in_flight_is_429_with_the_concurrency_code(
+    session: aiohttp.ClientSession, code: int, message: str
+) -> None:
+    async with FlexEmulator(max_in_flight=1, concurrency_code=code) as emulator:
+        channel = emulator.add_channel(participants=2)
+        url = participants_url(emulator.base_url, channel)
+        emulator.add_fault(Fault("oversized", size=256 * MIB))
+        async with held(session, url) as first:
+            refused = await fetch(session, url)
+        await settled(emulator)
+
+    assert first.status == 200
+    assert_throttled(refused, code, message)
+    assert [record.throttle for record in emulator.stats.log] == ["concurrency", None]
+
+
+async def test_the_concurrency_code_may_change_while_it_runs(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(max_in_flight=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        emulator.add_fault(Fault("oversized", size=256 * MIB))
+        async with held(session, url):
+            emulator.concurrency_code = 45780
+            refused = await fetch(session, url)
+        await settled(emulator)
+
+    assert_throttled(refused, 45780, "Too many concurrent requests")
+
+
+async def test_a_concurrency_429_takes_no_token(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=2, max_in_flight=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        emulator.add_fault(Fault("oversized", size=256 * MIB))
+        async with held(session, url):  # the first token
+            refused = await fetch(session, url)
+        await settled(emulator)
+
+        after = [(await fetch(session, url)).status for _ in range(2)]
+
+    assert refused.status == 429
+    assert after == [200, 429]  # the second token, then none
+    assert [record.throttle for record in emulator.stats.log] == [
+        "concurrency",
+        None,
+        None,
+        "rate",
+    ]
+
+
+async def test_a_concurrency_429_is_answered_after_the_latency(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(max_in_flight=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        emulator.add_fault(Fault("oversized", size=256 * MIB))
+        async with held(session, url):
+            emulator.latency = 0.2
+            refused = await fetch(session, url)
+        await settled(emulator)
+
+    assert refused.status == 429
+    record = emulator.stats.log[0]
+    assert record.throttle == "concurrency"
+    assert record.duration >= 0.2 - 1e-6  # by the server's own loop clock
+
+
+# -- Twilio-Concurrent-Requests -----------------------------------------------------------
+
+
+async def test_every_answer_says_how_many_requests_were_in_flight_when_it_arrived(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator() as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        emulator.add_fault(Fault("oversized", size=256 * MIB, times=2))
+        async with held(session, url) as first, held(session, url) as second:
+            third = await fetch(session, url)
+        await settled(emulator)
+        alone = await fetch(session, url)
+
+    assert [first.headers[HEADER], second.headers[HEADER], third.headers[HEADER]] == ["1", "2", "3"]
+    assert alone.headers[HEADER] == "1"
+
+
+async def test_429s_and_errors_carry_the_concurrent_requests_too(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(max_in_flight=1) as emulator:
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        emulator.add_fault(Fault("oversized", size=256 * MIB))
+        async with held(session, url):
+            refused = await fetch(session, url)
+        await settled(emulator)
+        unauthenticated = await fetch(session, url, auth=False)
+        unknown = await fetch(session, f"{emulator.base_url}/v1/Nothing")
+
+    assert (refused.status, refused.headers[HEADER]) == (429, "2")
+    assert (unauthenticated.status, unauthenticated.headers[HEADER]) == (401, "1")
+    assert (unknown.status, unknown.headers[HEADER]) == (404, "1")
+
+
+async def test_the_emulators_own_endpoints_carry_no_concurrent_requests(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator() as emulator:
+        stats = await fetch(session, f"{emulator.base_url}/__emulator__/stats")
+        async with session.post(f"{emulator.base_url}/__emulator__/reset") as reset:
+            reset_headers = reset.headers
+
+    assert stats.status == 200
+    assert HEADER not in stats.headers
+    assert HEADER not in reset_headers
+
+
+# -- the counters -------------------------------------------------------------------------
+
+
+async def throttle_once_each(session: aiohttp.ClientSession, emulator: FlexEmulator) -> None:
+    """One request refused for the rate, one for concurrency, one answered 200."""
+    url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+    emulator.add_fault(Fault("oversized", size=256 * MIB))
+    async with held(session, url):  # the one token
+        await fetch(session, url)  # concurrency
+    await settled(emulator)
+    await fetch(session, url)  # rate
+
+
+async def test_the_stats_count_rate_and_concurrency_429s_apart(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1, max_in_flight=1) as emulator:
+        await throttle_once_each(session, emulator)
+
+    stats = emulator.stats
+    assert (stats.throttled, stats.rate_throttled, stats.concurrency_throttled) == (2, 1, 1)
+    assert [(record.throttled, record.throttle) for record in stats.log] == [
+        (True, "concurrency"),
+        (False, None),
+        (True, "rate"),
+    ]
+
+
+async def test_the_served_stats_count_rate_and_concurrency_429s_apart(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1, max_in_flight=1) as emulator:
+        await throttle_once_each(session, emulator)
+        served = (await fetch(session, f"{emulator.base_url}/__emulator__/stats")).json()
+
+    assert (served["throttled"], served["rate_throttled"], served["concurrency_throttled"]) == (
+        2,
+        1,
+        1,
+    )
+    assert [record["throttle"] for record in served["log"]] == ["concurrency", None, "rate"]
+
+
+async def test_a_reset_zeroes_the_throttle_counters(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator(rate_limit=0.001, burst=1, max_in_flight=1) as emulator:
+        await throttle_once_each(session, emulator)
+        async with session.post(f"{emulator.base_url}/__emulator__/reset") as reset:
+            assert reset.status == 204
+        served = (await fetch(session, f"{emulator.base_url}/__emulator__/stats")).json()
+
+    assert (served["throttled"], served["rate_throttled"], served["concurrency_throttled"]) == (
+        0,
+        0,
+        0,
+    )
+    assert emulator.stats.log == []
+
+
+# -- the launchers ------------------------------------------------------------------------
+
+
+MODULE = [sys.executable, "-m", "flex_participants.emulator"]
+
+
+@contextlib.asynccontextmanager
+async def module_emulator(*options: str) -> AsyncIterator[str]:
+    """``python -m flex_participants.emulator OPTIONS``, serving; its base URL."""
+    process = await asyncio.create_subprocess_exec(
+        *MODULE, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            first = (await process.stdout.readline()).decode().strip()
+        assert first.startswith("base_url="), first
+        yield first.removeprefix("base_url=")
+    finally:
+        process.send_signal(signal.SIGINT)
+        run = await finish(process)
+    assert run.code == 0, run
+
+
+@contextlib.asynccontextmanager
+async def command_emulator(*options: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """``flex-participants emulator OPTIONS``, serving; its base URL and what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        *cli_command(),
+        "emulator",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment(None),
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while not lines or lines[-1] != "Press Ctrl-C to stop.":
+                line = await process.stderr.readline()
+                assert line, "\n".join(lines)
+                lines.append(line.decode().rstrip("\n"))
+        [base_url] = [line.split()[-1] for line in lines if line.startswith("  base URL ")]
+        yield base_url, lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        run = await finish(process)
+    assert run.code == 0, run
+
+
+async def statuses_and_codes(
+    session: aiohttp.ClientSession, url: str, n: int
+) -> list[tuple[int, int | None]]:
+    """``n`` requests one after the other: each one's status and Twilio error code."""
+    answers = [await fetch(session, url) for _ in range(n)]
+    return [(answer.status, answer.json().get("code")) for answer in answers]
+
+
+async def in_flight(session: aiohttp.ClientSession, base_url: str, n: int) -> None:
+    """Wait until the emulator at ``base_url`` has ``n`` requests in flight."""
+    url = f"{base_url}/__emulator__/stats?log=0"
+    async with asyncio.timeout(30):
+        # Polled: another process's counters signal nothing a test could wait on.
+        while (await fetch(session, url)).json()["in_flight"] != n:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_the_module_passes_rate_limit_and_burst_on(session: aiohttp.ClientSession) -> None:
+    async with module_emulator("--rate-limit", "0.001", "--burst", "2") as base_url:
+        # The path is not a channel: answered 404, as any request, after the limits.
+        url = f"{base_url}/v1/Interactions/KD0/Channels/UO0/Participants"
+        got = await statuses_and_codes(session, url, 3)
+
+    assert got == [(404, 20404), (404, 20404), (429, 20429)]
+
+
+async def test_the_module_passes_max_in_flight_and_concurrency_code_on(
+    session: aiohttp.ClientSession,
+) -> None:
+    options = ("--max-in-flight", "1", "--concurrency-code", "45780", "--latency", "1000")
+    async with module_emulator(*options) as base_url:
+        url = f"{base_url}/v1/Interactions/KD0/Channels/UO0/Participants"
+        first = asyncio.create_task(fetch(session, url))
+        await in_flight(session, base_url, 1)  # the first is past the check, in its latency
+        second = await fetch(session, url)
+        await first
+
+    assert_throttled(second, 45780, "Too many concurrent requests")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--rate-limit", "0"], "rate_limit"),
+        (["--rate-limit", "nan"], "rate_limit"),
+        (["--rate-limit", "fast"], "--rate-limit"),
+        (["--rate-limit", "20", "--burst", "0"], "burst"),
+        (["--burst", "5"], "rate_limit"),
+        (["--concurrency-code", "429"], "--concurrency-code"),
+        (["--max-in-flight", "0"], "max_in_flight"),
+    ],
+)
+def test_the_module_refuses_bad_limits_with_exit_2(options: list[str], message: str) -> None:
+    run = subprocess.run(  # noqa: S603 - our own module, our own arguments
+        [*MODULE, *options], capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert run.returncode == 2
+    assert re.search(r"error: .*" + re.escape(message), run.stderr), run.stderr
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+async def test_the_command_passes_rate_limit_and_burst_on(session: aiohttp.ClientSession) -> None:
+    async with command_emulator("--rate-limit", "0.001", "--burst", "2") as (base_url, lines):
+        url = f"{base_url}/v1/Interactions/KD0/Channels/UO0/Participants"
+        got = await statuses_and_codes(session, url, 3)
+
+    assert "  rate limit   0.001 requests/s, burst 2" in lines
+    assert got == [(404, 20404), (404, 20404), (429, 20429)]
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+async def test_the_command_passes_max_in_flight_and_concurrency_code_on() -> None:
+    options = ("--max-in-flight", "3", "--concurrency-code", "45780")
+    async with command_emulator(*options) as (_, lines):
+        pass
+
+    assert "  concurrency  3 at once (429 code 45780)" in lines
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+async def test_the_command_without_limits_names_none() -> None:
+    async with command_emulator() as (_, lines):
+        pass
+
+    assert not [line for line in lines if "rate limit" in line or "at once" in line]
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--rate-limit", "0"], "--rate-limit"),
+        (["--rate-limit", "20", "--burst", "0"], "--burst"),
+        (["--burst", "5"], "burst"),
+        (["--concurrency-code", "429"], "--concurrency-code"),
+    ],
+)
+async def test_the_command_refuses_bad_limits_with_exit_2(options: list[str], message: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *cli_command(),
+        "emulator",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment(None),
+    )
+    run = await finish(process)
+
+    assert run.code == 2, run
+    assert message in run.stderr
