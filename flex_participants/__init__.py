@@ -27,7 +27,7 @@ from ._errors import (
     TransportError,
     UnsafeURLError,
 )
-from ._limit import AdaptiveLimiter, Limiter
+from ._limit import AdaptiveLimiter, Limiter, Throttle
 from ._models import ChannelResult, PageMeta, Participant, ParticipantPage, ParticipantType
 from ._retry import RetryPolicy
 from ._stream import ParticipantStream
@@ -60,6 +60,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
+    "Throttle",
     "TransportError",
     "UnsafeURLError",
     "__version__",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ from ._errors import (
     _transport_errors,
 )
 from ._interrupt import Interrupts
-from ._limit import AdaptiveLimiter, Limiter
+from ._limit import AdaptiveLimiter, Limiter, RateLimit, Throttle, check_rate_limit
 from ._models import Participant, ParticipantPage
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -285,6 +286,24 @@ def _limiter_errors(limiter: Limiter, what: str) -> Iterator[None]:
         ) from exc
 
 
+def _takes_throttle(limiter: Limiter) -> bool:
+    """Whether the limiter's ``release`` takes the ``throttle`` keyword (see `Limiter`)."""
+    try:
+        parameters = inspect.signature(limiter.release).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the protocol's own call only
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "throttle" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in parameters
+    )
+
+
+def _concurrent_requests(headers: CIMultiDictProxy[str]) -> int | None:
+    value = headers.get("Twilio-Concurrent-Requests", "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
+
+
 def _reason(error: FlexError) -> str:
     """A few words on why an attempt failed, for the retry warning (the URL is already in it)."""
     if isinstance(error, FlexAPIError):
@@ -318,7 +337,14 @@ class FlexClient:
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
         session: an aiohttp session to use; it is never closed by the client.
-        rate_limit: if given, the most requests started per second.
+        rate_limit: the requests started per second, shared by everything the client does.
+            ``"adaptive"`` (the default): the budget is not known; the client starts at
+            Twilio's documented 20 per second, slows down on 429s and probes back up,
+            holding the rate that works. A number: the budget is known; a token bucket of
+            that rate and ``burst`` (429s still slow it below, never above). ``None``: no
+            rate limit, only ``max_concurrency``.
+        burst: how many requests the rate's bucket lets start at once after a pause;
+            default a fifth of a second of the rate (4 at 20 per second).
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
             ``rate_limit`` then only size the batch window). An exception it raises fails
             the request as a `FlexError`.
@@ -347,7 +373,8 @@ class FlexClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
-        rate_limit: float | None = None,
+        rate_limit: RateLimit = "adaptive",
+        burst: int | None = None,
         limiter: Limiter | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
@@ -375,12 +402,14 @@ class FlexClient:
                 "the session passed in has its own auth=; the client sends its own credentials, "
                 "so pass a session without auth"
             )
+        rate_limit, burst = check_rate_limit(rate_limit, burst)
         if limiter is None:
-            limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit)
+            limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit, burst=burst)
         elif not isinstance(limiter, Limiter):
             raise InvalidArgumentError(
                 f"limiter must implement Limiter, got {type(limiter).__name__}"
             )
+        self._takes_throttle = _takes_throttle(limiter)
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -633,6 +662,9 @@ class FlexClient:
         url = check_same_origin(url, self._origin)
         policy = self._retry
         attempt = 0
+        uncounted = 0  # 429s retried within the policy's patience
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         with self._interrupts.wait():
             while True:
                 attempt += 1
@@ -640,7 +672,11 @@ class FlexClient:
                     return await self._attempt(url, attempt, channel)
                 except FlexError as error:
                     error.attempts = attempt
-                    if attempt >= policy.max_attempts or not policy.should_retry(error):
+                    if not policy.should_retry(error):
+                        raise
+                    if not policy.counts(error, loop.time() - began):
+                        uncounted += 1
+                    elif attempt - uncounted >= policy.max_attempts:
                         raise
                     retry_after = error.retry_after if isinstance(error, FlexAPIError) else None
                     delay = policy.delay(attempt, retry_after)
@@ -666,6 +702,8 @@ class FlexClient:
         started = time.perf_counter()
         url_text = str(url)
         finished = False
+        api_error: FlexAPIError | None = None
+        throttle: Throttle | None = None
         try:
             # Asked again after the wait for a slot: the session may have closed meanwhile.
             session = self._get_session()
@@ -684,11 +722,24 @@ class FlexClient:
                     headers = response.headers
                     reason = response.reason
                     body = await _read_body(response, self._max_body_size, url_text)
+            if status >= 400:
+                api_error = _error_from_response(url_text, status, reason, headers, body)
+                if status == 429:
+                    throttle = Throttle(
+                        code=api_error.code,
+                        retry_after=api_error.retry_after,
+                        concurrent_requests=_concurrent_requests(headers),
+                    )
             finished = True
         finally:
             try:
                 with _limiter_errors(self._limiter, "take a slot back"):
-                    await self._limiter.release(permit, throttled=status == 429)
+                    if self._takes_throttle:
+                        # Only a limiter whose release takes it is given what the 429 said.
+                        release: Any = self._limiter.release
+                        await release(permit, throttled=status == 429, throttle=throttle)
+                    else:
+                        await self._limiter.release(permit, throttled=status == 429)
             except FlexError:
                 if finished:
                     raise
@@ -712,6 +763,6 @@ class FlexClient:
                 url=url_text,
                 status=status,
             )
-        if status >= 400:
-            raise _error_from_response(url_text, status, reason, headers, body)
+        if api_error is not None:
+            raise api_error
         raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)

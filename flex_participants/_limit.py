@@ -1,12 +1,20 @@
 """How many requests a client lets into flight, and how fast: the in-process adaptive limiter.
 
 Every request a client sends, from every stream, prefetch and batch, first takes a slot here
-and gives it back when its response has been read. A retry gives its slot back before it
-sleeps, so waiting never blocks anyone else.
+and gives it back when its response has been read; with a rate, it then waits for a token of
+the rate's bucket before it starts. A retry gives its slot back before it sleeps, so waiting
+never blocks anyone else.
 
-The number of slots adapts (additive increase, multiplicative decrease): a 429 halves it, once
-per burst of 429s, and every success while the window is full adds ``0.5 / level``, about one
-slot every two rounds of requests, never above ``max_concurrency``.
+Two things adapt, each to the 429 that names it:
+
+* The number of slots (additive increase, multiplicative decrease): a 429 for requests in
+  flight (Flex's code 45780, or any 429 when there is no rate) halves it, once per burst of
+  429s, and every success while the window is full adds ``0.5 / level``, about one slot every
+  two rounds of requests, never above ``max_concurrency``.
+* The rate, a token bucket (see `_RateControl` for the rule): any other 429 lowers it and
+  empties the bucket (and halves its burst, if the request used a token saved up while
+  idle); while requests queue for tokens the rate is held, then probed back up, slowly,
+  never above a rate the caller gave.
 """
 
 from __future__ import annotations
@@ -15,13 +23,64 @@ import asyncio
 import collections
 import contextlib
 import math
-from typing import Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
+
+import attrs
 
 from ._arguments import check_count, check_quantity
+from ._errors import InvalidArgumentError
 
-__all__ = ["AdaptiveLimiter", "Limiter"]
+__all__ = [
+    "DOCUMENTED_RATE",
+    "AdaptiveLimiter",
+    "Limiter",
+    "RateLimit",
+    "Throttle",
+    "default_burst",
+]
 
-_GROWTH = 0.5
+DOCUMENTED_RATE: Final = 20.0
+"""Requests per second per endpoint per account: the Interactions API's documented budget."""
+
+CONCURRENCY_CODE: Final = 45780
+"""Flex's code for a 429 that refuses a request for too many concurrent requests."""
+
+RateLimit = float | Literal["adaptive"] | None
+"""A rate limit as callers give it: requests per second, ``"adaptive"``, or ``None`` for none."""
+
+_GROWTH: Final = 0.5
+
+
+def default_burst(rate: float) -> int:
+    """The burst used when none is given: a fifth of a second of requests, at least one.
+
+    Twilio does not publish the burst it allows; a fifth of a second of the budget stays
+    under what a token bucket of that rate usually holds, so that a client starting with a
+    full bucket provokes no 429.
+    """
+    return max(1, math.floor(rate / 5))
+
+
+@attrs.frozen
+class Throttle:
+    """What a 429 said, for a limiter to adapt to.
+
+    Attributes:
+        code: Twilio's error code from the body: 20429 (too many requests: the rate), 45780
+            (too many concurrent requests), or ``None`` if the body had none.
+        retry_after: the seconds ``Retry-After`` asked for, if the server sent it.
+        concurrent_requests: the ``Twilio-Concurrent-Requests`` header, if the server sent it:
+            how many requests of the account the server counted in flight.
+    """
+
+    code: int | None = None
+    retry_after: float | None = None
+    concurrent_requests: int | None = None
+
+    @property
+    def concurrency(self) -> bool:
+        """Whether the 429 was for requests in flight (code 45780), not for their rate."""
+        return self.code == CONCURRENCY_CODE
 
 
 @runtime_checkable
@@ -33,31 +92,81 @@ class Limiter(Protocol):
         ...
 
     async def release(self, permit: object, *, throttled: bool) -> None:
-        """Give a slot back; ``throttled`` says whether the request was answered with 429."""
+        """Give a slot back; ``throttled`` says whether the request was answered with 429.
+
+        A limiter whose ``release`` also takes a keyword ``throttle`` gets, with each 429,
+        a `Throttle` saying what the server said (its code, ``Retry-After`` and
+        ``Twilio-Concurrent-Requests``), so that it can tell a rate limit from a
+        concurrency limit.
+        """
         ...
 
 
+def check_rate_limit(rate_limit: object, burst: object) -> tuple[RateLimit, int | None]:
+    """Validate a ``rate_limit`` and ``burst`` pair as the client and the limiters take it.
+
+    Raises:
+        InvalidArgumentError: ``rate_limit`` is not ``None``, ``"adaptive"`` or a finite
+            number > 0; ``burst`` is not an integer >= 1, or is given without a rate.
+    """
+    if rate_limit is None or rate_limit == "adaptive":
+        rate: RateLimit = None if rate_limit is None else "adaptive"
+    else:
+        if isinstance(rate_limit, str):
+            raise InvalidArgumentError(
+                "rate_limit must be a finite number of requests per second > 0 or "
+                f'"adaptive" (or None for no rate), got {rate_limit!r}'
+            )
+        rate = check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
+    if burst is None:
+        return rate, None
+    if rate is None:
+        raise InvalidArgumentError("burst is the size of a rate's bucket: give rate_limit too")
+    return rate, check_count("burst", burst, minimum=1)
+
+
+@attrs.frozen
+class _Permit:
+    """What `AdaptiveLimiter.acquire` hands out: the generations it was granted in, and the
+    rate it started under, so that a 429 to it is counted once and against the right rate."""
+
+    level_generation: int
+    rate_generation: int
+    rate: float | None
+    queued: bool = False  # whether it waited for its token, rather than using the burst
+
+
 class AdaptiveLimiter:
-    """The default `Limiter`: slots shared in one process, adapting to 429s, optionally paced.
+    """The default `Limiter`: slots shared in one process, a rate, both adapting to 429s.
 
     Args:
         max_concurrency: the most requests in flight, whatever happens.
-        rate_limit: if given, the most requests started per second.
+        rate_limit: ``None`` (the default here): no rate. A number: the most requests
+            started per second, a token bucket holding ``burst`` starts; 429s lower the rate
+            below it for a while, never raise it above. ``"adaptive"``: the rate is not
+            known; it starts at Twilio's documented budget (`DOCUMENTED_RATE`), is lowered
+            by 429s and probed back up while requests queue for it, with no ceiling.
+        burst: how many starts the bucket holds: how many may start at once after a pause.
+            Default: `default_burst` of the rate (4 at 20 per second).
 
     Raises:
-        InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1, or
-            ``rate_limit`` is not a finite number > 0.
+        InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1,
+            ``rate_limit`` is neither a finite number > 0, ``"adaptive"`` nor ``None``, or
+            ``burst`` is not an integer >= 1 or is given without a rate.
     """
 
-    def __init__(self, max_concurrency: int, *, rate_limit: float | None = None) -> None:
+    def __init__(
+        self, max_concurrency: int, *, rate_limit: RateLimit = None, burst: int | None = None
+    ) -> None:
         self._max = check_count("max_concurrency", max_concurrency, minimum=1)
-        self._pacer = (
-            None
-            if rate_limit is None
-            else _Pacer(
-                check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
-            )
-        )
+        rate_limit, burst = check_rate_limit(rate_limit, burst)
+        self._control: _RateControl | None = None
+        self._bucket: _Bucket | None = None
+        if rate_limit is not None:
+            start = DOCUMENTED_RATE if rate_limit == "adaptive" else rate_limit
+            ceiling = None if rate_limit == "adaptive" else rate_limit
+            self._control = _RateControl(start, ceiling)
+            self._bucket = _Bucket(self._control, default_burst(start) if burst is None else burst)
         self._level = float(max_concurrency)
         self._generation = 0
         self._in_flight = 0
@@ -68,8 +177,9 @@ class AdaptiveLimiter:
         """How many responses were 429s."""
 
     def __repr__(self) -> str:
+        rate = "" if self._bucket is None else f" rate={self._bucket.rate:.4g}/s"
         return (
-            f"<AdaptiveLimiter level={self.level}/{self._max} in_flight={self._in_flight}"
+            f"<AdaptiveLimiter level={self.level}/{self._max}{rate} in_flight={self._in_flight}"
             f" waiting={len(self._waiters)}>"
         )
 
@@ -85,12 +195,26 @@ class AdaptiveLimiter:
 
     @property
     def in_flight(self) -> int:
-        """How many requests are in flight now."""
+        """How many requests hold a slot now (those waiting for a token of the rate included)."""
         return self._in_flight
 
+    @property
+    def rate(self) -> float | None:
+        """The requests per second allowed now, or ``None`` without a rate."""
+        return None if self._bucket is None else self._bucket.rate
+
+    @property
+    def burst(self) -> int | None:
+        """How many starts the rate's bucket holds, or ``None`` without a rate."""
+        return None if self._bucket is None else self._bucket.burst
+
     async def acquire(self) -> object:
-        """Wait for pacing and for a free slot, in arrival order; return the permit."""
-        start = await self._pacer.wait() if self._pacer is not None else 0
+        """Wait for a free slot, then for a token of the rate, in arrival order both times;
+        return the permit.
+
+        The slot comes first, so that a request starts the moment its token comes: a token
+        taken before a wait for a slot would let starts bunch up after it.
+        """
         if self._in_flight < self.level and not self._waiters:
             self._take()
         else:
@@ -103,31 +227,65 @@ class AdaptiveLimiter:
                     # The slot was handed over just as we were cancelled: pass it on.
                     self._in_flight -= 1
                     self._wake()
-                if self._pacer is not None:
-                    self._pacer.refund(start)  # the paced start went unused
                 raise
             finally:
                 if not waiter.done() or waiter.cancelled():
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
-        return self._generation
+        bucket, control = self._bucket, self._control
+        if bucket is None or control is None:
+            return _Permit(self._generation, 0, None)
+        try:
+            queued = await bucket.wait()
+        except BaseException:
+            self._in_flight -= 1
+            self._wake()
+            raise
+        return _Permit(self._generation, control.generation, bucket.rate, queued)
 
-    async def release(self, permit: object, *, throttled: bool) -> None:
-        """Free the slot and adapt the level to the outcome."""
+    async def release(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        """Free the slot and adapt to the outcome.
+
+        Args:
+            permit: what `acquire` returned.
+            throttled: whether the response was a 429.
+            throttle: what the 429 said: one for requests in flight (45780) lowers the
+                number of slots; any other lowers the rate, if there is one.
+        """
         self._in_flight -= 1
+        known = permit if isinstance(permit, _Permit) else None
         if throttled:
             self.throttled += 1
-            # One decrease per burst: the 429s of requests sent before the last
-            # decrease were caused by the old level and are already accounted for.
-            if permit == self._generation:
-                self._level = max(1.0, self._level / 2)
-                self._generation += 1
+            for_slots = self._control is None or (throttle is not None and throttle.concurrency)
+            if for_slots:
+                # One decrease per burst: the 429s of requests sent before the last
+                # decrease were caused by the old level and are already accounted for.
+                if known is not None and known.level_generation == self._generation:
+                    self._level = max(1.0, self._level / 2)
+                    self._generation += 1
+            elif known is not None and known.rate is not None:
+                self._lower_rate(known)
         elif self._in_flight + 1 >= self.level:
             # Grow only while the window is in use, by about one slot every two rounds of
             # requests: slow enough that 429s stay rare once the level sits near the
             # server's limit, and a window nobody fills does not drift up unchecked.
             self._level = min(float(self._max), self._level + _GROWTH / self._level)
         self._wake()
+
+    def _lower_rate(self, permit: _Permit) -> None:
+        bucket, control = self._bucket, self._control
+        if bucket is None or control is None or permit.rate is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if control.throttled(permit.rate_generation, permit.rate, bucket.saturated(now)):
+            if not permit.queued:
+                # It started on a token saved up while idle: the server's bucket is smaller
+                # than ours.
+                bucket.burst = max(1, bucket.burst // 2)
+            # The server's bucket is empty now: so is ours, so that no burst follows.
+            bucket.set_rate(control.rate, now, empty=True)
 
     def _take(self) -> None:
         self._in_flight += 1
@@ -141,38 +299,160 @@ class AdaptiveLimiter:
                 waiter.set_result(None)
 
 
-class _Pacer:
-    """Lets requests start at most ``rate`` times a second, in arrival order.
+# How the rate adapts. The times are seconds during which requests queued for tokens: the
+# rate is the limit then. While nobody waits, nothing is learnt and nothing changes.
+_PROVEN: Final = 2.0  # a rate used this long with no 429 is one the server sustains
+_FIRST_DECREASE: Final = 0.5  # with nothing proven, a 429 halves the rate ...
+_NEAR_DECREASE: Final = 0.9  # ... and a proven rate that is then refused was close: 10% less
+_MIN_RATE: Final = 0.5
+# After a decrease to a rate known to work (or at the start), the rate is held this long,
+# then grows as base * (1 + (t / probe) ** 3): +1% after a fifth of `probe`, x2 after `probe`.
+_HOLD: Final = 5.0
+_PROBE: Final = 10.0
+# After a blind halving the budget lies between the two rates: it is sought sooner.
+_BLIND_HOLD: Final = 2.0
+_BLIND_PROBE: Final = 5.0
 
-    The schedule depends only on the starts that are used: a waiter that is cancelled leaves
-    the queue and reserves nothing, and a start given to a caller that then gives up (it was
-    cancelled as the start came, or while it waited for a slot after it) is handed back with
-    `refund`, so callers that give up never push out the starts of those behind them.
+
+class _RateControl:
+    """The rule by which the rate follows 429s: a decrease to what is known to work, a hold,
+    then a slow probe upwards.
+
+    * A 429 to a request started at rate ``w`` lowers the rate once per burst (a 429 to a
+      request started before the last decrease was caused by the old rate). It goes to the
+      highest rate *proven* below ``w`` (used for `_PROVEN` seconds of queueing with no 429
+      after it); with none, to half of ``w``; if ``w`` was itself proven (the server's
+      budget shrank, or another client now shares it), to 90% of ``w``.
+    * The new rate is held for a few seconds of queueing, then grows as a cubic of the
+      queueing time since (flat at first, so that it lingers near the rate that worked),
+      never above ``ceiling``.
+
+    botocore's adaptive mode, the usual anchor, goes back to 70% of the measured rate on
+    every throttle and climbs back on a cubic centred on the rate that failed, so that it
+    meets the limit again within seconds; this rule spends the 429s it needs to find the
+    budget once, then stays just under it.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, start: float, ceiling: float | None) -> None:
+        self._ceiling = math.inf if ceiling is None else ceiling
+        self._base = start  # the rate set by the last decrease (or the start)
+        self._since = 0.0  # queueing seconds when it was set
+        self._hold, self._probe = _HOLD, _PROBE
+        self._proven: float | None = None
+        self.rate = start
+        self.generation = 0
+
+    def rate_at(self, saturated: float) -> float:
+        """The rate after ``saturated`` seconds of queueing in all; also proves older rates."""
+        elapsed = saturated - self._since
+        self.rate = self._curve(elapsed)
+        if elapsed >= _PROVEN:
+            self._prove(self._curve(elapsed - _PROVEN))
+        return self.rate
+
+    def throttled(self, generation: int, started_at: float, saturated: float) -> bool:
+        """Take in a 429 to a request started at rate ``started_at`` (in generation
+        ``generation`` of the rate), after ``saturated`` seconds of queueing; return whether
+        the rate fell."""
+        self.rate_at(saturated)
+        if generation != self.generation:
+            return False
+        proven = self._proven
+        self._hold, self._probe = _HOLD, _PROBE
+        if proven is not None and proven < started_at:
+            rate = proven
+        elif proven is not None:
+            rate = started_at * _NEAR_DECREASE
+            self._proven = None
+        else:
+            rate = started_at * _FIRST_DECREASE
+            self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
+        self.rate = self._base = max(_MIN_RATE, min(rate, self._ceiling))
+        self._since = saturated
+        self.generation += 1
+        return True
+
+    def _curve(self, elapsed: float) -> float:
+        probing = max(0.0, elapsed - self._hold)
+        return min(self._ceiling, self._base * (1 + (probing / self._probe) ** 3))
+
+    def _prove(self, rate: float) -> None:
+        if self._proven is None or rate > self._proven:
+            self._proven = rate
+
+
+class _Bucket:
+    """A token bucket of starts, served in arrival order: GCRA, with a timer for the queue.
+
+    ``_tat`` (the theoretical arrival time) is when the bucket will be full again in the
+    past's terms: a start at ``now`` conforms if ``now >= _tat - (burst - 1) * interval``, and
+    moves ``_tat`` on by one interval. The schedule depends only on the starts that are
+    used: a waiter that is cancelled leaves the queue and takes nothing, and a start given
+    to a caller that then gives up is handed back with `refund`.
+
+    It also counts the time during which someone waited for a token: the rate is the limit
+    then, and only then does `_RateControl` learn anything.
+    """
+
+    def __init__(self, control: _RateControl, burst: int) -> None:
+        self._control = control
+        rate = control.rate
+        self.rate = rate
+        self.burst = burst
         self._interval = 1.0 / rate
-        self._next = -math.inf  # the loop time from which the next start is allowed
+        self._tat = -math.inf
         self._starts = 0  # how many starts were given; the last one can be handed back
-        self._last_start = -math.inf  # when the last start was due
+        self._before_last = -math.inf  # `_tat` before the last start
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._saturated = 0.0  # seconds during which someone waited, until `_counted`
+        self._counted = -math.inf
 
-    async def wait(self) -> int:
-        """Return when this caller may start its request, with a token for `refund`."""
+    def saturated(self, now: float) -> float:
+        """Seconds, in all, during which a caller waited for a token."""
+        if self._waiters and now > self._counted:
+            self._saturated += now - self._counted
+        self._counted = now
+        return self._saturated
+
+    def set_rate(self, rate: float, now: float, *, empty: bool = False) -> None:
+        """Change the rate; the starts owed keep their number. ``empty``: no burst is left."""
+        self._retune(rate, now)
+        if empty:
+            # The next start conforms one interval from now.
+            self._tat = max(self._tat, now + self._tolerance() + self._interval)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._arm(asyncio.get_running_loop())
+
+    def _retune(self, rate: float, now: float) -> None:
+        if rate != self.rate:
+            owed = max(0.0, self._tat - now) / self._interval
+            self.rate = rate
+            self._interval = 1.0 / rate
+            self._tat = now + owed * self._interval
+            self._before_last = -math.inf  # no refund across a change of rate
+
+    async def wait(self) -> bool:
+        """Return when this caller may start: whether it had to queue for its token."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._waiters and now >= self._next:
-            return self._start(now, now)
+        self.saturated(now)
+        if not self._waiters and self._conforms(now):
+            self._start(now)
+            return False
         waiter: asyncio.Future[int] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
         try:
-            return await waiter
+            await waiter
+            return True
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.refund(waiter.result())  # given the start just as we were cancelled
             else:
+                self.saturated(loop.time())
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
                 if not self._waiters and self._timer is not None:
@@ -182,36 +462,50 @@ class _Pacer:
 
     def refund(self, token: int) -> None:
         """Hand back a start that was not used, if no later start has been given since."""
-        if token != self._starts:
+        if token != self._starts or self._before_last == -math.inf:
             return  # the schedule has moved on past it: nothing to give back
         self._starts += 1  # a second refund of the same token does nothing
-        self._next = self._last_start
+        self._tat = self._before_last
+        self._before_last = -math.inf
         if self._waiters:
             self._grant(asyncio.get_running_loop())
 
-    def _start(self, due: float, now: float) -> int:
+    def _tolerance(self) -> float:
+        return (self.burst - 1) * self._interval
+
+    def _due(self) -> float:
+        return self._tat - self._tolerance()
+
+    def _conforms(self, now: float) -> bool:
+        return now >= self._due()
+
+    def _start(self, now: float, *, queued: bool = False) -> int:
+        # Adapt before each start, on the queueing time so far.
+        self._retune(self._control.rate_at(self.saturated(now)), now)
         self._starts += 1
-        self._last_start = due
-        # On schedule, not from the moment the timer ran, so that a late timer does not
-        # slow the rate; but no catching up on time nobody was waiting for.
-        self._next = max(due + self._interval, now)
+        self._before_last = self._tat
+        # A queued start is on schedule, from when it was due rather than from when a late
+        # timer ran, so that a late timer does not slow the rate; but it catches up on no
+        # more than one interval of time nobody was waiting for.
+        self._tat = max(self._tat, now - self._interval if queued else now) + self._interval
         return self._starts
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:
-            self._timer = loop.call_at(self._next, self._grant, loop)
+            self._timer = loop.call_at(self._due(), self._grant, loop)
 
     def _grant(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         now = loop.time()
-        if now < self._next:  # the timer ran a little early (clock granularity)
+        if not self._conforms(now):  # the timer ran a little early (clock granularity)
             self._arm(loop)
             return
+        self.saturated(now)  # counted up to now, while the waiters still wait
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(self._start(self._next, now))
+                waiter.set_result(self._start(now, queued=True))
                 break
         self._arm(loop)

@@ -49,6 +49,12 @@ class RetryPolicy:
     response whose body was cut off or is not JSON. Never retried: any other status
     (400, 401, 403, 404, ...), and a JSON body of the wrong shape.
 
+    A 429 means the budget is full for now, not that the request is wrong: within
+    ``patience`` seconds of a request's first attempt, 429s are retried however many attempts
+    that takes, and do not count towards ``max_attempts`` (the client's limiter slows down
+    meanwhile, so the retries wait for the budget). After that, a 429 counts like any other
+    failure.
+
     The wait before attempt ``n + 1`` is drawn uniformly from
     ``[0, min(backoff_max, backoff_base * 2 ** (n - 1))]`` ("full jitter"). When a 429 or 503
     carries ``Retry-After``, the wait is at least what it asks, even above ``backoff_max``,
@@ -59,6 +65,9 @@ class RetryPolicy:
         backoff_base: seconds; the ceiling of the first wait.
         backoff_max: seconds; no jittered wait is longer.
         retry_after_max: seconds; the longest ``Retry-After`` that is honoured as given.
+        patience: seconds from a request's first attempt during which 429s are retried
+            without counting towards ``max_attempts``; 0 counts them from the start.
+            Retries stay off with ``max_attempts=1`` whatever this is.
         random: the source of jitter, a callable returning a float in ``[0, 1)``.
 
     Raises:
@@ -70,6 +79,7 @@ class RetryPolicy:
     backoff_base: float = attrs.field(default=0.5, validator=_seconds)
     backoff_max: float = attrs.field(default=20.0, validator=_seconds)
     retry_after_max: float = attrs.field(default=300.0, validator=_seconds)
+    patience: float = attrs.field(default=300.0, validator=_seconds, kw_only=True)
     random: Callable[[], float] = attrs.field(
         default=random.random, repr=False, validator=_callable
     )
@@ -85,6 +95,16 @@ class RetryPolicy:
             # JSON of the wrong shape, or a redirect, will not.
             return error.status == 200 and not error.is_json
         return isinstance(error, TransportError)
+
+    def counts(self, error: FlexError, elapsed: float) -> bool:
+        """Whether a failed attempt counts towards ``max_attempts``: all do, but a 429 within
+        ``patience`` seconds (``elapsed``) of the request's first attempt, retries being on."""
+        return not (
+            isinstance(error, RateLimitError)
+            and error.status == 429
+            and self.max_attempts > 1
+            and elapsed < self.patience
+        )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (counting from 1).

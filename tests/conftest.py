@@ -89,6 +89,9 @@ def client_for(credentials: Credentials) -> Callable[..., FlexClient]:
 
     def build(server: PagedServer, **options: Any) -> FlexClient:
         options.setdefault("retry", RetryPolicy(backoff_base=0.0))
+        # Unpaced unless a test asks for a rate: the rate's own tests are in test_limit.py
+        # and test_rate_budget.py; here it would only slow tests of other behaviour down.
+        options.setdefault("rate_limit", None)
         return FlexClient(**credentials, base_url=server.base_url, **options)
 
     return build

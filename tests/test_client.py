@@ -384,7 +384,7 @@ async def test_a_429_after_the_last_attempt_is_a_rate_limit_error_with_code_2042
         repeat=True,
     )
     async with FlexClient(
-        **credentials, retry=RetryPolicy(max_attempts=3, backoff_base=0)
+        **credentials, retry=RetryPolicy(max_attempts=3, backoff_base=0, patience=0)
     ) as client:
         with pytest.raises(RateLimitError) as caught:
             await client.fetch_page(KD, UO)

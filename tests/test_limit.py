@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import math
-import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -14,7 +13,16 @@ import pytest
 
 from flex_participants import _limit
 from flex_participants._errors import InvalidArgumentError
-from flex_participants._limit import AdaptiveLimiter, Limiter
+from flex_participants._limit import (
+    DOCUMENTED_RATE,
+    AdaptiveLimiter,
+    Limiter,
+    Throttle,
+    _RateControl,
+    default_burst,
+)
+
+from .helpers import in_virtual_time
 
 T = TypeVar("T")
 
@@ -399,38 +407,6 @@ async def test_the_level_never_exceeds_max_concurrency() -> None:
 # Pacing
 
 
-class _VirtualClockSelector(selectors.SelectSelector):
-    """A selector that, instead of blocking until the next timer, moves the clock to it."""
-
-    def __init__(self, start: float) -> None:
-        super().__init__()
-        self.now = start
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if not ready:
-            if timeout is None:
-                raise RuntimeError("deadlock: nothing ready and no timer scheduled")
-            self.now += max(timeout, 0.0)
-        return ready
-
-
-class _VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock only moves when every task is waiting for a timer."""
-
-    def __init__(self) -> None:
-        self._clock = _VirtualClockSelector(start=1000.0)
-        super().__init__(self._clock)
-
-    def time(self) -> float:
-        return self._clock.now
-
-
-def in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with asyncio.Runner(loop_factory=_VirtualTimeLoop) as runner:
-        return runner.run(main())
-
-
 def start_times(limiter: AdaptiveLimiter, n: int) -> Callable[[], Coroutine[Any, Any, list[float]]]:
     """``n`` concurrent requests; the loop time at which each one got its slot."""
 
@@ -452,7 +428,7 @@ def start_times(limiter: AdaptiveLimiter, n: int) -> Callable[[], Coroutine[Any,
 
 
 def test_rate_limit_spaces_concurrent_starts_by_its_interval() -> None:
-    limiter = AdaptiveLimiter(10, rate_limit=4)
+    limiter = AdaptiveLimiter(10, rate_limit=4, burst=1)
 
     starts = in_virtual_time(start_times(limiter, 6))
 
@@ -460,7 +436,7 @@ def test_rate_limit_spaces_concurrent_starts_by_its_interval() -> None:
 
 
 def test_rate_limit_paces_a_single_caller_too() -> None:
-    limiter = AdaptiveLimiter(1, rate_limit=10)
+    limiter = AdaptiveLimiter(1, rate_limit=10, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -474,7 +450,7 @@ def test_rate_limit_paces_a_single_caller_too() -> None:
 
 
 def test_rate_limit_saves_up_no_burst_while_idle() -> None:
-    limiter = AdaptiveLimiter(10, rate_limit=2)
+    limiter = AdaptiveLimiter(10, rate_limit=2, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -495,7 +471,7 @@ def test_without_rate_limit_requests_start_at_once() -> None:
 
 
 def test_pacing_comes_before_waiting_for_a_slot() -> None:
-    limiter = AdaptiveLimiter(1, rate_limit=100)
+    limiter = AdaptiveLimiter(1, rate_limit=100, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -515,7 +491,7 @@ def test_pacing_comes_before_waiting_for_a_slot() -> None:
 
 
 def test_waiters_cancelled_while_paced_leave_no_debt_for_those_after_them() -> None:
-    limiter = AdaptiveLimiter(100, rate_limit=10)
+    limiter = AdaptiveLimiter(100, rate_limit=10, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -537,7 +513,7 @@ def test_waiters_cancelled_while_paced_leave_no_debt_for_those_after_them() -> N
 
 
 def test_a_start_granted_as_its_waiter_is_cancelled_passes_to_the_next_waiter() -> None:
-    limiter = AdaptiveLimiter(100, rate_limit=10)
+    limiter = AdaptiveLimiter(100, rate_limit=10, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -553,7 +529,7 @@ def test_a_start_granted_as_its_waiter_is_cancelled_passes_to_the_next_waiter() 
 
 
 def test_pacing_cancellation_under_load_never_lets_starts_come_closer_than_the_interval() -> None:
-    limiter = AdaptiveLimiter(100, rate_limit=20)
+    limiter = AdaptiveLimiter(100, rate_limit=20, burst=1)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -578,7 +554,7 @@ def test_pacing_cancellation_under_load_never_lets_starts_come_closer_than_the_i
 
 
 def test_a_waiter_cancelled_in_the_slot_wait_hands_its_paced_start_back() -> None:
-    limiter = AdaptiveLimiter(1, rate_limit=10)
+    limiter = AdaptiveLimiter(1, rate_limit=10, burst=1)
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
@@ -595,3 +571,215 @@ def test_a_waiter_cancelled_in_the_slot_wait_hands_its_paced_start_back() -> Non
 
     # The quitter's start at 0.1 went unused: the next caller may start at once, at 0.15.
     assert in_virtual_time(main) == pytest.approx(0.15)
+
+
+# Bursts
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0.5, 1), (4, 1), (9.99, 1), (10, 2), (20, 4), (100, 20)]
+)
+def test_the_default_burst_is_a_fifth_of_a_second_of_the_rate_and_at_least_one(
+    rate: float, burst: int
+) -> None:
+    assert default_burst(rate) == burst
+    assert AdaptiveLimiter(1, rate_limit=rate).burst == burst
+
+
+def test_a_burst_lets_that_many_start_at_once_then_the_rate_spaces_the_rest() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=4, burst=3)
+
+    starts = in_virtual_time(start_times(limiter, 6))
+
+    assert starts == pytest.approx([0.0, 0.0, 0.0, 0.25, 0.5, 0.75])
+
+
+def test_a_burst_saved_up_while_idle_is_never_more_than_burst() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=10, burst=2)
+
+    async def main() -> list[float]:
+        await asyncio.sleep(60)  # a long pause: the bucket fills, to 2 and no more
+        return await start_times(limiter, 4)()
+
+    assert in_virtual_time(main) == pytest.approx([60.0, 60.0, 60.1, 60.2])
+
+
+@pytest.mark.parametrize("burst", [0, -1, 1.5, True, "2"], ids=repr)
+def test_burst_must_be_an_integer_of_at_least_one(burst: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="burst must be an integer >= 1"):
+        AdaptiveLimiter(1, rate_limit=5, burst=burst)
+
+
+def test_a_burst_without_a_rate_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="give rate_limit too"):
+        AdaptiveLimiter(1, burst=3)
+
+
+def test_an_adaptive_rate_starts_at_the_documented_budget() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit="adaptive")
+
+    assert (limiter.rate, limiter.burst) == (DOCUMENTED_RATE, default_burst(DOCUMENTED_RATE))
+
+
+def test_without_a_rate_there_is_no_rate_nor_burst() -> None:
+    assert (AdaptiveLimiter(3).rate, AdaptiveLimiter(3).burst) == (None, None)
+
+
+# Which 429 adapts what
+
+
+async def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
+    limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
+
+    permit = await limiter.acquire()
+    await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+
+    assert (limiter.level, limiter.rate, limiter.throttled) == (8, 5.0, 1)
+
+
+async def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
+    limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
+
+    permit = await limiter.acquire()
+    await limiter.release(permit, throttled=True)
+
+    assert (limiter.level, limiter.rate) == (8, 5.0)
+
+
+async def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
+    limiter = AdaptiveLimiter(8, rate_limit=10)
+
+    permit = await limiter.acquire()
+    await limiter.release(permit, throttled=True, throttle=Throttle(code=45780))
+
+    assert (limiter.level, limiter.rate) == (4, 10.0)
+
+
+async def test_the_rate_429s_of_requests_started_before_a_decrease_count_once() -> None:
+    limiter = AdaptiveLimiter(8, rate_limit=10, burst=4)
+    permits = [await limiter.acquire() for _ in range(4)]
+
+    for permit in permits:
+        await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+
+    assert limiter.rate == 5.0
+    assert limiter.throttled == 4
+
+
+def test_after_a_rate_429_the_bucket_is_empty_so_no_burst_follows() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=10, burst=4)
+
+    async def main() -> list[float]:
+        permit = await limiter.acquire()
+        await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+        return await start_times(limiter, 3)()
+
+    # 5 per second now, each one interval after the last: the 3 tokens left are gone.
+    assert in_virtual_time(main) == pytest.approx([0.2, 0.4, 0.6])
+
+
+async def test_a_429_to_a_start_from_a_saved_up_burst_halves_the_burst() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=10, burst=4)
+
+    permit = await limiter.acquire()  # no wait: a token of the burst
+    await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+
+    assert limiter.burst == 2
+
+
+def test_a_429_to_a_start_that_queued_for_its_token_keeps_the_burst() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=10, burst=2)
+
+    async def main() -> int | None:
+        for _ in range(2):
+            await cycle(limiter)  # the burst is spent
+        permit = await limiter.acquire()  # this one queues for its token
+        await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+        return limiter.burst
+
+    assert in_virtual_time(main) == 2
+
+
+async def test_a_told_rate_is_never_exceeded_however_long_requests_queue() -> None:
+    control = _RateControl(20.0, ceiling=20.0)
+
+    assert {control.rate_at(t) for t in (0, 10, 100, 10_000)} == {20.0}
+
+
+# How the rate adapts (the rule, on queueing time)
+
+
+def test_an_unknown_budget_is_held_at_first_then_probed_up_slowly() -> None:
+    control = _RateControl(DOCUMENTED_RATE, ceiling=None)
+
+    assert control.rate_at(_limit._HOLD) == DOCUMENTED_RATE
+    assert control.rate_at(_limit._HOLD + 2) == pytest.approx(DOCUMENTED_RATE * 1.008)
+    assert control.rate_at(_limit._HOLD + _limit._PROBE) == pytest.approx(2 * DOCUMENTED_RATE)
+
+
+def test_a_first_429_with_nothing_proven_halves_the_rate() -> None:
+    control = _RateControl(20.0, ceiling=None)
+
+    assert control.throttled(0, 20.0, saturated=0.5)
+    assert control.rate == 10.0
+
+
+def test_a_429_while_probing_goes_back_to_the_highest_rate_proven_below_it() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    probing = _limit._HOLD + 4.0
+    started_at = control.rate_at(probing)
+    proven = 20.0 * (1 + ((probing - _limit._PROVEN - _limit._HOLD) / _limit._PROBE) ** 3)
+
+    assert control.throttled(0, started_at, saturated=probing)
+
+    assert control.rate == pytest.approx(proven)
+    assert 20.0 < control.rate < started_at
+
+
+def test_a_429_to_a_proven_rate_lowers_it_by_a_tenth() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.rate_at(3.0)  # 20 has been used for 3 s with no 429: proven
+
+    assert control.throttled(0, 20.0, saturated=3.0)
+
+    assert control.rate == pytest.approx(18.0)
+
+
+def test_a_429_of_an_older_generation_changes_nothing() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 20.0, saturated=0.1)
+
+    assert not control.throttled(0, 20.0, saturated=0.2)
+    assert (control.rate, control.generation) == (10.0, 1)
+
+
+def test_the_rate_never_falls_below_its_floor() -> None:
+    control = _RateControl(1.0, ceiling=None)
+    for generation in range(20):
+        control.throttled(generation, control.rate, saturated=0.0)
+
+    assert control.rate == _limit._MIN_RATE
+
+
+def test_while_nobody_queues_the_rate_does_not_grow() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit="adaptive")
+
+    async def main() -> float | None:
+        for _ in range(100):  # one request at a time, a second apart: never a queue
+            await cycle(limiter)
+            await asyncio.sleep(1)
+        return limiter.rate
+
+    assert in_virtual_time(main) == DOCUMENTED_RATE
+
+
+def test_requests_queueing_for_the_rate_probe_it_up_after_the_hold() -> None:
+    limiter = AdaptiveLimiter(100, rate_limit="adaptive")
+
+    async def main() -> float | None:
+        await start_times(limiter, 400)()  # 20 s of queueing at 20 per second, and more
+        return limiter.rate
+
+    rate = in_virtual_time(main)
+    assert rate is not None
+    assert rate > DOCUMENTED_RATE

@@ -157,7 +157,7 @@ async def test_after_the_last_attempt_the_caller_gets_the_typed_error_with_the_a
 ) -> None:
     uo = paged_server.add_channel(1, 10)
     paged_server.hook = fault
-    retry = RetryPolicy(max_attempts=3, backoff_base=0.0)
+    retry = RetryPolicy(max_attempts=3, backoff_base=0.0, patience=0)
     async with client_for(paged_server, retry=retry) as client:
         with pytest.raises(error_class) as caught:
             await client.participants(KD, uo).collect()
@@ -292,7 +292,7 @@ async def test_rate_limit_caps_requests_per_second(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 10)
-    async with client_for(paged_server, rate_limit=50) as client:
+    async with client_for(paged_server, rate_limit=50, burst=1) as client:
         await client.participants(KD, uo, page_size=1).collect()
     times = [s.at for s in paged_server.seen]
     assert len(times) == 10
@@ -431,7 +431,7 @@ async def test_the_error_of_every_fault_holds_no_credentials(
 ) -> None:
     uo = paged_server.add_channel(1, 10)
     paged_server.hook = fault
-    retry = RetryPolicy(max_attempts=2, backoff_base=0.0)
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.0, patience=0)
     error: FlexError | None = None
     async with client_for(paged_server, retry=retry) as client:
         try:

@@ -968,7 +968,7 @@ def test_a_batch_yields_exactly_one_result_per_input_item_paired_with_it(
     emulator = shared.emulator
 
     async def go() -> list[ChannelResult]:
-        async with FlexClient(**emulator.client_kwargs(), retry=_RETRY) as client:
+        async with FlexClient(**emulator.client_kwargs(), retry=_RETRY, rate_limit=None) as client:
             batch = client.participants_for_channels(
                 items, page_size=page_size, concurrency=concurrency
             )
@@ -1002,7 +1002,7 @@ def test_a_stream_first_asked_after_close_keeps_raising_client_closed_error() ->
     shared = _shared()
 
     async def go() -> None:
-        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY)
+        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY, rate_limit=None)
         stream = client.participants(*shared.known[2])
         await client.close()
         with pytest.raises(ClientClosedError):
@@ -1017,7 +1017,7 @@ def test_a_stream_of_limit_zero_made_before_close_raises_after_it() -> None:
     shared = _shared()
 
     async def go() -> None:
-        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY)
+        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY, rate_limit=None)
         stream = client.participants(*shared.known[2], limit=0)
         await client.close()
         with pytest.raises(ClientClosedError):
@@ -1030,7 +1030,7 @@ def test_a_batch_started_after_close_raises_client_closed_error() -> None:
     shared = _shared()
 
     async def go() -> None:
-        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY)
+        client = FlexClient(**shared.emulator.client_kwargs(), retry=_RETRY, rate_limit=None)
         await client.close()
         batch = client.participants_for_channels(shared.known[:2])
         with pytest.raises(ClientClosedError):

@@ -1,0 +1,382 @@
+"""The rate budget, from the client's side: the default rate, what a 429 tells the limiter,
+and retries of 429s that wait for the budget instead of running out."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import attrs
+import pytest
+from aioresponses import aioresponses
+
+from flex_participants import (
+    AdaptiveLimiter,
+    FlexClient,
+    InvalidArgumentError,
+    RateLimitError,
+    RetryPolicy,
+    Throttle,
+)
+from flex_participants._limit import DOCUMENTED_RATE
+from flex_participants.emulator import FlexEmulator
+
+from .helpers import (
+    KD,
+    UO,
+    Credentials,
+    in_virtual_time,
+    page_body,
+    participants_url,
+    twilio_error,
+)
+
+NO_WAIT = RetryPolicy(backoff_base=0.0)
+
+
+def throttled(
+    mock: aioresponses, times: int, *, code: int = 20429, headers: dict[str, str] | None = None
+) -> None:
+    for _ in range(times):
+        mock.get(
+            participants_url(),
+            status=429,
+            payload=twilio_error(429, code, "Too many requests"),
+            headers=headers,
+        )
+
+
+class Recorder:
+    """A limiter that records what each release was told."""
+
+    def __init__(self) -> None:
+        self.released: list[tuple[bool, Throttle | None]] = []
+
+    async def acquire(self) -> object:
+        return None
+
+    async def release(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        self.released.append((throttled, throttle))
+
+
+class OldRecorder:
+    """A limiter written against the protocol's first form: no ``throttle`` keyword."""
+
+    def __init__(self) -> None:
+        self.released: list[bool] = []
+
+    async def acquire(self) -> object:
+        return None
+
+    async def release(self, permit: object, *, throttled: bool) -> None:
+        self.released.append(throttled)
+
+
+class KeywordsRecorder:
+    """A limiter whose release takes any keyword."""
+
+    def __init__(self) -> None:
+        self.keywords: list[dict[str, Any]] = []
+
+    async def acquire(self) -> object:
+        return None
+
+    async def release(self, permit: object, **keywords: Any) -> None:
+        self.keywords.append(keywords)
+
+
+# -- the default rate ----------------------------------------------------------------
+
+
+def test_a_new_client_adapts_its_rate_from_the_documented_budget(
+    credentials: Credentials,
+) -> None:
+    limiter = FlexClient(**credentials).limiter
+
+    assert isinstance(limiter, AdaptiveLimiter)
+    assert (limiter.rate, limiter.burst) == (DOCUMENTED_RATE, 4)
+
+
+def test_a_told_rate_and_burst_reach_the_limiter(credentials: Credentials) -> None:
+    limiter = FlexClient(**credentials, rate_limit=50, burst=7).limiter
+
+    assert isinstance(limiter, AdaptiveLimiter)
+    assert (limiter.rate, limiter.burst) == (50.0, 7)
+
+
+def test_rate_limit_none_leaves_only_the_concurrency_limit(credentials: Credentials) -> None:
+    limiter = FlexClient(**credentials, rate_limit=None).limiter
+
+    assert isinstance(limiter, AdaptiveLimiter)
+    assert (limiter.rate, limiter.burst) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate_limit": "fast"}, "rate_limit must be a finite number"),
+        ({"rate_limit": None, "burst": 3}, "give rate_limit too"),
+        ({"burst": 0}, "burst must be an integer >= 1"),
+    ],
+    ids=["a word", "burst without rate", "burst 0"],
+)
+def test_a_bad_rate_or_burst_is_refused_before_any_request(
+    credentials: Credentials, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        FlexClient(**credentials, **kwargs)
+
+
+# -- what a 429 tells the limiter ----------------------------------------------------
+
+
+async def test_a_limiter_that_takes_throttle_is_told_the_code_retry_after_and_concurrency(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(
+        mock_http,
+        1,
+        code=45780,
+        headers={"Retry-After": "2", "Twilio-Concurrent-Requests": "31"},
+    )
+    mock_http.get(participants_url(), payload=page_body(range(2)))
+    limiter = Recorder()
+    retry = RetryPolicy(backoff_base=0.0, retry_after_max=0.0)
+
+    async with FlexClient(**credentials, limiter=limiter, retry=retry) as client:
+        await client.fetch_page(KD, UO)
+
+    assert limiter.released == [
+        (True, Throttle(code=45780, retry_after=2.0, concurrent_requests=31)),
+        (False, None),
+    ]
+    assert limiter.released[0][1] is not None
+    assert limiter.released[0][1].concurrency
+
+
+async def test_a_limiter_taking_any_keyword_is_told_too(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 1)
+    mock_http.get(participants_url(), payload=page_body(range(2)))
+    limiter = KeywordsRecorder()
+
+    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
+        await client.fetch_page(KD, UO)
+
+    assert limiter.keywords[0] == {"throttled": True, "throttle": Throttle(code=20429)}
+
+
+async def test_a_limiter_without_the_throttle_keyword_is_called_as_before(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 1)
+    mock_http.get(participants_url(), payload=page_body(range(2)))
+    limiter = OldRecorder()
+
+    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
+        await client.fetch_page(KD, UO)
+
+    assert limiter.released == [True, False]
+
+
+@pytest.mark.parametrize("value", ["", "many", "-3", "1e3", "٣", "99999999999"])
+async def test_an_unusable_concurrent_requests_header_is_no_number(
+    mock_http: aioresponses, credentials: Credentials, value: str
+) -> None:
+    throttled(mock_http, 1, headers={"Twilio-Concurrent-Requests": value})
+    mock_http.get(participants_url(), payload=page_body(range(2)))
+    limiter = Recorder()
+
+    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
+        await client.fetch_page(KD, UO)
+
+    assert limiter.released[0] == (True, Throttle(code=20429))
+
+
+# -- retries of 429s wait for the budget ----------------------------------------------
+
+
+async def test_429s_within_patience_are_retried_however_many_attempts_that_takes(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 6)
+    mock_http.get(participants_url(), payload=page_body(range(3)))
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.0)
+
+    async with FlexClient(**credentials, rate_limit=None, retry=retry) as client:
+        page = await client.fetch_page(KD, UO)
+
+    assert len(page.participants) == 3
+    assert client.retries == 6
+
+
+async def test_429s_within_patience_leave_max_attempts_to_the_other_failures(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 3)
+    for _ in range(2):
+        mock_http.get(participants_url(), status=503, payload=twilio_error(503, 20503, "down"))
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.0)
+
+    async with FlexClient(**credentials, rate_limit=None, retry=retry) as client:
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - checked below
+            await client.fetch_page(KD, UO)
+
+    # Three 429s, then two 503s: the second 503 is the second counted attempt.
+    assert getattr(caught.value, "status", None) == 503
+    assert getattr(caught.value, "attempts", None) == 5
+
+
+async def test_once_patience_runs_out_429s_count_as_attempts(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 5)
+    retry = RetryPolicy(max_attempts=3, backoff_base=0.0, patience=0.0)
+
+    async with FlexClient(**credentials, rate_limit=None, retry=retry) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.fetch_page(KD, UO)
+
+    assert caught.value.attempts == 3
+
+
+async def test_one_attempt_means_no_retry_of_a_429_either(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    throttled(mock_http, 2)
+    retry = RetryPolicy(max_attempts=1)
+
+    async with FlexClient(**credentials, rate_limit=None, retry=retry) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.fetch_page(KD, UO)
+
+    assert caught.value.attempts == 1
+    assert client.requests_sent == 1
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), True])
+def test_patience_is_a_finite_number_of_seconds(value: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="patience"):
+        RetryPolicy(patience=value)
+
+
+# -- against the emulator's bucket, in virtual time ----------------------------------------
+#
+# The emulator enforces its token bucket on the loop's clock; in a `VirtualTimeLoop` its
+# latency, its refills and the client's pacing all run on one exact clock, so these runs are
+# the same every time, and take no real time to wait.
+
+
+@attrs.frozen
+class BudgetRun:
+    """What one batch against a rate-limited emulator did."""
+
+    delivered: int
+    lost: int
+    requests: int
+    rate_throttled: int
+    wall: float
+    starts: tuple[float, ...]
+    rate: float | None
+    level: int
+
+    @property
+    def throttled_share(self) -> float:
+        return self.rate_throttled / self.requests
+
+
+def against_budget(
+    *,
+    rate: float,
+    burst: int,
+    channels: int,
+    latency: float = 0.2,
+    max_in_flight: int | None = None,
+    concurrency_code: int = 20429,
+    **client: Any,
+) -> BudgetRun:
+    """A batch over ``channels`` one-page channels against an emulator's bucket."""
+
+    async def main() -> BudgetRun:
+        async with FlexEmulator(
+            rate_limit=rate,
+            burst=burst,
+            latency=latency,
+            max_in_flight=max_in_flight,
+            concurrency_code=concurrency_code,
+        ) as emulator:
+            pairs = [emulator.add_channel(participants=3) for _ in range(channels)]
+            async with FlexClient(**emulator.client_kwargs(), **client) as flex:
+                async with flex.participants_for_channels(pairs) as batch:
+                    results = [result async for result in batch]
+                limiter = flex.limiter
+            log = emulator.stats.log
+            assert isinstance(limiter, AdaptiveLimiter)
+            return BudgetRun(
+                delivered=sum(1 for r in results if r.ok and len(r.participants) == 3),
+                lost=sum(1 for r in results if not r.ok),
+                requests=emulator.stats.requests,
+                rate_throttled=emulator.stats.rate_throttled,
+                wall=max(r.finished for r in log) - min(r.started for r in log),
+                starts=tuple(sorted(r.started for r in log)),
+                rate=limiter.rate,
+                level=limiter.level,
+            )
+
+    return in_virtual_time(main)
+
+
+def most_in_any_window(starts: tuple[float, ...], window: float) -> int:
+    """The most starts within any closed window of ``window`` seconds."""
+    return max(bisect.bisect_right(starts, t + window + 1e-9) - i for i, t in enumerate(starts))
+
+
+def test_told_the_budget_the_client_uses_it_all_and_provokes_no_429() -> None:
+    run = against_budget(rate=20, burst=5, channels=60, rate_limit=20)
+
+    assert (run.delivered, run.lost, run.rate_throttled) == (60, 0, 0)
+    floor = (60 - 5) / 20 + 0.2
+    assert run.wall <= 1.02 * floor
+    # Never more than the client's own bucket allows: its burst of 4, then 20 a second.
+    assert all(most_in_any_window(run.starts, w) <= 4 + 20 * w for w in (0.0, 0.05, 0.5, 1.0))
+
+
+def test_untold_the_client_holds_the_documented_budget_with_few_429s() -> None:
+    run = against_budget(rate=20, burst=5, channels=200)
+
+    assert (run.delivered, run.lost) == (200, 0)
+    assert run.throttled_share <= 0.02
+    assert run.wall <= 1.05 * ((200 - 5) / 20 + 0.2)
+
+
+def test_untold_against_a_stricter_budget_the_client_finds_it_and_loses_nothing() -> None:
+    run = against_budget(rate=10, burst=5, channels=100)
+
+    assert (run.delivered, run.lost) == (100, 0)
+    assert run.throttled_share <= 0.05
+    assert run.wall <= 1.10 * ((100 - 5) / 10 + 0.2)
+    assert run.rate is not None
+    assert 9.0 <= run.rate <= 11.0
+
+
+def test_a_budget_far_below_the_start_costs_time_but_loses_no_channel() -> None:
+    run = against_budget(
+        rate=2, burst=1, channels=30, retry=RetryPolicy(max_attempts=2, backoff_base=0.1)
+    )
+
+    assert (run.delivered, run.lost) == (30, 0)
+    assert run.rate is not None
+    assert run.rate <= 2.5
+
+
+def test_a_concurrency_429_lowers_the_requests_in_flight_and_not_the_rate() -> None:
+    run = against_budget(
+        rate=100, burst=20, channels=40, max_in_flight=2, concurrency_code=45780, latency=0.5
+    )
+
+    assert (run.delivered, run.lost) == (40, 0)
+    assert run.rate == DOCUMENTED_RATE
+    assert run.level < 10
