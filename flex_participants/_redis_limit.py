@@ -1,8 +1,8 @@
 """One budget of requests for a whole fleet: a `Limiter` whose slots live in Redis.
 
 Twilio counts requests per account, not per process. Every `RedisLimiter` that uses the same
-Redis ``key`` shares one cap on requests in flight, one optional pace of requests per second
-and one adaptive level, whichever process or machine it runs in.
+Redis ``key`` shares one cap on requests in flight, one optional token bucket of requests per
+second and one adaptive level, whichever process or machine it runs in.
 
 The protocol, all in Lua scripts that Redis runs atomically, on Redis's own clock, in
 microseconds (Redis ``TIME`` gives seconds and microseconds; microseconds since the epoch are
@@ -18,17 +18,26 @@ whole numbers far below 2^53, so a Lua number, a double, holds them exactly):
   waiter gets a slot only if fewer waiters are ahead of it than there are free slots, so
   waiters are served in arrival order across the fleet; a waiter that stops asking (its
   process died) is dropped from the queue.
-* ``{key}:state``, a hash: the shared ``level`` (how many slots there are now), the
-  ``generation`` of the last decrease, and the pacing schedule. A 429 halves the level once
+* ``{key}:state``, a hash: the shared ``level`` (how many slots there are now) and the
+  ``generation`` of its last decrease; with ``rate_limit``, the bucket (``tat``) and the
+  shared rate (``rate_share``, ``rate_cut_at``, ``rate_generation``); and counters. A 429 for
+  requests in flight (code 45780, or any 429 without ``rate_limit``) halves the level once
   per burst (only a permit granted since the last decrease lowers it again); a success while
   the window is full adds ``0.5 / level``, never above ``max_concurrency``, as
   `AdaptiveLimiter` does in one process.
-* Pacing, with ``rate_limit``: start ``n`` of the schedule is at ``pace_origin + n * interval``
-  (``pace_next`` is the next ``n`` to give), computed afresh each time, so that no rounding
-  adds up. A waiter whose turn comes within ``poll_interval`` reserves its start, takes its
-  slot and sleeps until then; a schedule that fell behind restarts now, with no catching up.
-  A waiter cancelled before its start gives the start back: the schedule steps back if it
-  was the last one, and otherwise ``{key}:gaps`` keeps it for the next waiter.
+* The bucket, with ``rate_limit``, is a GCRA: ``tat``, the theoretical arrival time, is when
+  the bucket would be full again. A start at ``now`` is allowed if ``now >= tat - (burst - 1)
+  * interval``, and takes ``tat = max(tat, now) + interval``: so any window of ``t`` seconds
+  holds at most ``burst + rate * t`` starts, fleet-wide. A waiter whose allowed start comes
+  within ``poll_interval`` reserves it, takes its slot and sleeps until then. A waiter
+  cancelled before its start gives it back: ``tat`` steps back one interval if no start was
+  granted after it (otherwise nothing is owed: the later start was placed after it and does
+  not move, so a token handed on could put two starts where the bucket allows one).
+* The shared rate: any other 429 (code 20429, or none) multiplies it by 0.7, once per burst
+  (``rate_generation``, as for the level), never below a twentieth of ``rate_limit``, and
+  empties the bucket (``tat = now + burst * interval``), so that no burst follows a 429. It
+  then grows back linearly to ``rate_limit`` over ten seconds: the scripts compute it from
+  the share kept at the last decrease and the time of it, and never go above ``rate_limit``.
 
 Waiters poll with a short jittered backoff, and a release in this process wakes the oldest
 waiter of this process at once. Every Redis call runs under ``timeout``: if Redis fails, the
@@ -52,7 +61,7 @@ import attrs
 
 from ._arguments import check_count, check_quantity
 from ._errors import InvalidArgumentError, TransportError
-from ._limit import AdaptiveLimiter
+from ._limit import AdaptiveLimiter, Throttle, default_burst
 
 try:
     import redis.asyncio as _redis_asyncio
@@ -68,6 +77,12 @@ __all__ = ["RedisLimitState", "RedisLimiter"]
 logger = logging.getLogger("flex_participants")
 
 _GROWTH: Final = 0.5
+# A 429 for the rate multiplies the shared rate by this, once per burst of 429s...
+_RATE_CUT: Final = 0.7
+# ...never below this share of rate_limit (the bucket it empties is refilled at that rate)...
+_MIN_RATE_SHARE: Final = 0.05
+# ...and the rate grows back linearly to rate_limit in this many seconds.
+_RATE_RECOVERY_SECONDS = 10.0
 # A waiter polls at least this often, so a gap of this many polls means its process is gone.
 _WAITER_GRACE_POLLS: Final = 20
 _WAITER_GRACE_MIN: Final = 2.0
@@ -84,6 +99,7 @@ _MICROSECONDS: Final = 1_000_000
 _LUA_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function fmt(x) return string.format('%.17g', x) end
 local function extend(key, us)
   local ms = math.ceil(us / 1000)
   local ttl = redis.call('PTTL', key)
@@ -95,23 +111,38 @@ local function current_level(state, max)
   if level < 1 then level = 1 end
   return level
 end
+-- The share of rate_limit the fleet may use now: from the share kept at the last decrease,
+-- back up linearly to all of it over recovery_us.
+local function current_share(state, recovery_us)
+  local cut = redis.call('HMGET', state, 'rate_share', 'rate_cut_at')
+  if not cut[1] then return 1 end
+  local share = tonumber(cut[1])
+  local elapsed = math.max(0, now - tonumber(cut[2] or now))
+  share = share + (1 - share) * elapsed / recovery_us
+  if share > 1 then share = 1 end
+  return share
+end
 """
 
-# KEYS: leases, queue, alive, seq, state, gaps
-# ARGV: id, max_concurrency, lease_us, waiter_grace_us, interval_us, horizon_us, idle_us
-# Returns: {granted, generation, level, in_flight, waiting_ahead, wait_us}: if granted, how
-# long until the start it reserved; if not, how long the pace says to wait before asking again.
+# KEYS: leases, queue, alive, seq, state
+# ARGV: id, max_concurrency, lease_us, waiter_grace_us, horizon_us, idle_us,
+#       rate_limit (0: none), burst, recovery_us
+# Returns: {granted, generation, rate_generation, level, rate, in_flight, waiting_ahead,
+# wait_us}: if granted, how long until the start it reserved; if not, how long the bucket
+# says to wait before asking again.
 _ACQUIRE = (
     _LUA_PRELUDE
     + """
-local leases, queue, alive, seq, state, gaps = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local leases, queue, alive, seq, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[1]
 local max = tonumber(ARGV[2])
 local lease_us = tonumber(ARGV[3])
 local grace_us = tonumber(ARGV[4])
-local interval = tonumber(ARGV[5])
-local horizon = tonumber(ARGV[6])
-local idle_us = tonumber(ARGV[7])
+local horizon = tonumber(ARGV[5])
+local idle_us = tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
+local burst = tonumber(ARGV[8])
+local recovery_us = tonumber(ARGV[9])
 
 redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 local gone = redis.call('ZRANGEBYSCORE', alive, '-inf', now)
@@ -120,7 +151,11 @@ redis.call('ZREMRANGEBYSCORE', alive, '-inf', now)
 
 local level = current_level(state, max)
 local slots = math.floor(level)
-local generation = tonumber(redis.call('HGET', state, 'generation') or 0)
+local generations = redis.call('HMGET', state, 'generation', 'rate_generation')
+local generation = tonumber(generations[1] or 0)
+local rate_generation = tonumber(generations[2] or 0)
+local rate = 0
+if limit > 0 then rate = limit * current_share(state, recovery_us) end
 if not redis.call('ZSCORE', queue, id) then
   redis.call('ZADD', queue, redis.call('INCR', seq), id)
 end
@@ -129,36 +164,21 @@ local ahead = redis.call('ZRANK', queue, id)
 local in_flight = redis.call('ZCARD', leases)
 local granted, wait = 0, 0
 if ahead < slots - in_flight then
-  local start, gap, index, origin = now, nil, 0, now
-  if interval > 0 then
-    local stored = redis.call('HGET', state, 'pace_origin')
-    if stored then origin = tonumber(stored) else redis.call('DEL', gaps) end
-    local next_index = tonumber(redis.call('HGET', state, 'pace_next') or 0)
-    -- A start given back by a cancelled waiter, if still ahead, is taken first.
-    while true do
-      gap = redis.call('ZRANGE', gaps, 0, 0)[1]
-      if not gap or origin + tonumber(gap) * interval >= now then break end
-      redis.call('ZREM', gaps, gap)
-    end
-    if gap then
-      index = tonumber(gap)
-    elseif origin + next_index * interval < now then
-      -- Behind schedule (nobody was waiting): start now, with no catching up.
-      origin, index = now, 0
-    else
-      index = next_index
-    end
-    start = origin + index * interval
+  local start, tat, step = now, now, 0
+  if rate > 0 then
+    step = 1000000 / rate
+    -- A tat in the past is a full bucket: no saving up beyond burst.
+    tat = math.max(now, tonumber(redis.call('HGET', state, 'tat') or now))
+    start = math.max(now, tat - (burst - 1) * step)
   end
   if start - now > horizon then
     wait = start - now - horizon
   else
     granted = 1
     wait = start - now
-    if gap then
-      redis.call('ZREM', gaps, gap)
-    elseif interval > 0 then
-      redis.call('HSET', state, 'pace_origin', origin, 'pace_next', index + 1)
+    if rate > 0 then
+      -- Who took the last start, and what it cost: a cancelled waiter may give it back.
+      redis.call('HSET', state, 'tat', fmt(tat + step), 'tat_id', id, 'tat_step', fmt(step))
     end
     -- The lease runs from the start: renewals before it change nothing (ZADD GT).
     redis.call('ZADD', leases, start + lease_us, id)
@@ -177,7 +197,7 @@ if redis.call('EXISTS', queue) == 1 then
 end
 extend(seq, idle_us)
 if redis.call('EXISTS', state) == 1 then extend(state, idle_us) end
-return {granted, generation, tostring(level), in_flight, ahead, string.format('%.17g', wait)}
+return {granted, generation, rate_generation, fmt(level), fmt(rate), in_flight, ahead, fmt(wait)}
 """
 )
 
@@ -203,83 +223,96 @@ return lapsed
 )
 
 # KEYS: leases, state
-# ARGV: id, throttled (0/1), generation of the permit, max_concurrency, growth, idle_us
-# Returns: {removed, level}
+# ARGV: id, throttled (0/1), generation and rate_generation of the permit, concurrency (0/1:
+#       whether the 429 was for requests in flight), max_concurrency, growth, idle_us,
+#       rate_limit (0: none), burst, recovery_us, rate_cut, min_rate_share
+# Returns: {removed, level, rate}
 _RELEASE = (
     _LUA_PRELUDE
     + """
 local leases, state = KEYS[1], KEYS[2]
-local max = tonumber(ARGV[4])
+local max = tonumber(ARGV[6])
+local limit = tonumber(ARGV[9])
+local burst = tonumber(ARGV[10])
+local recovery_us = tonumber(ARGV[11])
 redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
 local removed = redis.call('ZREM', leases, ARGV[1])
 local level = current_level(state, max)
+local share = 1
+if limit > 0 then share = current_share(state, recovery_us) end
 if ARGV[2] == '1' then
   redis.call('HINCRBY', state, 'throttled', 1)
-  local generation = tonumber(redis.call('HGET', state, 'generation') or 0)
   -- One decrease per burst: a 429 to a request granted before the last decrease was
-  -- caused by the old level and is already accounted for.
-  if tonumber(ARGV[3]) == generation then
-    level = math.max(1, level / 2)
-    redis.call('HSET', state, 'generation', generation + 1)
+  -- caused by the old level (or rate) and is already accounted for.
+  if limit > 0 and ARGV[5] ~= '1' then
+    local rate_generation = tonumber(redis.call('HGET', state, 'rate_generation') or 0)
+    if tonumber(ARGV[4]) == rate_generation then
+      share = math.max(tonumber(ARGV[13]), share * tonumber(ARGV[12]))
+      local step = 1000000 / (limit * share)
+      -- The bucket is emptied (but starts already reserved keep their place).
+      local tat = math.max(now + burst * step, tonumber(redis.call('HGET', state, 'tat') or 0))
+      redis.call('HSET', state, 'rate_share', fmt(share), 'rate_cut_at', now,
+        'rate_generation', rate_generation + 1, 'tat', fmt(tat))
+      redis.call('HDEL', state, 'tat_id', 'tat_step')
+    end
+  else
+    local generation = tonumber(redis.call('HGET', state, 'generation') or 0)
+    if tonumber(ARGV[3]) == generation then
+      level = math.max(1, level / 2)
+      redis.call('HSET', state, 'generation', generation + 1)
+    end
   end
 else
   local in_flight = redis.call('ZCARD', leases)
   if in_flight + 1 >= math.floor(level) then
-    level = math.min(max, level + tonumber(ARGV[5]) / level)
+    level = math.min(max, level + tonumber(ARGV[7]) / level)
   end
 end
-redis.call('HSET', state, 'level', string.format('%.17g', level))
-extend(state, tonumber(ARGV[6]))
-return {removed, tostring(level)}
+redis.call('HSET', state, 'level', fmt(level))
+extend(state, tonumber(ARGV[8]))
+return {removed, fmt(level), fmt(limit * share)}
 """
 )
 
-# KEYS: leases, queue, alive, state, gaps. ARGV: id, lease_us, interval_us, idle_us
+# KEYS: leases, queue, alive, state. ARGV: id
 # Forget a waiter that gave up: its place in the queue, and the lease and the start it may
 # have been granted meanwhile (even if the reply granting them never reached it).
 _FORGET = (
     _LUA_PRELUDE
     + """
-local leases, queue, alive, state, gaps = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local leases, queue, alive, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
-local interval = tonumber(ARGV[3])
-local score = redis.call('ZSCORE', leases, id)
-redis.call('ZREM', leases, id)
+local held = redis.call('ZREM', leases, id)
 redis.call('ZREM', queue, id)
 redis.call('ZREM', alive, id)
--- Below a few microseconds a start could not be told from its neighbours; no fleet is that
--- fast, so such a schedule is always behind and reserves no start ahead anyway.
-if score and interval >= 4 then
-  -- Its start is its lease's expiry less one lease (no renewal moves it before the start).
-  local start = tonumber(score) - tonumber(ARGV[2])
-  local origin = tonumber(redis.call('HGET', state, 'pace_origin') or 0)
-  local next_index = tonumber(redis.call('HGET', state, 'pace_next') or 0)
-  if start > now and origin > 0 then
-    local index = math.floor((start - origin) / interval + 0.5)
-    if index == next_index - 1 then
-      -- The last start given: the schedule steps back, over any gaps just before it too.
-      while redis.call('ZREM', gaps, index - 1) == 1 do index = index - 1 end
-      redis.call('HSET', state, 'pace_next', index)
-    elseif index >= 0 and index < next_index then
-      redis.call('ZADD', gaps, index, index)
-      extend(gaps, tonumber(ARGV[4]))
-    end
+if held == 1 then
+  -- Its start was never used. If it was the last one granted, the bucket steps back as if it
+  -- had never been taken; if a start was granted after it, that one does not move, and
+  -- nothing is owed.
+  local last = redis.call('HMGET', state, 'tat_id', 'tat', 'tat_step')
+  if last[1] == id then
+    redis.call('HSET', state, 'tat', fmt(tonumber(last[2]) - tonumber(last[3])))
+    redis.call('HDEL', state, 'tat_id', 'tat_step')
   end
 end
-return {1}
+return {held}
 """
 )
 
-# KEYS: leases, queue, state. Returns: {level, in_flight, waiting, throttled, peak, generation}
+# KEYS: leases, queue, state. ARGV: max_concurrency, rate_limit (0: none), recovery_us
+# Returns: {level, in_flight, waiting, throttled, peak, generation, rate}
 _READ = (
     _LUA_PRELUDE
     + """
 local max = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local function field(name) return tonumber(redis.call('HGET', KEYS[3], name) or 0) end
+local rate = 0
+if limit > 0 then rate = limit * current_share(KEYS[3], tonumber(ARGV[3])) end
 return {
-  tostring(current_level(KEYS[3], max)), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-  field('throttled'), field('peak'), field('generation'),
+  fmt(current_level(KEYS[3], max)), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
+  field('throttled'), field('peak'), field('generation'), fmt(rate),
 }
 """
 )
@@ -293,6 +326,7 @@ class _RedisUnavailableError(Exception):
 class _RedisPermit:
     id: str
     generation: int
+    rate_generation: int
 
 
 @attrs.frozen
@@ -312,6 +346,8 @@ class RedisLimitState:
         throttled: 429s reported by every process since the key was created.
         peak_in_flight: the most leases that were held at once.
         generation: how many times the level was lowered for a burst of 429s.
+        rate: the requests per second the fleet may start now, under ``rate_limit``: lowered
+            by 429s for the rate and growing back to ``rate_limit`` (``None`` without one).
     """
 
     level: int
@@ -320,10 +356,15 @@ class RedisLimitState:
     throttled: int
     peak_in_flight: int
     generation: int
+    rate: float | None
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _recovery_us() -> int:
+    return round(_RATE_RECOVERY_SECONDS * _MICROSECONDS)
 
 
 def _describe(client: object) -> str:
@@ -344,9 +385,16 @@ class RedisLimiter:
 
     Pass one to each client, ``FlexClient(limiter=RedisLimiter(redis, max_concurrency=20))``, in
     every worker of the fleet: together they never have more than ``max_concurrency`` requests
-    in flight, nor (with ``rate_limit``) start more than ``rate_limit`` per second. A 429 seen
-    by any of them halves the shared level for all of them; successes raise it slowly again.
-    Waiters are served in arrival order across the fleet.
+    in flight, nor (with ``rate_limit``) start more than ``burst + rate_limit * t`` requests in
+    any ``t`` seconds: one token bucket for the fleet, which lets a burst through at once and
+    then one request every ``1 / rate_limit`` seconds. Waiters are served in arrival order
+    across the fleet.
+
+    A 429 seen by any of them slows all of them, once per burst of 429s. A 429 for requests
+    in flight (code 45780), or any 429 without ``rate_limit``, halves the shared level, which
+    successes raise slowly again. Any other 429, under ``rate_limit``, lowers the shared rate
+    to 0.7 times what it was (never below a twentieth of ``rate_limit``) and empties the
+    bucket; the rate then grows back linearly to ``rate_limit`` over about ten seconds.
 
     Slots are leases, renewed while they are held: one task per limiter, started with the
     first permit and stopped with the last, renews every lease of this process in one Redis
@@ -362,14 +410,17 @@ class RedisLimiter:
         redis: a ``redis.asyncio.Redis`` client (``decode_responses`` either way).
         key: the name shared by the fleet; the limiter uses keys ``{key}:...`` in Redis.
         max_concurrency: the most requests in flight across the fleet, whatever happens.
-        rate_limit: if given, the most requests started per second across the fleet, spaced
-            evenly. A waiter whose start comes within ``poll_interval`` reserves it and holds
-            its slot until then; one cancelled before its start gives the start back.
+        rate_limit: if given, the requests per second the fleet may start, through a shared
+            token bucket of ``burst`` tokens. A waiter whose start comes within
+            ``poll_interval`` reserves it and holds its slot until then; one cancelled before
+            its start gives the start back, unless a later start was granted meanwhile.
+        burst: how many requests the bucket lets start at once (its tokens); default a fifth
+            of a second of ``rate_limit``, at least 1 (4 at 20/s). Only with ``rate_limit``.
         lease_seconds: how long the slots of a worker that died stay taken.
         on_redis_error: what to do when Redis fails or does not answer within ``timeout``:
             ``"raise"``: `acquire` raises `TransportError`; ``"local"``: log a warning and
-            limit this process alone with an `AdaptiveLimiter` of ``local_max_concurrency``,
-            trying Redis again every few seconds.
+            limit this process alone with an `AdaptiveLimiter` of ``local_max_concurrency``
+            (with the same ``rate_limit`` and ``burst``), trying Redis again every few seconds.
         local_max_concurrency: the local limit used after a Redis failure with
             ``on_redis_error="local"``; default ``max_concurrency`` (set it to this process's
             share of the budget if the fleet must stay under it even then).
@@ -377,7 +428,8 @@ class RedisLimiter:
         poll_interval: the longest a waiter waits before asking Redis again.
 
     Raises:
-        InvalidArgumentError: (a `ValueError`) an argument is out of range.
+        InvalidArgumentError: (a `ValueError`) an argument is out of range, or ``burst`` was
+            given without ``rate_limit``.
     """
 
     def __init__(
@@ -387,6 +439,7 @@ class RedisLimiter:
         key: str = "flex_participants",
         max_concurrency: int,
         rate_limit: float | None = None,
+        burst: int | None = None,
         lease_seconds: float = 10.0,
         on_redis_error: Literal["raise", "local"] = "raise",
         local_max_concurrency: int | None = None,
@@ -409,6 +462,17 @@ class RedisLimiter:
             if rate_limit is None
             else check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
         )
+        if rate is None:
+            if burst is not None:
+                raise InvalidArgumentError(
+                    "burst is the size of a rate's bucket: give rate_limit too"
+                )
+            self._burst: int | None = None
+        else:
+            self._burst = check_count(
+                "burst", default_burst(rate) if burst is None else burst, minimum=1
+            )
+        self._rate_limit = rate
         lease = check_quantity("lease_seconds", lease_seconds, strict=True, unit="seconds")
         self._timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")
         self._poll = check_quantity("poll_interval", poll_interval, strict=True, unit="seconds")
@@ -427,15 +491,12 @@ class RedisLimiter:
         self._alive = f"{prefix}:alive"
         self._seq = f"{prefix}:seq"
         self._state = f"{prefix}:state"
-        self._gaps = f"{prefix}:gaps"
         self._lease = lease
         self._lease_us = max(1, round(lease * _MICROSECONDS))
         self._grace_us = round(max(_WAITER_GRACE_MIN, _WAITER_GRACE_POLLS * self._poll) * 1e6)
-        # Exact, not rounded: the script computes each start from it afresh.
-        self._interval_us = _MICROSECONDS / rate if rate else 0.0
         self._horizon_us = round(self._poll * _MICROSECONDS)
         self._on_error = on_redis_error
-        self._local = AdaptiveLimiter(local_max, rate_limit=rate)
+        self._local = AdaptiveLimiter(local_max, rate_limit=rate, burst=self._burst)
         self._local_until = 0.0
         self._acquire_script = redis.register_script(_ACQUIRE)
         self._renew_script = redis.register_script(_RENEW)
@@ -449,6 +510,7 @@ class RedisLimiter:
         self._held: weakref.WeakValueDictionary[str, _RedisPermit] = weakref.WeakValueDictionary()
         self._renewal: asyncio.Task[None] | None = None
         self._level = float(self._max)
+        self._rate = rate
         self._in_flight = 0
         self.peak_in_flight = 0
         """The most requests this limiter had in flight at once (in this process)."""
@@ -461,8 +523,9 @@ class RedisLimiter:
 
     def __repr__(self) -> str:
         mode = " local" if self.using_local else ""
+        rate = "" if self._rate is None else f" rate={self._rate:.4g}/s burst={self._burst}"
         return (
-            f"<RedisLimiter{mode} key={self._key!r} level={self.level}/{self._max}"
+            f"<RedisLimiter{mode} key={self._key!r} level={self.level}/{self._max}{rate}"
             f" in_flight={self._in_flight} waiting={len(self._wakers)} {self._where}>"
         )
 
@@ -480,6 +543,17 @@ class RedisLimiter:
     def level(self) -> int:
         """The shared level as last seen from Redis (1 to `max_concurrency`)."""
         return max(1, math.floor(self._level))
+
+    @property
+    def rate(self) -> float | None:
+        """The requests per second the fleet may start, as last seen from Redis: ``rate_limit``,
+        or less for a while after a 429 (``None`` without ``rate_limit``)."""
+        return self._rate
+
+    @property
+    def burst(self) -> int | None:
+        """How many tokens the fleet's bucket holds (``None`` without ``rate_limit``)."""
+        return self._burst
 
     @property
     def in_flight(self) -> int:
@@ -512,8 +586,17 @@ class RedisLimiter:
         self._took()
         return permit
 
-    async def release(self, permit: object, *, throttled: bool) -> None:
-        """Give the slot back and tell the fleet's level about the outcome.
+    async def release(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        """Give the slot back and tell the fleet's level, or its rate, about the outcome.
+
+        Args:
+            permit: what `acquire` returned.
+            throttled: whether the request was answered with 429.
+            throttle: what the 429 said. One for requests in flight (`Throttle.concurrency`)
+                halves the shared level; any other, under ``rate_limit``, lowers the shared
+                rate and empties the bucket (without ``rate_limit``, it halves the level).
 
         A release never raises for Redis: if Redis cannot be reached, the lease runs out on its
         own within ``lease_seconds`` (a warning is logged, and the next `acquire` deals with
@@ -527,7 +610,7 @@ class RedisLimiter:
         """
         if isinstance(permit, _LocalPermit):
             self._in_flight -= 1
-            await self._local.release(permit.inner, throttled=throttled)
+            await self._local.release(permit.inner, throttled=throttled, throttle=throttle)
             return
         if not isinstance(permit, _RedisPermit):
             raise InvalidArgumentError(f"not a permit of this limiter: {permit!r}")
@@ -543,9 +626,14 @@ class RedisLimiter:
                     permit.id,
                     int(throttled),
                     permit.generation,
+                    permit.rate_generation,
+                    int(throttle is not None and throttle.concurrency),
                     self._max,
                     _GROWTH,
                     _IDLE_SECONDS * _MICROSECONDS,
+                    *self._bucket_args(),
+                    _RATE_CUT,
+                    _MIN_RATE_SHARE,
                 ],
             )
         except _RedisUnavailableError as failure:
@@ -565,6 +653,7 @@ class RedisLimiter:
                     self._lease,
                 )
             self._level = float(_text(reply[1]))
+            self._seen_rate(reply[2])
         finally:
             self._wake_first()
             await self._stop_renewal_if_idle()
@@ -573,19 +662,22 @@ class RedisLimiter:
     # -- reading the shared state -----------------------------------------------------------
 
     async def read_state(self) -> RedisLimitState:
-        """Read the shared level and counters of this limiter's key from Redis.
+        """Read the shared level, rate and counters of this limiter's key from Redis.
 
         Raises:
             TransportError: Redis failed or did not answer within ``timeout``.
         """
         try:
             reply = await self._call(
-                self._read_script, [self._leases, self._queue, self._state], [self._max]
+                self._read_script,
+                [self._leases, self._queue, self._state],
+                [self._max, self._rate_limit or 0, _recovery_us()],
             )
         except _RedisUnavailableError as failure:
             raise self._error(failure) from failure.__cause__
-        level, in_flight, waiting, throttled, peak, generation = reply
+        level, in_flight, waiting, throttled, peak, generation, rate = reply
         self._level = float(_text(level))
+        self._seen_rate(rate)
         return RedisLimitState(
             level=self.level,
             in_flight=int(in_flight),
@@ -593,6 +685,7 @@ class RedisLimiter:
             throttled=int(throttled),
             peak_in_flight=int(peak),
             generation=int(generation),
+            rate=self._rate,
         )
 
     # -- inside -----------------------------------------------------------------------------
@@ -600,8 +693,8 @@ class RedisLimiter:
     async def _acquire_shared(self) -> _RedisPermit:
         permit_id = uuid.uuid4().hex
         try:
-            generation, start_in = await self._wait_for_grant(permit_id)
-            permit = _RedisPermit(permit_id, generation)
+            generation, rate_generation, start_in = await self._wait_for_grant(permit_id)
+            permit = _RedisPermit(permit_id, generation, rate_generation)
             self._held[permit_id] = permit
             self._start_renewal()
             if start_in > 0:
@@ -615,8 +708,8 @@ class RedisLimiter:
             raise
         return permit
 
-    async def _wait_for_grant(self, permit_id: str) -> tuple[int, float]:
-        """Ask Redis until it grants a slot; return its generation and seconds to its start."""
+    async def _wait_for_grant(self, permit_id: str) -> tuple[int, int, float]:
+        """Ask Redis until it grants a slot; return its generations and seconds to its start."""
         loop = asyncio.get_running_loop()
         delay = _FIRST_POLL
         self._wakers[permit_id] = loop.create_future()
@@ -624,24 +717,25 @@ class RedisLimiter:
             while True:
                 reply = await self._call(
                     self._acquire_script,
-                    [self._leases, self._queue, self._alive, self._seq, self._state, self._gaps],
+                    [self._leases, self._queue, self._alive, self._seq, self._state],
                     [
                         permit_id,
                         self._max,
                         self._lease_us,
                         self._grace_us,
-                        repr(self._interval_us),
                         self._horizon_us,
                         _IDLE_SECONDS * _MICROSECONDS,
+                        *self._bucket_args(),
                     ],
                 )
-                is_granted, generation, level, _in_flight, _ahead, wait_us = reply
+                granted, generation, rate_generation, level, rate, _in, _ahead, wait_us = reply
                 self._level = float(_text(level))
+                self._seen_rate(rate)
                 wait = float(_text(wait_us)) / _MICROSECONDS
-                if int(is_granted):
-                    return int(generation), wait
+                if int(granted):
+                    return int(generation), int(rate_generation), wait
                 if wait > 0:
-                    # Next in line, but the fleet's pace says not yet; keep asking well within
+                    # Next in line, but the bucket says not yet; keep asking well within
                     # the grace period, so that a long pause does not cost our place.
                     wait = min(wait, self._grace_us / _MICROSECONDS / 4)
                 else:
@@ -663,13 +757,8 @@ class RedisLimiter:
             # If this fails, the waiter's grace period, or the lease, runs out on its own.
             await self._call(
                 self._forget_script,
-                [self._leases, self._queue, self._alive, self._state, self._gaps],
-                [
-                    permit_id,
-                    self._lease_us,
-                    repr(self._interval_us),
-                    _IDLE_SECONDS * _MICROSECONDS,
-                ],
+                [self._leases, self._queue, self._alive, self._state],
+                [permit_id],
             )
         await self._stop_renewal_if_idle()
 
@@ -783,6 +872,14 @@ class RedisLimiter:
             f"the rate limit shared through {self._where} (key {self._key!r}) is unavailable:"
             f" {failure}"
         )
+
+    def _bucket_args(self) -> tuple[float, int, int]:
+        """``rate_limit`` (0 for none), ``burst`` and the rate's recovery time, for the scripts."""
+        return self._rate_limit or 0.0, self._burst or 1, _recovery_us()
+
+    def _seen_rate(self, rate: object) -> None:
+        if self._rate_limit is not None:
+            self._rate = float(_text(rate))
 
     def _took(self) -> None:
         self._in_flight += 1

@@ -1,10 +1,12 @@
 """One worker of a fleet, run as its own process by ``tests/test_redis_limit.py``.
 
-Reads a JSON job from its first argument: where Redis is, the limiter's key and cap, and what
-to do. By default it fetches the job's channels from the API with a batch whose every request
-takes a slot of the shared `RedisLimiter`, and prints one JSON line: participants per channel,
-and errors. With ``"hold": n`` it takes ``n`` slots, prints ``{"held": n}`` and keeps them
-until it is killed, as a worker stuck in long requests would.
+Reads a JSON job from its first argument: where Redis is, the limiter's key, cap and
+(optionally) ``rate_limit`` and ``burst``, and what to do. By default it fetches the job's
+channels from the API with a batch whose every request takes a slot of the shared
+`RedisLimiter`, and prints one JSON line: participants per channel, and errors. With
+``"hold": n`` it takes ``n`` slots, prints ``{"held": n}`` and keeps them until it is killed, as
+a worker stuck in long requests would. With ``"take": n`` it asks for ``n`` slots at once, prints
+``{"took": n}`` once it has them all, and gives them back when a line comes on its stdin.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ async def hold(limiter: RedisLimiter, slots: int) -> None:
     await asyncio.Event().wait()  # until killed; the permits stay referenced here
 
 
+async def take(limiter: RedisLimiter, slots: int) -> None:
+    permits = await asyncio.gather(*(limiter.acquire() for _ in range(slots)))
+    print(json.dumps({"took": len(permits)}), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    for permit in permits:
+        await limiter.release(permit, throttled=False)
+
+
 async def run(job: dict[str, Any]) -> dict[str, Any] | None:
     redis = aioredis.Redis(host="127.0.0.1", port=job["redis_port"])
     try:
@@ -55,10 +65,15 @@ async def run(job: dict[str, Any]) -> dict[str, Any] | None:
             redis,
             key=job["key"],
             max_concurrency=job["cap"],
+            rate_limit=job.get("rate_limit"),
+            burst=job.get("burst"),
             lease_seconds=job.get("lease_seconds", 10.0),
         )
         if "hold" in job:
             await hold(limiter, job["hold"])
+            return None
+        if "take" in job:
+            await take(limiter, job["take"])
             return None
         return await fetch(limiter, job)
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import itertools
 import json
 import logging
 import math
@@ -36,7 +35,9 @@ from flex_participants import (
     InvalidArgumentError,
     RedisLimiter,
     RetryPolicy,
+    Throttle,
     TransportError,
+    _redis_limit,
 )
 from flex_participants.emulator import FlexEmulator
 
@@ -214,7 +215,7 @@ async def test_a_cancellation_dropped_inside_redis_py_still_cancels_the_waiter(
         # comes as its write completes (python/cpython#86296): answer as if not cancelled.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(30)
-        return [0, 0, b"1", 1, 0, b"0"]  # not granted: one waiter ahead
+        return [0, 0, 0, b"1", b"0", 1, 0, b"0"]  # not granted: one waiter ahead
 
     monkeypatch.setattr(limiter, "_acquire_script", deaf)
     waiter = asyncio.create_task(limiter.acquire())
@@ -487,38 +488,111 @@ async def test_a_lone_waiter_is_not_starved_by_a_busy_limiter(
     assert max(overtaken) <= 24, overtaken
 
 
-# -- pacing -------------------------------------------------------------------------------
+# -- the bucket ---------------------------------------------------------------------------
 
-RATES = [1500, 5000, 20000]
+# Rates whose interval is a whole number of microseconds, so that every start the scripts
+# compute is a whole number too, and the bounds below hold exactly.
+RATES = [1250, 5000, 20000]
 
 
+def most_starts_over_the_bound(starts: Sequence[float], rate: float) -> float:
+    """The largest ``count - rate * t`` over every window ``[s_i, s_j]`` of the starts.
+
+    A bucket of ``burst`` tokens refilled at ``rate`` allows at most ``burst + rate * t``
+    starts in any window of length ``t``: this is never above ``burst``. (1 microsecond of
+    slack for the doubles the scripts compute in.)
+    """
+    ordered = sorted(starts)
+    return max(
+        j - i + 1 - rate * (ordered[j] - ordered[i] + 1) / 1_000_000
+        for i in range(len(ordered))
+        for j in range(i, len(ordered))
+    )
+
+
+async def reserve(limiter: RedisLimiter) -> asyncio.Task[object]:
+    """Start an acquire, and return its task once Redis has granted it a slot and a start."""
+    held = (await limiter.read_state()).in_flight
+    task = asyncio.create_task(limiter.acquire())
+
+    async def reserved() -> bool:
+        return (await limiter.read_state()).in_flight == held + 1
+
+    await until(reserved, "a start was reserved")
+    return task
+
+
+async def cancel(task: asyncio.Task[object]) -> None:
+    """Cancel a waiter and wait until it has ended."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_full_bucket_lets_a_burst_start_at_once_and_the_next_waits(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    lease = 600.0
+    # One token every 100 s: none comes back during the test.
+    limiter = RedisLimiter(
+        connect(), key=key, max_concurrency=10, rate_limit=0.01, burst=3, lease_seconds=lease
+    )
+    clock = connect()
+    began = await redis_now(clock)
+    permits = [await within(10, limiter.acquire()) for _ in range(3)]
+    taken = await redis_now(clock)
+    starts = await lease_starts(clock, key, lease)
+    assert len(starts) == 3
+    assert all(began <= start <= taken for start in starts)  # none waited for a token
+
+    fourth = asyncio.create_task(limiter.acquire())
+    await queued(limiter, 1)
+    state = await limiter.read_state()
+    assert (state.in_flight, state.waiting) == (3, 1)
+    assert not fourth.done()
+    await cancel(fourth)
+    for permit in permits:
+        await limiter.release(permit, throttled=False)
+    # Giving slots back gives no tokens back: the bucket refills with time only.
+    fifth = asyncio.create_task(limiter.acquire())
+    await queued(limiter, 1)
+    assert (await limiter.read_state()).in_flight == 0
+    await cancel(fifth)
+
+
+@pytest.mark.parametrize("burst", [1, 8])
 @pytest.mark.parametrize("rate", RATES)
-async def test_paced_starts_are_never_closer_than_one_interval(
-    connect: Callable[[], aioredis.Redis], key: str, rate: int
+async def test_no_window_holds_more_starts_than_the_burst_plus_the_rate_allow(
+    connect: Callable[[], aioredis.Redis], key: str, rate: int, burst: int
 ) -> None:
     lease = 600.0  # so that no renewal moves the recorded starts during the test
     limiters = [
-        RedisLimiter(connect(), key=key, max_concurrency=200, rate_limit=rate, lease_seconds=lease)
-        for _ in range(2)
+        RedisLimiter(
+            connect(),
+            key=key,
+            max_concurrency=300,
+            rate_limit=rate,
+            burst=burst,
+            lease_seconds=lease,
+        )
+        for _ in range(3)
     ]
     clock = connect()
     permits: list[tuple[RedisLimiter, object]] = []
 
     async def take(limiter: RedisLimiter) -> None:
-        for _ in range(25):
+        for _ in range(10):
             permits.append((limiter, await limiter.acquire()))
 
     began = await redis_now(clock)
-    await within(60, asyncio.gather(*(take(limiter) for limiter in limiters for _ in range(4))))
+    await within(60, asyncio.gather(*(take(limiter) for limiter in limiters for _ in range(5))))
     ended = await redis_now(clock)
     starts = await lease_starts(clock, key, lease)
-    interval = 1_000_000 / rate
 
-    # Doubles of microseconds since the epoch are exact to a quarter of a microsecond.
-    assert len(starts) == 200
-    assert began <= starts[0]
-    assert starts[-1] <= ended + 1000
-    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= interval - 1
+    assert len(starts) == 150
+    assert began <= min(starts)
+    assert max(starts) <= ended + 1000  # each acquire returned at its start (1 ms of drift)
+    assert most_starts_over_the_bound(starts, rate) <= burst
     for limiter, permit in permits:
         await limiter.release(permit, throttled=False)
 
@@ -528,18 +602,22 @@ async def test_a_backlog_gets_starts_exactly_one_interval_apart(
     connect: Callable[[], aioredis.Redis], key: str, rate: int
 ) -> None:
     lease = 600.0
+    burst = 4
     limiter = RedisLimiter(
         connect(),
         key=key,
         max_concurrency=100,
         rate_limit=rate,
+        burst=burst,
         lease_seconds=lease,
         poll_interval=5.0,  # starts up to 5 s ahead are reserved at once
     )
     clock = connect()
-    # The fleet's schedule is booked up to a second from now, as under a steady backlog.
-    origin = await redis_now(clock) + 1_000_000
-    await clock.hset(f"{{{key}}}:state", mapping={"pace_origin": origin, "pace_next": 0})
+    interval = 1_000_000 // rate
+    # The fleet's bucket is booked up to a second from now, as under a steady backlog.
+    tat = await redis_now(clock) + 1_000_000
+    await clock.hset(f"{{{key}}}:state", "tat", tat)
+    first = tat - (burst - 1) * interval
     returned: list[int] = []
 
     async def take() -> object:
@@ -549,77 +627,210 @@ async def test_a_backlog_gets_starts_exactly_one_interval_apart(
 
     permits = await within(60, asyncio.gather(*(take() for _ in range(40))))
     starts = await lease_starts(clock, key, lease)
-    interval = 1_000_000 / rate
 
-    assert len(starts) == 40
-    assert all(abs(start - (origin + n * interval)) <= 1 for n, start in enumerate(starts))
+    assert starts == [first + n * interval for n in range(40)]
     # Each acquire returned at its start, not before (1 ms for the clocks' drift).
     assert all(at >= start - 1000 for at, start in zip(sorted(returned), starts, strict=True))
     for permit in permits:
         await limiter.release(permit, throttled=False)
 
 
-async def test_a_waiter_cancelled_before_its_start_gives_the_start_back(
-    connect: Callable[[], aioredis.Redis], key: str
-) -> None:
-    lease = 600.0
-    # One start every 5 s, reserved up to 30 s ahead: the waiters below all hold a start,
-    # far enough ahead that none comes before the test has cancelled them.
-    limiter = RedisLimiter(
+def one_start_every_5_s(connect: Callable[[], aioredis.Redis], key: str) -> RedisLimiter:
+    """A bucket of one token every 5 s, reserved up to 30 s ahead: the waiters of the tests
+    below all hold a start, far enough ahead that none comes before the test cancels them."""
+    return RedisLimiter(
         connect(),
         key=key,
         max_concurrency=10,
         rate_limit=0.2,
-        lease_seconds=lease,
+        burst=1,
+        lease_seconds=600.0,
         poll_interval=30.0,
     )
+
+
+async def schedule(client: aioredis.Redis, key: str) -> list[float]:
+    """The starts held under ``key``, in intervals of 5 s after the first."""
+    starts = await lease_starts(client, key, 600.0)
+    return [round((start - starts[0]) / 5_000_000, 6) for start in starts]
+
+
+async def test_a_waiter_cancelled_before_its_start_gives_the_start_back(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = one_start_every_5_s(connect, key)
     clock = connect()
-    interval = 5_000_000
-
-    async def schedule() -> list[float]:
-        starts = await lease_starts(clock, key, lease)
-        return [round((start - starts[0]) / interval, 6) for start in starts]
-
-    async def reserve() -> asyncio.Task[object]:
-        held = (await limiter.read_state()).in_flight
-        task = asyncio.create_task(limiter.acquire())
-
-        async def reserved() -> bool:
-            return (await limiter.read_state()).in_flight == held + 1
-
-        await until(reserved, "a start was reserved")
-        return task
-
-    async def cancel(task: asyncio.Task[object]) -> None:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
     first = await limiter.acquire()
-    a, b, c = [await reserve() for _ in range(3)]
-    assert await schedule() == [0, 1, 2, 3]
+    waiter = await reserve(limiter)
+    assert await schedule(clock, key) == [0, 1]
 
-    # A start in the middle given back goes to the next waiter, not to the end.
-    await cancel(b)
-    assert await schedule() == [0, 1, 3]
-    d = await reserve()
-    assert await schedule() == [0, 1, 2, 3]
-
-    # Given back from the end, over a start given back before it, the schedule steps back.
-    await cancel(a)
-    await cancel(c)
-    await cancel(d)
-    assert await schedule() == [0]
+    await cancel(waiter)
+    assert await schedule(clock, key) == [0]
     state = await limiter.read_state()
     assert (state.in_flight, state.waiting) == (1, 0)
 
-    # So the next waiter's start is the first after the one in use: nothing was pushed out.
-    e = await reserve()
-    assert await schedule() == [0, 1]
-    await cancel(e)
+    # So the next waiter gets that start, not the one after it: nothing was pushed out.
+    after = await reserve(limiter)
+    assert await schedule(clock, key) == [0, 1]
+    await cancel(after)
     await limiter.release(first, throttled=False)
     assert limiter.in_flight == 0
     assert (await limiter.read_state()).in_flight == 0
+
+
+async def test_a_start_followed_by_a_later_grant_is_not_given_back(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = one_start_every_5_s(connect, key)
+    clock = connect()
+    first = await limiter.acquire()
+    a, b = [await reserve(limiter) for _ in range(2)]
+    assert await schedule(clock, key) == [0, 1, 2]
+
+    # b's start stays where it is, so a's cannot go to anyone else: the bucket allows one
+    # start per interval, and a's token was spent when b's start was placed after it.
+    await cancel(a)
+    c = await reserve(limiter)
+    assert await schedule(clock, key) == [0, 2, 3]
+
+    # c was the last: its start comes back.
+    await cancel(c)
+    d = await reserve(limiter)
+    assert await schedule(clock, key) == [0, 2, 3]
+    for task in (b, d):
+        await cancel(task)
+    await limiter.release(first, throttled=False)
+    assert (await limiter.read_state()).in_flight == 0
+
+
+# -- the shared rate ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def recovery(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """``recovery(seconds)`` sets how long the shared rate takes to grow back after a 429."""
+
+    def set_recovery(seconds: float) -> None:
+        monkeypatch.setattr(_redis_limit, "_RATE_RECOVERY_SECONDS", seconds)
+
+    return set_recovery
+
+
+RATE_429 = Throttle(code=20429)
+CONCURRENCY_429 = Throttle(code=45780)
+
+
+async def test_a_429_for_the_rate_lowers_the_shared_rate_once_per_burst(
+    connect: Callable[[], aioredis.Redis], key: str, recovery: Callable[[float], None]
+) -> None:
+    recovery(1e6)  # nothing grows back during the test
+    seeing = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=100, burst=5)
+    other = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=100, burst=5)
+    assert other.rate == 100
+    burst = [await seeing.acquire() for _ in range(3)]
+
+    await seeing.release(burst[0], throttled=True, throttle=RATE_429)
+    # The same burst, with no code or no Throttle at all: no second decrease.
+    await seeing.release(burst[1], throttled=True, throttle=Throttle())
+    await seeing.release(burst[2], throttled=True)
+    state = await other.read_state()
+    assert state.rate == pytest.approx(70, rel=1e-6)
+    assert other.rate == state.rate
+    assert (state.level, state.generation, state.throttled) == (8, 0, 3)
+
+    # A 429 to a request granted after the decrease starts a new burst.
+    later = await within(10, other.acquire())
+    await other.release(later, throttled=True, throttle=RATE_429)
+    assert (await seeing.read_state()).rate == pytest.approx(49, rel=1e-6)
+    assert seeing.rate == pytest.approx(49, rel=1e-6)
+
+
+async def test_a_429_for_the_rate_empties_the_bucket(
+    connect: Callable[[], aioredis.Redis], key: str, recovery: Callable[[float], None]
+) -> None:
+    recovery(1e6)
+    lease = 600.0
+    limiter = RedisLimiter(
+        connect(), key=key, max_concurrency=8, rate_limit=100, burst=5, lease_seconds=lease
+    )
+    clock = connect()
+    permit = await limiter.acquire()  # 4 tokens left
+    before = await redis_now(clock)
+    await limiter.release(permit, throttled=True, throttle=RATE_429)
+    after = await within(10, limiter.acquire())
+    (start,) = await lease_starts(clock, key, lease)
+
+    # Not at once, as the tokens left would have allowed: one interval of the lowered rate on.
+    assert start >= before + 1_000_000 / 70 - 1
+    await limiter.release(after, throttled=False)
+
+
+async def test_the_rate_never_falls_below_a_twentieth_of_rate_limit(
+    connect: Callable[[], aioredis.Redis], key: str, recovery: Callable[[float], None]
+) -> None:
+    recovery(1e6)
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=1000, burst=1)
+    for _ in range(12):  # 0.7 ** 12 would be 1.4%
+        await limiter.release(await within(10, limiter.acquire()), throttled=True)
+    assert (await limiter.read_state()).rate == pytest.approx(50, rel=1e-6)
+
+
+async def test_a_429_for_requests_in_flight_halves_the_level_and_keeps_the_rate(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=100)
+    permits = [await limiter.acquire() for _ in range(2)]
+    for permit in permits:  # one burst: one decrease
+        await limiter.release(permit, throttled=True, throttle=CONCURRENCY_429)
+    state = await limiter.read_state()
+    assert (state.level, state.generation, state.rate, state.throttled) == (4, 1, 100, 2)
+
+
+async def test_without_a_rate_limit_any_429_halves_the_level(
+    connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=8)
+    await limiter.release(await limiter.acquire(), throttled=True, throttle=RATE_429)
+    state = await limiter.read_state()
+    assert (state.level, state.generation, state.rate) == (4, 1, None)
+    assert limiter.rate is None
+
+
+async def test_the_rate_grows_back_linearly_after_a_429(
+    connect: Callable[[], aioredis.Redis], key: str, recovery: Callable[[float], None]
+) -> None:
+    recovery(60.0)
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=100)
+    clock = connect()
+    permit = await limiter.acquire()
+    before = await redis_now(clock)
+    await limiter.release(permit, throttled=True, throttle=RATE_429)
+    cut_by = await redis_now(clock)
+    first = (await limiter.read_state()).rate
+    await until_redis_time(clock, cut_by + 50_000)
+    second = (await limiter.read_state()).rate
+    read_by = await redis_now(clock)
+
+    assert first is not None
+    assert second is not None
+    # From 70% up to all of it in 60 s: 0.5 more per second.
+    assert 70 <= first < second <= 70 + 30 * (read_by - before) / 60_000_000
+    assert second >= 70 + 30 * 50_000 / 60_000_000
+
+
+async def test_the_rate_is_back_at_rate_limit_after_the_recovery_and_never_above(
+    connect: Callable[[], aioredis.Redis], key: str, recovery: Callable[[float], None]
+) -> None:
+    recovery(0.2)
+    limiter = RedisLimiter(connect(), key=key, max_concurrency=8, rate_limit=100)
+    clock = connect()
+    await limiter.release(await limiter.acquire(), throttled=True, throttle=RATE_429)
+    cut_by = await redis_now(clock)
+    await until_redis_time(clock, cut_by + 200_000)
+    assert (await limiter.read_state()).rate == 100
+    await until_redis_time(clock, cut_by + 400_000)
+    assert (await limiter.read_state()).rate == 100
+    assert limiter.rate == 100
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -671,6 +882,35 @@ def test_whole_numbers_are_quantities_too() -> None:
         aioredis.Redis(), max_concurrency=2, rate_limit=1500, lease_seconds=10, timeout=1
     )
     assert limiter.max_concurrency == 2
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(20, 4), (100, 20), (9.9, 1), (4, 1), (0.5, 1)])
+def test_burst_defaults_to_a_fifth_of_a_second_of_the_rate(rate: float, burst: int) -> None:
+    limiter = RedisLimiter(aioredis.Redis(), max_concurrency=2, rate_limit=rate)
+    assert (limiter.rate, limiter.burst) == (rate, burst)
+
+
+def test_a_burst_given_is_kept() -> None:
+    limiter = RedisLimiter(aioredis.Redis(), max_concurrency=2, rate_limit=20, burst=7)
+    assert limiter.burst == 7
+
+
+@pytest.mark.parametrize("burst", [0, -1, True, 2.0, "4"])
+def test_burst_must_be_an_integer_of_at_least_one(burst: object) -> None:
+    options: dict[str, Any] = {"max_concurrency": 2, "rate_limit": 20, "burst": burst}
+    message = f"burst must be an integer >= 1, got {burst!r}"
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
+        RedisLimiter(aioredis.Redis(), **options)
+
+
+def test_a_burst_needs_a_rate_limit() -> None:
+    with pytest.raises(InvalidArgumentError, match="give rate_limit too"):
+        RedisLimiter(aioredis.Redis(), max_concurrency=2, burst=4)
+
+
+def test_without_a_rate_limit_there_is_no_rate_and_no_burst() -> None:
+    limiter = RedisLimiter(aioredis.Redis(), max_concurrency=2)
+    assert (limiter.rate, limiter.burst) == (None, None)
 
 
 # -- when Redis fails ---------------------------------------------------------------------
@@ -725,6 +965,35 @@ async def test_redis_going_away_falls_back_to_a_local_limit_when_asked(key: str)
             await limiter.release(first, throttled=False)
             await limiter.release(await within(10, third), throttled=False)
             await limiter.release(second, throttled=False)
+            assert limiter.in_flight == 0
+        finally:
+            await client.aclose()
+
+
+async def test_the_local_fallback_keeps_the_rate_limit_and_the_burst(key: str) -> None:
+    with redis_server_or_skip() as server:
+        client = server.client()
+        try:
+            # One token every 100 s: none comes back during the test.
+            limiter = RedisLimiter(
+                client,
+                key=key,
+                max_concurrency=4,
+                rate_limit=0.01,
+                burst=2,
+                on_redis_error="local",
+                timeout=1.0,
+            )
+            server.stop()
+
+            permits = [await within(10, limiter.acquire()) for _ in range(2)]
+            assert limiter.using_local
+            third = asyncio.create_task(limiter.acquire())
+            await asyncio.sleep(0.05)
+            assert not third.done()  # the local bucket of 2 is empty, and slots are free
+            await cancel(third)
+            for permit in permits:
+                await limiter.release(permit, throttled=False)
             assert limiter.in_flight == 0
         finally:
             await client.aclose()
@@ -844,3 +1113,49 @@ async def test_four_worker_processes_share_one_cap_and_get_no_429(
         for report in reports:
             counts.update(report["counts"])
         assert counts == {uo: len(emulator.participants_of(kd, uo)) for kd, uo in channels}
+
+
+async def test_four_worker_processes_share_one_bucket(
+    redis_server: RedisServer, connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    rate, burst, lease, each = 200, 5, 600.0, 25
+    job = {
+        "redis_port": redis_server.port,
+        "key": key,
+        "cap": 4 * each,
+        "rate_limit": rate,
+        "burst": burst,
+        "lease_seconds": lease,  # so that no renewal moves the recorded starts
+        "take": each,
+    }
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(WORKER),
+            json.dumps(job),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    clock = connect()
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            line = await within(30, worker.stdout.readline())
+            assert json.loads(line or b"null") == {"took": each}
+        starts = await lease_starts(clock, key, lease)
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                try:
+                    await within(30, worker.communicate(b"\n"))
+                except TimeoutError:
+                    worker.kill()
+                    await worker.communicate()
+
+    assert len(starts) == 4 * each
+    assert most_starts_over_the_bound(starts, rate) <= burst
+    assert [worker.returncode for worker in workers] == [0, 0, 0, 0]
+    assert (await RedisLimiter(clock, key=key, max_concurrency=1).read_state()).in_flight == 0
