@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
+from typing import Literal
 
 from flex_participants import FlexClient, InvalidArgumentError
 
 from ._errors import UsageError
 
 __all__ = [
+    "RateLimit",
     "add_connection_arguments",
     "client_from_args",
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "rate_limit",
+    "rate_options_problem",
     "read_secret_files",
 ]
+
+RateLimit = float | Literal["adaptive"] | None
+"""What ``--rate-limit`` gives `FlexClient`: requests per second, ``"adaptive"``, or none."""
 
 _CREDENTIAL_VARIABLES = (
     "TWILIO_ACCOUNT_SID",
@@ -58,8 +66,41 @@ def positive_float(text: str) -> float:
     return value
 
 
+def rate_limit(text: str) -> RateLimit:
+    """An argparse type: a number of requests per second > 0, ``adaptive``, or ``off`` (None)."""
+    word = text.strip().lower()
+    if word == "adaptive":
+        return "adaptive"
+    if word == "off":
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of requests per second, 'adaptive' or 'off': {text!r}"
+        ) from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of requests per second > 0, 'adaptive' or 'off', got {text}"
+        )
+    return value
+
+
+def rate_options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--rate-limit`` and ``--burst`` together, if anything: a burst
+    sizes a given rate's bucket, so it needs ``--rate-limit`` to be a number."""
+    if getattr(args, "burst", None) is None or isinstance(args.rate_limit, float):
+        return None
+    given = "" if args.rate_limit is None else f", not {args.rate_limit}"
+    return f"--burst needs --rate-limit R, a number of requests per second{given}"
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the credential, origin and concurrency options to ``parser``."""
+    """Add the credential, origin, concurrency and rate options to ``parser``.
+
+    ``--burst`` without a number for ``--rate-limit`` is no error argparse can see: check
+    the parsed options with `rate_options_problem`.
+    """
     group = parser.add_argument_group(
         "connection",
         "Prefer the environment variables, or --auth-token-file / --api-secret-file, to "
@@ -103,6 +144,27 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         metavar="N",
         help="most requests in flight at once (default: %(default)s)",
+    )
+    group.add_argument(
+        "--rate-limit",
+        type=rate_limit,
+        default="adaptive",
+        metavar="R|adaptive|off",
+        help=(
+            "the account's budget of requests per second (Twilio documents 20): R sends at "
+            "most R a second, as a token bucket; adaptive (the default) starts at 20 and "
+            "adapts the rate to the 429s the server answers; off sends as fast as "
+            "--max-concurrency allows"
+        ),
+    )
+    group.add_argument(
+        "--burst",
+        type=positive_int,
+        metavar="N",
+        help=(
+            "with --rate-limit R: how many requests may start at once after a pause "
+            "(default: R / 5, at least 1)"
+        ),
     )
     group.add_argument(
         "--timeout",
@@ -199,6 +261,8 @@ def client_from_args(args: argparse.Namespace) -> FlexClient:
             edge=args.edge,
             max_concurrency=args.max_concurrency,
             timeout=args.timeout,
+            rate_limit=args.rate_limit,
+            burst=args.burst,
         )
     except InvalidArgumentError as exc:
         raise UsageError(str(exc)) from None

@@ -1,10 +1,15 @@
-"""``flex-participants demo``: an export of a few hundred channels from an embedded emulator.
+"""``flex-participants demo``: an export of a few dozen channels from an embedded emulator.
 
-The emulator serves a seeded dataset with some latency and a few planned faults (503s, a
-429 with ``Retry-After``, a connection reset, a cut-off body), so that the retries show; a
-few channels it does not know are added to the input, and fail with 404. The export runs
-exactly as ``flex-participants export`` does, then the output is checked against the
-emulator's data.
+The emulator serves a seeded dataset with some latency, under a rate budget that the client
+is not told (`BUDGET`, half of Twilio's documented one), and with a few planned faults (503s,
+a connection reset, a cut-off body), so that the limiter and the retries show; a few
+channels it does not know are added to the input, and fail with 404. The export runs
+exactly as ``flex-participants export`` does, with the client's default adaptive rate, then
+the output is checked against the emulator's data, and the summary says how many requests
+the budget refused and the rate the client settled on.
+
+At the budget, every request costs a tenth of a second: the demo's default size keeps it to
+a few seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+import attrs
 from rich.console import Console
 
 from flex_participants import FlexClient, NotFoundError
@@ -38,9 +44,12 @@ UNKNOWN_CHANNELS: Final = 3
 """How many channels the emulator does not know are added to the demo's input."""
 LATENCY: Final = 0.015
 """Seconds the emulator adds to every request."""
+BUDGET: Final = 10.0
+"""Requests per second the emulator allows: half of Twilio's documented 20, as when another
+application shares the account's budget. The client is not told: it starts at 20, meets 429s
+and slows down, as an export against such an account does."""
 _FAULTS: Final = (
     (Fault("status", status=503, times=2), "2 x HTTP 503"),
-    (Fault("status", status=429, retry_after=1), "HTTP 429 with Retry-After: 1"),
     (Fault("reset"), "a connection reset"),
     (Fault("truncated"), "a cut-off body"),
 )
@@ -56,7 +65,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     console = stderr_console()
-    emulator = FlexEmulator(seed=args.seed, channels=args.channels, latency=LATENCY)
+    emulator = FlexEmulator(
+        seed=args.seed, channels=args.channels, latency=LATENCY, rate_limit=BUDGET
+    )
     for fault, _ in _FAULTS:
         emulator.add_fault(fault)
     # Not seeded with the bare seed, which would draw the emulator's own first SIDs.
@@ -77,7 +88,8 @@ async def _demo(args: argparse.Namespace) -> int:
             console.print(
                 f"[bold]demo[/]: {len(channels) - len(unknown)} channels (seed {args.seed}) "
                 f"and {len(unknown)} unknown ones, from an emulator at {emulator.base_url} "
-                f"with {LATENCY * 1000:.0f} ms latency and these faults: "
+                f"with {LATENCY * 1000:.0f} ms latency, a budget of {BUDGET:g} requests/s "
+                f"(burst {emulator.burst}) that the client is not told, and these faults: "
                 + ", ".join(description for _, description in _FAULTS),
                 highlight=False,
             )
@@ -86,7 +98,7 @@ async def _demo(args: argparse.Namespace) -> int:
             async with client:
                 with (
                     locked_source(str(channel_list), out) as source,
-                    ExportProgress(console, client, "demo") as progress,
+                    ExportProgress(console, client, "demo", page_size=args.page_size) as progress,
                 ):
                     await export_file(
                         client, source, report, progress, force=args.force, page_size=args.page_size
@@ -97,8 +109,23 @@ async def _demo(args: argparse.Namespace) -> int:
                 for participant in emulator.participants_of(*channel)
             )
             verified = Counter(_written_sids(out, args.format)) == expected
-            faults_fired = emulator.stats.faults_fired
-        return _summarize(console, report, unknown, verified, faults_fired)
+            observed = _Observed(
+                faults_fired=emulator.stats.faults_fired,
+                throttled=emulator.stats.rate_throttled,
+                settled_rate=getattr(client.limiter, "rate", None),
+            )
+        return _summarize(console, report, unknown, verified, observed)
+
+
+@attrs.frozen
+class _Observed:
+    """What the emulator and the client's limiter saw of the export."""
+
+    faults_fired: int
+    throttled: int
+    """Requests the emulator answered 429 because the budget had no token for them."""
+    settled_rate: float | None
+    """The rate of the client's limiter at the end, in requests per second."""
 
 
 def _summarize(
@@ -106,22 +133,25 @@ def _summarize(
     report: ExportReport,
     unknown: set[tuple[str, str]],
     verified: bool,
-    faults_fired: int,
+    observed: _Observed,
 ) -> int:
     failed = {(f.interaction_sid, f.channel_sid) for f in report.failures}
     only_unknown = failed == unknown and all(
         isinstance(f.error, NotFoundError) for f in report.failures
     )
     check = "every participant exactly once" if verified else "[red]MISMATCH[/]"
+    settled = "none" if observed.settled_rate is None else f"{observed.settled_rate:.1f} requests/s"
     extra = [
-        ("faults fired by the emulator", f"{faults_fired:,}"),
+        ("faults fired by the emulator", f"{observed.faults_fired:,}"),
+        ("requests answered 429 (budget)", f"{observed.throttled:,}"),
+        ("rate the client settled on", f"{settled} (budget {BUDGET:g})"),
         ("output checked against the emulator", check),
     ]
     print_report(console, report, "demo", extra, resumable=False)
     if only_unknown and verified and not report.unreported:
         console.print(
             f"[green]OK[/]: the {len(failed)} failed channels are the ones deliberately "
-            "unknown to the emulator (404); every retried fault was recovered from.",
+            "unknown to the emulator (404); every retried fault and 429 was recovered from.",
             highlight=False,
         )
         return 0

@@ -71,7 +71,7 @@ async def _export(
     console = stderr_console()
     async with client:
         try:
-            with ExportProgress(console, client) as progress:
+            with ExportProgress(console, client, page_size=args.page_size) as progress:
                 await export_file(
                     client,
                     source,

@@ -12,12 +12,18 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from flex_participants import FlexError, InvalidArgumentError, __version__
 
-from ._connection import add_connection_arguments, non_negative_int, positive_int
+from ._connection import (
+    add_connection_arguments,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    rate_options_problem,
+)
 from ._console import printable
 from ._errors import MEANINGS, CommandError, ExitCode
 
@@ -37,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentParser]]:
+    """The program's parser, and each command's, by name."""
     parser = _Parser(
         prog=PROG,
         description="List and export the participants of Twilio Flex interaction channels.",
@@ -129,10 +136,32 @@ def _parser() -> argparse.ArgumentParser:
         "--latency", type=_milliseconds, default=0.0, metavar="MS", help="added to each request"
     )
     emulator.add_argument(
+        "--rate-limit",
+        type=positive_float,
+        metavar="R",
+        help=(
+            "answer 429 (code 20429) above R requests a second, as a token bucket does; "
+            "Twilio documents 20 (default: no limit)"
+        ),
+    )
+    emulator.add_argument(
+        "--burst",
+        type=positive_int,
+        metavar="N",
+        help="with --rate-limit: the most requests at once (default: R / 4, at least 1)",
+    )
+    emulator.add_argument(
         "--max-in-flight",
         type=positive_int,
         metavar="N",
         help="answer 429 above N requests at once",
+    )
+    emulator.add_argument(
+        "--concurrency-code",
+        type=int,
+        choices=(20429, 45780),
+        default=20429,
+        help="Twilio's code of the 429s for --max-in-flight (default: %(default)s)",
     )
     emulator.add_argument(
         "--channel-list",
@@ -143,14 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[logs],
-        help="export a few hundred channels from an embedded emulator",
+        help="export a few dozen channels from an embedded emulator, under a rate budget",
         description=(
-            "Run an export against an embedded emulator with seeded data, latency, a few "
-            "faults and a few unknown channels, and summarize it."
+            "Run an export against an embedded emulator with seeded data, latency, a budget "
+            "of 10 requests/s that the client is not told (it starts at Twilio's documented "
+            "20 and adapts), a few faults and a few unknown channels, and summarize it. At "
+            "that budget, every 10 requests take a second."
         ),
     )
     demo.add_argument(
-        "--channels", type=positive_int, default=300, metavar="N", help="default: %(default)s"
+        "--channels", type=positive_int, default=20, metavar="N", help="default: %(default)s"
     )
     demo.add_argument("--seed", type=int, default=1, help="default: %(default)s")
     demo.add_argument("--out", metavar="FILE", help="default: a temporary file")
@@ -160,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--max-concurrency", type=positive_int, default=16, metavar="N", help="default: 16"
     )
-    return parser
+    return parser, commands.choices
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -266,8 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     locked by another export; 130 interrupted.
     """
     closed = _reopen_closed_standard_streams()
+    parser, commands = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if (problem := rate_options_problem(args)) is not None:
+            commands[args.command].error(problem)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     try:
