@@ -65,7 +65,9 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark against twilio and a hand-written loop; rewrite docs/performance.md.
 
-    ``nox -s bench -- --quick`` is a tiny smoke run that checks only that nothing is lost.
+    ``nox -s bench -- --quick`` is a tiny smoke run that checks only that nothing is lost;
+    ``-- --scenario budget`` runs one scenario. The budget scenario's fleet needs
+    redis-server on ``PATH``.
     """
-    session.install("-e", ".[speedups]", "twilio>=9,<10", "matplotlib")
+    session.install("-e", ".[speedups,redis]", "twilio>=9,<10", "matplotlib")
     session.run("python", "-m", "bench", *session.posargs)

@@ -16,10 +16,13 @@ from typing import Any, Self
 from flex_participants.emulator import FlexEmulator
 
 from ._server import build
+from ._spawner import stop_process
 
 __all__ = ["EmulatorProcess", "ServerStats", "expected_sids"]
 
 ROOT = Path(__file__).resolve().parent.parent
+_LOG_LIMIT = 1_000_000
+"""Requests kept in the log when it is kept: far more than a run that keeps it makes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +33,55 @@ class ServerStats:
     service_time: float
     peak_in_flight: int
     throttled: int
+    """429s for a limit: the rate's and the concurrency's."""
+    rate_throttled: int = 0
+    """429s for the rate, the token bucket having no token."""
+    first_started: float | None = None
+    """From the log, if kept: when the first request arrived (the emulator's clock)."""
+    last_finished: float | None = None
+    """From the log, if kept: when the last answer had been written."""
 
     @property
     def per_request(self) -> float:
         """S: the measured service time of one request, in seconds."""
         return self.service_time / self.requests if self.requests else 0.0
 
+    @property
+    def span(self) -> float | None:
+        """Seconds from the first request to the last answer, if the log was kept."""
+        if self.first_started is None or self.last_finished is None:
+            return None
+        return self.last_finished - self.first_started
+
+    @property
+    def throttled_share(self) -> float:
+        """The share of requests answered 429 for a limit."""
+        return self.throttled / self.requests if self.requests else 0.0
+
 
 class EmulatorProcess:
-    """``python -m bench._server`` with a seed, a latency and channel groups, for one scenario."""
+    """``python -m bench._server`` with a seed, a latency and channel groups, for one scenario.
 
-    def __init__(self, *, seed: int, groups: Sequence[str], latency: float = 0.0) -> None:
+    ``rate_limit`` and ``burst`` give it a token bucket; ``log=True`` keeps its request log
+    (for `ServerStats.span`): not for runs of a million requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        groups: Sequence[str],
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+        log: bool = False,
+    ) -> None:
         self.seed = seed
         self.groups = list(groups)
         self.latency = latency
+        self.rate_limit = rate_limit
+        self.burst = burst
+        self.log = log
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
         # The same seed and groups, never started: the SIDs the server will serve.
@@ -53,6 +91,12 @@ class EmulatorProcess:
     def __enter__(self) -> Self:
         command = [sys.executable, "-m", "bench._server", "--seed", str(self.seed)]
         command += ["--latency", repr(self.latency)]
+        if self.rate_limit is not None:
+            command += ["--rate-limit", repr(self.rate_limit)]
+        if self.burst is not None:
+            command += ["--burst", str(self.burst)]
+        if self.log:
+            command += ["--log-limit", str(_LOG_LIMIT)]
         for group in self.groups:
             command += ["--group", group]
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -75,12 +119,7 @@ class EmulatorProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         for stream in (process.stdin, process.stdout):
             if stream is not None:
                 stream.close()
@@ -96,13 +135,21 @@ class EmulatorProcess:
         self._call("POST", "/__emulator__/reset")
 
     def stats(self) -> ServerStats:
-        """The counters since the last reset (``GET /__emulator__/stats?log=0``)."""
-        data: dict[str, Any] = json.loads(self._call("GET", "/__emulator__/stats?log=0"))
+        """The counters since the last reset (``GET /__emulator__/stats``), and the span of
+        the log if it is kept."""
+        query = "" if self.log else "?log=0"
+        data: dict[str, Any] = json.loads(self._call("GET", "/__emulator__/stats" + query))
+        log: list[dict[str, Any]] = data.get("log", [])
+        if self.log and data.get("log_dropped"):
+            raise RuntimeError(f"the emulator's log dropped {data['log_dropped']} requests")
         return ServerStats(
             requests=data["requests"],
             service_time=data["service_time"],
             peak_in_flight=data["peak_in_flight"],
             throttled=data["throttled"],
+            rate_throttled=data.get("rate_throttled", 0),
+            first_started=min((record["started"] for record in log), default=None),
+            last_finished=max((record["finished"] for record in log), default=None),
         )
 
     def size(self, channel: tuple[str, str]) -> int:

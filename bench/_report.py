@@ -9,7 +9,8 @@ import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,25 +107,26 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def plot(results: Sequence[ScenarioResult], path: Path) -> None:
-    """One panel per scenario: each system's median, its min-max, and the target."""
+    """One panel per figure: each system's median, its min-max, and the target if any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_name = {result.name: result for result in results}
-    panels = [name for name in ("prefetch", "batch", "cpu", "memory", "scale") if name in by_name]
+    panels = [panel for panel in _PANELS if panel.scenario in by_name]
     columns = 3
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(12, 3.6 * rows), squeeze=False)
     flat = [axis for row in axes for axis in row]
     for axis in flat[len(panels) :]:
         axis.set_visible(False)
-    for axis, name in zip(flat, panels, strict=False):
-        result = by_name[name]
-        labels, medians, lows, highs = _panel(result)
+    for axis, panel in zip(flat, panels, strict=False):
+        result = by_name[panel.scenario]
+        labels, medians, lows, highs = _bars(result, panel)
         positions = range(len(labels))
-        axis.bar(positions, medians, color=["#3b6ea8"] + ["#9aa5b1"] * (len(labels) - 1))
+        colours = ["#3b6ea8" if label.startswith("sdk") else "#9aa5b1" for label in labels]
+        axis.bar(positions, medians, color=colours)
         axis.errorbar(
             positions,
             medians,
@@ -137,48 +139,97 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
             capsize=3,
         )
         axis.set_xticks(list(positions), labels, rotation=20, ha="right", fontsize=8)
-        title, ylabel, target = _PANEL_TEXT[name]
-        axis.set_title(title, fontsize=10)
-        axis.set_ylabel(ylabel, fontsize=9)
-        if target is not None:
-            axis.axhline(target, color="#c0392b", linestyle="--", linewidth=1)
+        axis.set_title(panel.title, fontsize=10)
+        axis.set_ylabel(panel.ylabel, fontsize=9)
+        if panel.target is not None:
+            axis.axhline(panel.target, color="#c0392b", linestyle="--", linewidth=1)
+        for position, label in zip(positions, labels, strict=True):
+            summary = result.summary.get(label, {})
+            if panel.target_of is not None and summary.get("target"):
+                target = summary["target"][panel.target_of] * panel.scale
+                axis.hlines(target, position - 0.4, position + 0.4, color="#c0392b", linewidth=2)
+            lost = summary.get("channels_lost") if panel.scenario == "budget" else None
+            if lost:
+                axis.annotate(
+                    f"{lost:.0f} lost",
+                    (position, highs[position]),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#c0392b",
+                )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-_PANEL_TEXT: dict[str, tuple[str, str, float | None]] = {
-    "prefetch": ("prefetch: wall / bound", "ratio (target 1.03)", 1.03),
-    "batch": ("batch: wall / bound", "ratio (target 1.10)", 1.10),
-    "cpu": ("cpu: CPU per participant", "µs", None),
-    "memory": ("memory: peak RSS growth 10k → 1M", "MB (target 30)", 30.0),
-    "scale": ("scale: 20,000 channels", "channels / s", None),
-}
+@dataclass(frozen=True, slots=True)
+class _Panel:
+    """One panel of the plot: a figure of each system's valid runs of one scenario."""
+
+    scenario: str
+    title: str
+    ylabel: str
+    points: Callable[[ScenarioResult, list[dict[str, Any]]], list[float]]
+    target: float | None = None
+    """A target for every system, drawn across the panel."""
+    target_of: str | None = None
+    """The key of each system's own target in its summary (``summary[system]["target"]``)."""
+    scale: float = 1.0
+    """What ``target_of``'s value is multiplied by, to the panel's unit."""
 
 
-def _panel(result: ScenarioResult) -> tuple[list[str], list[float], list[float], list[float]]:
+def _key(
+    key: str, scale: float = 1.0
+) -> Callable[[ScenarioResult, list[dict[str, Any]]], list[float]]:
+    return lambda result, runs: [run[key] * scale for run in runs]
+
+
+def _growth(result: ScenarioResult, runs: list[dict[str, Any]]) -> list[float]:
+    small, large = result.summary["small"], result.summary["large"]
+    by_rep: dict[int, dict[int, float]] = {}
+    for run in runs:
+        by_rep.setdefault(run["rep"], {})[run["size"]] = run["peak_rss_mb"]
+    return [rep[large] - rep[small] for rep in by_rep.values() if len(rep) == 2]
+
+
+def _throughput(result: ScenarioResult, runs: list[dict[str, Any]]) -> list[float]:
+    return [run["channels_per_s"] for run in runs if run["size"] == result.summary["large"]]
+
+
+_PANELS = [
+    _Panel(
+        "budget", "budget: wall / floor", "ratio (red: each target)", _key("ratio"), None, "ratio"
+    ),
+    _Panel(
+        "budget",
+        "budget: requests answered 429",
+        "% of requests (red: each target)",
+        _key("throttled_share", 100),
+        None,
+        "throttled",
+        100,
+    ),
+    _Panel("prefetch", "prefetch: wall / bound (a comparison)", "ratio", _key("ratio")),
+    _Panel("batch", "batch: wall / bound (a comparison)", "ratio", _key("ratio")),
+    _Panel("cpu", "cpu: CPU per participant", "µs", _key("cpu_per_participant", 1e6)),
+    _Panel("memory", "memory: peak RSS growth 10k → 1M", "MB (target 30)", _growth, 30.0),
+    _Panel("scale", "scale: 20,000 channels", "channels / s", _throughput),
+]
+
+
+def _bars(
+    result: ScenarioResult, panel: _Panel
+) -> tuple[list[str], list[float], list[float], list[float]]:
     labels: list[str] = []
     values: list[list[float]] = []
     runs = [run for run in result.runs if run["ok"]]
-    systems = list(dict.fromkeys(run["system"] for run in runs))
-    for system in systems:
-        mine = [run for run in runs if run["system"] == system]
-        if result.name in ("prefetch", "batch"):
-            points = [run["ratio"] for run in mine]
-        elif result.name == "cpu":
-            points = [run["cpu_per_participant"] * 1e6 for run in mine]
-        elif result.name == "memory":
-            small, large = result.summary["small"], result.summary["large"]
-            by_rep: dict[int, dict[int, float]] = {}
-            for run in mine:
-                by_rep.setdefault(run["rep"], {})[run["size"]] = run["peak_rss_mb"]
-            points = [rep[large] - rep[small] for rep in by_rep.values() if len(rep) == 2]
-        else:
-            large = result.summary["large"]
-            points = [run["channels_per_s"] for run in mine if run["size"] == large]
+    for system in dict.fromkeys(run["system"] for run in runs):
         labels.append(system)
-        values.append(points or [0.0])
+        values.append(
+            panel.points(result, [run for run in runs if run["system"] == system]) or [0.0]
+        )
     medians = [statistics.median(v) for v in values]
     return labels, medians, [min(v) for v in values], [max(v) for v in values]
 
@@ -186,23 +237,29 @@ def _panel(result: ScenarioResult) -> tuple[list[str], list[float], list[float],
 def results_section(
     results: Sequence[ScenarioResult], info: dict[str, Any], repeat: int, image: str
 ) -> str:
-    """The part of the docs page that each run rewrites."""
+    """The part of the docs page that each run rewrites: the budget's table first."""
     packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
     load = info["load_average"]
     load_text = f"; load average {load[0]:.2f} at the start" if load else ""
+    budget = [result for result in results if result.name == "budget"]
+    others = [result for result in results if result.name != "budget"]
+    tables = []
+    if budget:
+        tables += ["### The rate budget", "", markdown_table(budget), ""]
+    if others:
+        tables += ["### Guards and comparisons", "", markdown_table(others), ""]
     return "\n".join(
         [
             START,
             "",
             f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores,"
             f" {info['implementation']} {info['python']} ({info['platform']}){load_text};"
-            f" {packages}; commit {info['source']}. {repeat} repetitions of each scenario, the systems interleaved"
-            " within each; the figures are medians with the (min-max) of the runs, the ratios"
-            " medians of the per-run ratios.",
+            f" {packages}; commit {info['source']}. {repeat} repetitions of each scenario, the"
+            " systems interleaved within each; the figures are medians with the (min-max) of"
+            " the runs, the ratios medians of the per-run ratios.",
             "",
-            markdown_table(results),
-            "",
-            f"![Each system's median per scenario, with its min-max and the target]({image})",
+            *tables,
+            f"![Each system's median per figure, with its min-max and the targets]({image})",
             "",
             END,
         ]

@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from flex_participants.emulator import FlexEmulator
 
@@ -32,11 +33,27 @@ def parse_group(text: str) -> tuple[int, list[int]]:
 
 
 def build(
-    seed: int, groups: Sequence[str], *, latency: float = 0.0, max_in_flight: int | None = None
+    seed: int,
+    groups: Sequence[str],
+    *,
+    latency: float = 0.0,
+    max_in_flight: int | None = None,
+    rate_limit: float | None = None,
+    burst: int | None = None,
+    log_limit: int = 0,
 ) -> FlexEmulator:
-    """An emulator (not started) with the channels of ``groups`` added in order."""
-    # No request log: at a million requests it would cost the emulator time and memory.
-    emulator = FlexEmulator(seed=seed, latency=latency, max_in_flight=max_in_flight, log_limit=0)
+    """An emulator (not started) with the channels of ``groups`` added in order.
+
+    ``rate_limit`` and ``burst``: the emulator's token bucket; ``None``, none. ``log_limit``:
+    requests kept in its log; none by default, since at a million requests the log would
+    cost the emulator time and memory.
+    """
+    budget: dict[str, Any] = {}
+    if rate_limit is not None:
+        budget = {"rate_limit": rate_limit, "burst": burst}
+    emulator = FlexEmulator(
+        seed=seed, latency=latency, max_in_flight=max_in_flight, log_limit=log_limit, **budget
+    )
     for group in groups:
         count, sizes = parse_group(group)
         for n in range(count):
@@ -63,9 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
+    parser.add_argument("--burst", type=int, default=None, help="the token bucket's size")
+    parser.add_argument("--log-limit", type=int, default=0, help="requests kept in the log")
     parser.add_argument("--group", action="append", default=[], help="COUNTxSIZE[-SIZE]")
     args = parser.parse_args(argv)
-    emulator = build(args.seed, args.group, latency=args.latency, max_in_flight=args.max_in_flight)
+    emulator = build(
+        args.seed,
+        args.group,
+        latency=args.latency,
+        max_in_flight=args.max_in_flight,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        log_limit=args.log_limit,
+    )
     asyncio.run(_serve(emulator))
     return 0
 

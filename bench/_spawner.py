@@ -14,8 +14,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Spawner"]
+__all__ = ["Spawner", "stop_process"]
 
 _LOOP = """
 import json, subprocess, sys
@@ -61,3 +62,13 @@ class Spawner:
         self._process.wait(timeout=30)
         if self._process.stdout is not None:
             self._process.stdout.close()
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate ``process`` and wait for it; kill it if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -5,8 +5,11 @@ Every system opens its client in ``__aenter__`` (not timed) and closes it in ``_
 `list.append` or a `Fingerprint.add`), so that what it returned can be checked against the
 dataset without the check costing the same for a million SIDs as for a thousand.
 
-- ``sdk``: this package's `FlexClient` (``participants``, ``participants_for_channels``).
-- ``twilio``: the official ``twilio`` package with its aiohttp client, ``stream_async``.
+- ``sdk``: this package's `FlexClient` (``participants``, ``participants_for_channels``);
+  options are `FlexClient`'s keyword arguments. Given a concurrency, it has no rate limit,
+  as for a server without one; given none, it is `FlexClient`'s defaults.
+- ``twilio``: the official ``twilio`` package with its aiohttp client, ``stream_async``;
+  option ``max_retries``, as `AsyncTwilioHttpClient` takes it.
 - ``reference``: the least hand-written code that does the job: one aiohttp session, a
   semaphore, orjson, dicts only, the next page requested while this one is consumed.
 """
@@ -14,7 +17,8 @@ dataset without the check costing the same for a million SIDs as for a thousand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -23,11 +27,25 @@ import aiohttp
 from flex_participants import FlexClient
 from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
-__all__ = ["SYSTEMS", "BatchSink", "Sink", "System", "import_all", "open_system"]
+__all__ = [
+    "SYSTEMS",
+    "BatchSink",
+    "FailSink",
+    "Sink",
+    "System",
+    "import_all",
+    "open_system",
+    "quiet_sdk_log",
+]
+
+CONCURRENCY_DEFAULT = 10
+"""Channels at a time for a peer given no concurrency: `FlexClient`'s own default."""
 
 Sink = Callable[[str | None], None]
 BatchSink = Callable[[str, list[str | None]], None]
 """Called once per channel with its channel SID and the SIDs of its participants."""
+FailSink = Callable[[str, BaseException], None]
+"""Called once per channel that failed, with its channel SID and the error."""
 
 
 class System(Protocol):
@@ -50,9 +68,17 @@ class System(Protocol):
         """Stream one channel; sleep ``consume`` seconds after each ``page_size`` participants."""
 
     async def batch(
-        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+        self,
+        channels: Iterable[tuple[str, str]],
+        page_size: int,
+        sink: BatchSink,
+        failed: FailSink | None = None,
     ) -> None:
-        """Fetch every channel, ``concurrency`` at a time."""
+        """Fetch every channel, ``concurrency`` at a time.
+
+        A channel that fails raises, ending the batch; with ``failed``, it is handed to
+        ``failed`` instead and the batch goes on.
+        """
 
 
 async def _consume(records: AsyncIterator[Any], page_size: int, consume: float, sink: Sink) -> None:
@@ -66,6 +92,23 @@ async def _consume(records: AsyncIterator[Any], page_size: int, consume: float, 
             await asyncio.sleep(consume)
     if consume and count % page_size:
         await asyncio.sleep(consume)
+
+
+async def _one_channel(
+    channel: tuple[str, str],
+    fetch: Callable[[tuple[str, str]], Awaitable[list[str | None]]],
+    sink: BatchSink,
+    failed: FailSink | None,
+) -> None:
+    """Fetch one channel's SIDs and sink them; a failure raises, or goes to ``failed``."""
+    try:
+        sids = await fetch(channel)
+    except Exception as exc:
+        if failed is None:
+            raise
+        failed(channel[1], exc)
+        return
+    sink(channel[1], sids)
 
 
 class _Closing:
@@ -88,17 +131,21 @@ class SdkSystem(_Closing):
 
     name = "sdk"
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(self, base_url: str, concurrency: int | None, **options: Any) -> None:
+        """``concurrency`` ``None``: the client's own defaults, as a new user builds it. Given:
+        that many requests in flight, and no rate limit unless ``options`` say otherwise,
+        for a server that has no budget to find (every scenario's but the budget's)."""
         self._base_url = base_url
         self._concurrency = concurrency
+        self._options = options
+        if concurrency is not None:
+            self._options["max_concurrency"] = concurrency
+            self._options.setdefault("rate_limit", None)
         self._client: FlexClient | None = None
 
     async def __aenter__(self) -> Self:
         self._client = FlexClient(
-            DEFAULT_ACCOUNT_SID,
-            DEFAULT_AUTH_TOKEN,
-            base_url=self._base_url,
-            max_concurrency=self._concurrency,
+            DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, base_url=self._base_url, **self._options
         )
         await self._client.__aenter__()
         return self
@@ -115,16 +162,23 @@ class SdkSystem(_Closing):
             await _consume(stream, page_size, consume, sink)
 
     async def batch(
-        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+        self,
+        channels: Iterable[tuple[str, str]],
+        page_size: int,
+        sink: BatchSink,
+        failed: FailSink | None = None,
     ) -> None:
         assert self._client is not None
         async with self._client.participants_for_channels(
             channels, page_size=page_size, concurrency=self._concurrency
         ) as results:
             async for result in results:
-                if result.error is not None:
+                if result.error is None:
+                    sink(result.channel_sid, [p.sid for p in result.participants])
+                elif failed is None:
                     raise result.error
-                sink(result.channel_sid, [p.sid for p in result.participants])
+                else:
+                    failed(result.channel_sid, result.error)
 
 
 class TwilioSystem(_Closing):
@@ -132,9 +186,12 @@ class TwilioSystem(_Closing):
 
     name = "twilio"
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, concurrency: int | None, *, max_retries: int | None = None
+    ) -> None:
         self._base_url = base_url
-        self._concurrency = concurrency
+        self._concurrency = concurrency or CONCURRENCY_DEFAULT
+        self._max_retries = max_retries
         self._http: Any = None
         self._client: Any = None
 
@@ -143,7 +200,7 @@ class TwilioSystem(_Closing):
         from twilio.rest import Client
 
         # Its aiohttp session is made in the constructor: inside the loop, then.
-        self._http = AsyncTwilioHttpClient()
+        self._http = AsyncTwilioHttpClient(max_retries=self._max_retries)
         self._client = Client(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, http_client=self._http)
         self._client.flex_api.base_url = self._base_url
         return self
@@ -164,14 +221,21 @@ class TwilioSystem(_Closing):
         await _consume(records, page_size, consume, sink)
 
     async def batch(
-        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+        self,
+        channels: Iterable[tuple[str, str]],
+        page_size: int,
+        sink: BatchSink,
+        failed: FailSink | None = None,
     ) -> None:
         semaphore = asyncio.Semaphore(self._concurrency)
 
+        async def sids(channel: tuple[str, str]) -> list[str | None]:
+            records = await self._participants(channel).stream_async(page_size=page_size)
+            return [record.sid async for record in records]
+
         async def one(channel: tuple[str, str]) -> None:
             async with semaphore:
-                records = await self._participants(channel).stream_async(page_size=page_size)
-                sink(channel[1], [record.sid async for record in records])
+                await _one_channel(channel, sids, sink, failed)
 
         async with asyncio.TaskGroup() as group:
             for channel in channels:
@@ -183,11 +247,11 @@ class ReferenceSystem(_Closing):
 
     name = "reference"
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(self, base_url: str, concurrency: int | None) -> None:
         self._base_url = base_url
-        self._concurrency = concurrency
+        self._concurrency = concurrency or CONCURRENCY_DEFAULT
         self._session: aiohttp.ClientSession | None = None
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._semaphore = asyncio.Semaphore(self._concurrency)
         self._headers = {
             "Authorization": aiohttp.BasicAuth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN).encode(),
             "Accept": "application/json",
@@ -244,19 +308,26 @@ class ReferenceSystem(_Closing):
             page = await ahead
 
     async def batch(
-        self, channels: Iterable[tuple[str, str]], page_size: int, sink: BatchSink
+        self,
+        channels: Iterable[tuple[str, str]],
+        page_size: int,
+        sink: BatchSink,
+        failed: FailSink | None = None,
     ) -> None:
         source: Iterator[tuple[str, str]] = iter(channels)
 
+        async def sids(channel: tuple[str, str]) -> list[str | None]:
+            found: list[str | None] = []
+            url: str | None = self._first_url(channel, page_size)
+            while url:
+                page = await self._get(url)
+                found.extend([participant["sid"] for participant in page["participants"]])
+                url = page["meta"]["next_page_url"]
+            return found
+
         async def worker() -> None:
             for channel in source:
-                sids: list[str | None] = []
-                url: str | None = self._first_url(channel, page_size)
-                while url:
-                    page = await self._get(url)
-                    sids.extend([participant["sid"] for participant in page["participants"]])
-                    url = page["meta"]["next_page_url"]
-                sink(channel[1], sids)
+                await _one_channel(channel, sids, sink, failed)
 
         async with asyncio.TaskGroup() as group:
             for _ in range(self._concurrency):
@@ -286,6 +357,17 @@ def import_all() -> None:
         importlib.import_module(module)
 
 
-def open_system(name: str, base_url: str, concurrency: int) -> System:
-    """The system called ``name``, not yet opened: ``async with open_system(...) as s``."""
-    return SYSTEMS[name](base_url, concurrency)
+def quiet_sdk_log() -> None:
+    """Keep the SDK's warnings (one per retried 429) off the benchmark's output: the table
+    counts the 429s, and the record keeps the errors of the channels that failed."""
+    logging.getLogger("flex_participants").addHandler(logging.NullHandler())
+
+
+def open_system(name: str, base_url: str, concurrency: int | None, **options: Any) -> System:
+    """The system called ``name``, not yet opened: ``async with open_system(...) as s``.
+
+    ``concurrency`` ``None`` is the system's own default; ``options`` are the system's own
+    settings (see the module's docstring).
+    """
+    system: System = SYSTEMS[name](base_url, concurrency, **options)
+    return system

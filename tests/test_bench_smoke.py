@@ -1,13 +1,17 @@
 """The benchmark in ``bench/``, run at its tiny ``--quick`` size: every system returns every
-participant exactly once. Nothing here is about speed."""
+participant exactly once, and this SDK delivers every channel under the budget scenario's
+token bucket. Nothing here is about speed."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,40 +28,93 @@ pytestmark = [
         reason="the benchmark's reference loop needs orjson (the speedups extra)",
     ),
     pytest.mark.skipif(
+        importlib.util.find_spec("redis") is None or shutil.which("redis-server") is None,
+        reason="the budget scenario's fleet needs the redis extra and redis-server on PATH",
+    ),
+    pytest.mark.skipif(
         not (ROOT / "bench" / "__main__.py").exists(),
         reason="bench/ is not in this tree",
     ),
 ]
 
+SDK_BUDGET_SYSTEMS = {"sdk", "sdk strict", "sdk told", "sdk fleet"}
 
-def test_quick_run_returns_every_participant_of_every_scenario_from_every_system(
-    tmp_path: Path,
-) -> None:
+
+@dataclass(frozen=True)
+class QuickRun:
+    """What ``python -m bench --quick`` printed, its exit status and its JSON record."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    record: dict[str, Any]
+
+    def scenario(self, name: str) -> dict[str, Any]:
+        scenarios: list[dict[str, Any]] = self.record["scenarios"]
+        [scenario] = [s for s in scenarios if s["name"] == name]
+        return scenario
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    results = tmp_path_factory.mktemp("bench-results")
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(results)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    [record_file] = tmp_path.glob("quick-*.json")
-    record = json.loads(record_file.read_text())
-    assert record["lost"] == []
+    records = list(results.glob("quick-*.json"))
+    assert len(records) == 1, done.stderr
+    return QuickRun(done.returncode, done.stdout, done.stderr, json.loads(records[0].read_text()))
+
+
+def test_quick_run_returns_every_participant_of_every_scenario_from_every_system(
+    quick_run: QuickRun,
+) -> None:
+    assert quick_run.returncode == 0, quick_run.stderr
+    assert quick_run.record["lost"] == []
+    for scenario in quick_run.record["scenarios"]:
+        assert scenario["runs"]
+        assert all(run["ok"] for run in scenario["runs"]), scenario["name"]
+    assert "all returned" in quick_run.stdout
+    assert "LOST" not in quick_run.stdout
+
+
+def test_quick_run_runs_every_system_of_every_scenario(quick_run: QuickRun) -> None:
     systems = {
         scenario["name"]: {run["system"] for run in scenario["runs"]}
-        for scenario in record["scenarios"]
+        for scenario in quick_run.record["scenarios"]
     }
     assert systems == {
+        "budget": SDK_BUDGET_SYSTEMS | {"twilio", "twilio retries"},
         "prefetch": {"sdk", "twilio", "reference"},
         "batch": {"sdk", "twilio", "reference"},
         "cpu": {"sdk", "twilio", "reference", "sdk-stdlib-json"},
         "memory": {"sdk", "reference"},
-        "scale": {"sdk", "reference"},
+        "scale": {"sdk", "twilio", "reference"},
     }
-    for scenario in record["scenarios"]:
-        assert scenario["runs"]
-        assert all(run["ok"] for run in scenario["runs"]), scenario["name"]
-    assert "all returned" in done.stdout
-    assert "LOST" not in done.stdout
+
+
+def test_quick_budget_run_delivers_every_channel_from_every_sdk_system(
+    quick_run: QuickRun,
+) -> None:
+    runs = [
+        run for run in quick_run.scenario("budget")["runs"] if run["system"] in SDK_BUDGET_SYSTEMS
+    ]
+    assert {run["system"] for run in runs} == SDK_BUDGET_SYSTEMS
+    assert [(run["system"], run["channels_lost"]) for run in runs] == [
+        (run["system"], 0) for run in runs
+    ]
+
+
+def test_quick_budget_run_records_wall_over_floor_and_429s_of_every_run(
+    quick_run: QuickRun,
+) -> None:
+    for run in quick_run.scenario("budget")["runs"]:
+        assert run["bound"] > 0, run["system"]
+        assert run["ratio"] == pytest.approx(run["wall"] / run["bound"]), run["system"]
+        assert 0 <= run["throttled_share"] <= 1, run["system"]
+        assert run["requests"] >= run["channels"], run["system"]
