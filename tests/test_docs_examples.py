@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import importlib.util
 import json
 import logging
@@ -37,6 +38,7 @@ from flex_participants import RetryPolicy
 from flex_participants.emulator import Fault, FlexEmulator
 
 from .conftest import RedisServer
+from .helpers import in_virtual_time
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -376,7 +378,7 @@ async def test_errors_sample_reports_throttling_that_outlasts_the_retries(
     emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sample = load("errors")
-    monkeypatch.setattr(sample, "RETRY", RetryPolicy(max_attempts=3, backoff_base=0.0))
+    monkeypatch.setattr(sample, "RETRY", RetryPolicy(max_attempts=3, backoff_base=0.0, patience=0))
     kd, uo = emulator.add_channel(participants=1)
     emulator.add_fault(Fault("status", status=429, retry_after=0, times=3))
 
@@ -384,6 +386,35 @@ async def test_errors_sample_reports_throttling_that_outlasts_the_retries(
         await sample.main(kd, uo)
 
     assert capsys.readouterr().out == "throttled 3 times; server asked for 0.0 s\n"
+
+
+# -- rate-budget.md ---------------------------------------------------------------------
+
+
+# In virtual time: the emulator's bucket and the client's run on one exact clock, so the
+# count of 429s is the same on every machine, however busy.
+
+
+def test_rate_budget_sample_untold_finds_the_budget_and_loses_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    throttled, rate = in_virtual_time(load("rate_budget").main)
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "1200 participants of 60 channels"
+    assert 0 < throttled <= 6
+    assert rate is not None
+    assert rate <= 10.5
+
+
+def test_rate_budget_sample_told_provokes_no_429(capsys: pytest.CaptureFixture[str]) -> None:
+    throttled, rate = in_virtual_time(functools.partial(load("rate_budget").main, 10.0))
+
+    assert capsys.readouterr().out.splitlines() == [
+        "1200 participants of 60 channels",
+        "0 requests answered 429; the rate is now 10.0 /s",
+    ]
+    assert (throttled, rate) == (0, 10.0)
 
 
 # -- testing.md ---------------------------------------------------------------------------

@@ -14,8 +14,12 @@ from flex_participants import (
 )
 
 # Up to 6 attempts; waits drawn from [0, 0.5 s], [0, 1 s], [0, 2 s], ... never above 10 s,
-# unless the server's Retry-After asks for more (honoured up to 60 s).
-RETRY = RetryPolicy(max_attempts=6, backoff_base=0.5, backoff_max=10.0, retry_after_max=60.0)
+# unless the server's Retry-After asks for more (honoured up to 60 s). A 429 only means the
+# budget is full: for 2 minutes from a request's first attempt, 429s are retried without
+# counting as attempts.
+RETRY = RetryPolicy(
+    max_attempts=6, backoff_base=0.5, backoff_max=10.0, retry_after_max=60.0, patience=120.0
+)
 
 
 async def count(client: FlexClient, interaction_sid: str, channel_sid: str) -> int | None:
@@ -27,7 +31,7 @@ async def count(client: FlexClient, interaction_sid: str, channel_sid: str) -> i
     except AuthenticationError:
         raise  # wrong credentials, or no access: retrying will not help
     except RateLimitError as exc:
-        # Still throttled after every attempt: back off for longer than the policy did.
+        # Still throttled when patience ran out: back off for longer than the policy did.
         print(f"throttled {exc.attempts} times; server asked for {exc.retry_after} s")
         raise
     except FlexError as exc:
