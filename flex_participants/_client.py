@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -36,7 +36,7 @@ from ._errors import (
     _transport_errors,
 )
 from ._interrupt import Interrupts
-from ._limit import AdaptiveLimiter, Limiter, RateLimit, Throttle, check_rate_limit
+from ._limit import AdaptiveLimiter, Limiter, Throttle, check_rate_limit
 from ._models import Participant, ParticipantPage
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -373,7 +373,7 @@ class FlexClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
-        rate_limit: RateLimit = "adaptive",
+        rate_limit: float | Literal["adaptive"] | None = "adaptive",
         burst: int | None = None,
         limiter: Limiter | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,

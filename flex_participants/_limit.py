@@ -144,10 +144,10 @@ class AdaptiveLimiter:
         rate_limit: ``None`` (the default here): no rate. A number: the most requests
             started per second, a token bucket holding ``burst`` starts; 429s lower the rate
             below it for a while, never raise it above. ``"adaptive"``: the rate is not
-            known; it starts at Twilio's documented budget (`DOCUMENTED_RATE`), is lowered
+            known; it starts at Twilio's documented budget (20 per second), is lowered
             by 429s and probed back up while requests queue for it, with no ceiling.
         burst: how many starts the bucket holds: how many may start at once after a pause.
-            Default: `default_burst` of the rate (4 at 20 per second).
+            Default: a fifth of a second of the rate, at least 1 (4 at 20 per second).
 
     Raises:
         InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1,
@@ -156,7 +156,11 @@ class AdaptiveLimiter:
     """
 
     def __init__(
-        self, max_concurrency: int, *, rate_limit: RateLimit = None, burst: int | None = None
+        self,
+        max_concurrency: int,
+        *,
+        rate_limit: float | Literal["adaptive"] | None = None,
+        burst: int | None = None,
     ) -> None:
         self._max = check_count("max_concurrency", max_concurrency, minimum=1)
         rate_limit, burst = check_rate_limit(rate_limit, burst)

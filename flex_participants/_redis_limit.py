@@ -546,8 +546,8 @@ class RedisLimiter:
 
     @property
     def rate(self) -> float | None:
-        """The requests per second the fleet may start, as last seen from Redis: ``rate_limit``,
-        or less for a while after a 429 (``None`` without ``rate_limit``)."""
+        """The requests per second the fleet may start, as last seen from Redis (``rate_limit``,
+        or less for a while after a 429; ``None`` without ``rate_limit``)."""
         return self._rate
 
     @property

@@ -685,13 +685,17 @@ async def test_the_module_passes_rate_limit_and_burst_on(session: aiohttp.Client
 async def test_the_module_passes_max_in_flight_and_concurrency_code_on(
     session: aiohttp.ClientSession,
 ) -> None:
-    options = ("--max-in-flight", "1", "--concurrency-code", "45780", "--latency", "1000")
+    # The first request is held in its latency for 5 s: the second comes well within it,
+    # however slow the machine, and the first is then given up.
+    options = ("--max-in-flight", "1", "--concurrency-code", "45780", "--latency", "5000")
     async with module_emulator(*options) as base_url:
         url = f"{base_url}/v1/Interactions/KD0/Channels/UO0/Participants"
         first = asyncio.create_task(fetch(session, url))
         await in_flight(session, base_url, 1)  # the first is past the check, in its latency
         second = await fetch(session, url)
-        await first
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
 
     assert_throttled(second, 45780, "Too many concurrent requests")
 
