@@ -63,6 +63,9 @@ DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 
 _Channel = tuple[str, str]
 
+# The shortest wait before retrying a 429 that does not count towards max_attempts.
+_THROTTLED_MIN_WAIT = 0.1
+
 
 class _Credentials:
     """The Basic-auth pair, kept out of every repr, str and log line."""
@@ -292,9 +295,10 @@ def _takes_throttle(limiter: Limiter) -> bool:
         parameters = inspect.signature(limiter.release).parameters.values()
     except (TypeError, ValueError):  # no signature to read: the protocol's own call only
         return False
+    # Named, not just accepted by **kwargs: a limiter that forwards its keywords to one
+    # written against the protocol's first form would pass on a keyword it does not take.
     return any(
-        p.kind is p.VAR_KEYWORD
-        or (p.name == "throttle" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        p.name == "throttle" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         for p in parameters
     )
 
@@ -674,19 +678,26 @@ class FlexClient:
                     error.attempts = attempt
                     if not policy.should_retry(error):
                         raise
-                    if not policy.counts(error, loop.time() - began):
+                    counted = policy.counts(error, loop.time() - began)
+                    if not counted:
                         uncounted += 1
                     elif attempt - uncounted >= policy.max_attempts:
                         raise
                     retry_after = error.retry_after if isinstance(error, FlexAPIError) else None
                     delay = policy.delay(attempt, retry_after)
+                    which, note = f"attempt {attempt - uncounted} of {policy.max_attempts}", ""
+                    if not counted:
+                        # Never at once: with no rate to wait for (rate_limit=None, a limiter
+                        # of one's own) and no backoff, 429s would be retried in a busy loop.
+                        delay = max(delay, _THROTTLED_MIN_WAIT)
+                        which, note = f"attempt {attempt}", "; within patience, not counted"
                     logger.warning(
-                        "retrying GET %s in %.3f s (attempt %d of %d failed: %s)",
+                        "retrying GET %s in %.3f s (%s failed: %s%s)",
                         url,
                         delay,
-                        attempt,
-                        policy.max_attempts,
+                        which,
                         _reason(error),
+                        note,
                     )
                     self.retries += 1
                 # The slot was released before this sleep: a waiting retry holds no capacity.

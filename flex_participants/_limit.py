@@ -12,8 +12,8 @@ Two things adapt, each to the 429 that names it:
   429s, and every success while the window is full adds ``0.5 / level``, about one slot every
   two rounds of requests, never above ``max_concurrency``.
 * The rate, a token bucket (see `_RateControl` for the rule): any other 429 lowers it and
-  empties the bucket (and halves its burst, if the request used a token saved up while
-  idle); while requests queue for tokens the rate is held, then probed back up, slowly,
+  empties the bucket (and halves its burst for good, if the request started as part of a
+  burst: sooner after another than the rate alone allows); while requests queue for tokens the rate is held, then probed back up, slowly,
   never above a rate the caller gave.
 """
 
@@ -49,6 +49,7 @@ RateLimit = float | Literal["adaptive"] | None
 """A rate limit as callers give it: requests per second, ``"adaptive"``, or ``None`` for none."""
 
 _GROWTH: Final = 0.5
+_SLOWEST_RATE: Final = 1e-6
 
 
 def default_burst(rate: float) -> int:
@@ -118,6 +119,11 @@ def check_rate_limit(rate_limit: object, burst: object) -> tuple[RateLimit, int 
                 f'"adaptive" (or None for no rate), got {rate_limit!r}'
             )
         rate = check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
+        if rate < _SLOWEST_RATE:
+            # Slower than one request in 11 days: its interval would not be a usable time.
+            raise InvalidArgumentError(
+                f"rate_limit must be at least {_SLOWEST_RATE:g} requests per second, got {rate!r}"
+            )
     if burst is None:
         return rate, None
     if rate is None:
@@ -133,7 +139,7 @@ class _Permit:
     level_generation: int
     rate_generation: int
     rate: float | None
-    queued: bool = False  # whether it waited for its token, rather than using the burst
+    from_burst: bool = False  # whether it started sooner after another than the rate allows
 
 
 class AdaptiveLimiter:
@@ -240,12 +246,12 @@ class AdaptiveLimiter:
         if bucket is None or control is None:
             return _Permit(self._generation, 0, None)
         try:
-            queued = await bucket.wait()
+            from_burst = await bucket.wait()
         except BaseException:
             self._in_flight -= 1
             self._wake()
             raise
-        return _Permit(self._generation, control.generation, bucket.rate, queued)
+        return _Permit(self._generation, control.generation, bucket.rate, from_burst)
 
     async def release(
         self, permit: object, *, throttled: bool, throttle: Throttle | None = None
@@ -284,9 +290,9 @@ class AdaptiveLimiter:
             return
         now = asyncio.get_running_loop().time()
         if control.throttled(permit.rate_generation, permit.rate, bucket.saturated(now)):
-            if not permit.queued:
-                # It started on a token saved up while idle: the server's bucket is smaller
-                # than ours.
+            if permit.from_burst:
+                # It started sooner after another than the rate allows, on the burst: the
+                # server's bucket is smaller than ours. It stays smaller: no regrowth.
                 bucket.burst = max(1, bucket.burst // 2)
             # The server's bucket is empty now: so is ours, so that no burst follows.
             bucket.set_rate(control.rate, now, empty=True)
@@ -371,7 +377,8 @@ class _RateControl:
         else:
             rate = started_at * _FIRST_DECREASE
             self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
-        self.rate = self._base = max(_MIN_RATE, min(rate, self._ceiling))
+        # Never above a rate the caller gave, even one below the floor.
+        self.rate = self._base = max(min(_MIN_RATE, self._ceiling), min(rate, self._ceiling))
         self._since = saturated
         self.generation += 1
         return True
@@ -406,7 +413,8 @@ class _Bucket:
         self._interval = 1.0 / rate
         self._tat = -math.inf
         self._starts = 0  # how many starts were given; the last one can be handed back
-        self._before_last = -math.inf  # `_tat` before the last start
+        self._before_last: float | None = None  # `_tat` before the last start, if refundable
+        self._last_start = -math.inf
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._saturated = 0.0  # seconds during which someone waited, until `_counted`
@@ -436,22 +444,24 @@ class _Bucket:
             self.rate = rate
             self._interval = 1.0 / rate
             self._tat = now + owed * self._interval
-            self._before_last = -math.inf  # no refund across a change of rate
+            self._before_last = None  # no refund across a change of rate
 
     async def wait(self) -> bool:
-        """Return when this caller may start: whether it had to queue for its token."""
+        """Return when this caller may start: whether its start was part of a burst (it
+        came sooner after the last one than the rate alone allows)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.saturated(now)
         if not self._waiters and self._conforms(now):
+            in_burst = now - self._last_start < self._interval
             self._start(now)
-            return False
+            return in_burst
         waiter: asyncio.Future[int] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
         try:
             await waiter
-            return True
+            return False  # it queued: its start came with a single token
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.refund(waiter.result())  # given the start just as we were cancelled
@@ -466,11 +476,11 @@ class _Bucket:
 
     def refund(self, token: int) -> None:
         """Hand back a start that was not used, if no later start has been given since."""
-        if token != self._starts or self._before_last == -math.inf:
+        if token != self._starts or self._before_last is None:
             return  # the schedule has moved on past it: nothing to give back
         self._starts += 1  # a second refund of the same token does nothing
         self._tat = self._before_last
-        self._before_last = -math.inf
+        self._before_last = None
         if self._waiters:
             self._grant(asyncio.get_running_loop())
 
@@ -483,15 +493,15 @@ class _Bucket:
     def _conforms(self, now: float) -> bool:
         return now >= self._due()
 
-    def _start(self, now: float, *, queued: bool = False) -> int:
+    def _start(self, now: float) -> int:
         # Adapt before each start, on the queueing time so far.
         self._retune(self._control.rate_at(self.saturated(now)), now)
         self._starts += 1
+        self._last_start = now
         self._before_last = self._tat
-        # A queued start is on schedule, from when it was due rather than from when a late
-        # timer ran, so that a late timer does not slow the rate; but it catches up on no
-        # more than one interval of time nobody was waiting for.
-        self._tat = max(self._tat, now - self._interval if queued else now) + self._interval
+        # GCRA as it is: a timer that runs late slows that start down, and never lets one
+        # come sooner than the bucket allows.
+        self._tat = max(self._tat, now) + self._interval
         return self._starts
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -510,6 +520,6 @@ class _Bucket:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(self._start(now, queued=True))
+                waiter.set_result(self._start(now))
                 break
         self._arm(loop)

@@ -230,6 +230,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._clock.now
 
+    def stall(self, seconds: float) -> None:
+        """Move the clock as a callback that blocked the loop for ``seconds`` would: every
+        timer due meanwhile then runs late."""
+        self._clock.now += seconds
+
 
 def in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` in a `VirtualTimeLoop`; its clock starts at 1000.0."""

@@ -22,7 +22,7 @@ from flex_participants._limit import (
     default_burst,
 )
 
-from .helpers import in_virtual_time
+from .helpers import VirtualTimeLoop, in_virtual_time
 
 T = TypeVar("T")
 
@@ -678,10 +678,11 @@ def test_after_a_rate_429_the_bucket_is_empty_so_no_burst_follows() -> None:
     assert in_virtual_time(main) == pytest.approx([0.2, 0.4, 0.6])
 
 
-async def test_a_429_to_a_start_from_a_saved_up_burst_halves_the_burst() -> None:
+async def test_a_429_to_a_start_inside_a_burst_halves_the_burst() -> None:
     limiter = AdaptiveLimiter(10, rate_limit=10, burst=4)
 
-    permit = await limiter.acquire()  # no wait: a token of the burst
+    await limiter.acquire()
+    permit = await limiter.acquire()  # at the same moment: on the burst
     await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
 
     assert limiter.burst == 2
@@ -783,3 +784,99 @@ def test_requests_queueing_for_the_rate_probe_it_up_after_the_hold() -> None:
     rate = in_virtual_time(main)
     assert rate is not None
     assert rate > DOCUMENTED_RATE
+
+
+def test_a_429_never_raises_the_rate_above_a_told_rate_below_the_floor() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=0.1, burst=1)
+
+    async def main() -> list[float]:
+        permit = await limiter.acquire()
+        await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+        return await start_times(limiter, 2)()
+
+    assert limiter.rate is None or limiter.rate <= 0.1
+    assert in_virtual_time(main) == pytest.approx([10.0, 20.0])
+
+
+@pytest.mark.parametrize("rate", [1e-7, 1e-320])
+def test_a_rate_too_slow_to_schedule_is_refused(rate: float) -> None:
+    with pytest.raises(InvalidArgumentError, match="at least 1e-06 requests per second"):
+        AdaptiveLimiter(1, rate_limit=rate)
+
+
+def test_a_late_timer_never_lets_starts_exceed_the_bucket() -> None:
+    limiter = AdaptiveLimiter(100, rate_limit=10, burst=2)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        loop.call_later(0.25, loop.stall, 1.0)  # the loop is blocked for a second
+        return await start_times(limiter, 12)()
+
+    starts = in_virtual_time(main)
+    for window in (0.0, 0.05, 0.1, 0.5, 1.0):
+        most = max(sum(1 for t in starts if a <= t <= a + window + 1e-9) for a in starts)
+        assert most <= 2 + 10 * window, (window, starts)
+
+
+def test_a_waiter_cancelled_while_queued_for_a_token_frees_its_slot_for_the_next() -> None:
+    limiter = AdaptiveLimiter(1, rate_limit=1, burst=1)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await cycle(limiter)  # the token of 0.0 is spent
+        quitter = asyncio.create_task(limiter.acquire())  # takes the one slot, waits for 1.0
+        await asyncio.sleep(0.5)
+        behind = asyncio.create_task(cycle(limiter))  # waits for the slot
+        await asyncio.sleep(0.1)
+        quitter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        await behind
+        assert limiter.in_flight == 0
+        return loop.time() - 1000.0
+
+    # The slot passed on at once; its token came when the bucket allowed, at 1.0.
+    assert in_virtual_time(main) == pytest.approx(1.0)
+
+
+def test_a_429_to_steady_traffic_below_the_rate_keeps_the_burst() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit=10, burst=4)
+
+    async def main() -> int | None:
+        for _ in range(5):  # one request every 0.1 s: each finds one token, never a burst
+            await cycle(limiter)
+            await asyncio.sleep(0.1)
+        permit = await limiter.acquire()
+        await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+        return limiter.burst
+
+    assert in_virtual_time(main) == 4
+
+
+def test_a_refund_of_a_start_given_before_another_changes_nothing() -> None:
+    async def main() -> tuple[float, float]:
+        bucket = _limit._Bucket(_RateControl(10.0, ceiling=10.0), burst=1)
+        now = asyncio.get_running_loop().time()
+        first = bucket._start(now)
+        bucket._start(now)
+        before = bucket._tat
+        bucket.refund(first)  # stale: it would undo the second start
+        return before, bucket._tat
+
+    before, after = in_virtual_time(main)
+    assert after == before
+
+
+def test_no_start_is_refunded_across_a_change_of_rate() -> None:
+    async def main() -> tuple[float, float]:
+        bucket = _limit._Bucket(_RateControl(10.0, ceiling=10.0), burst=1)
+        now = asyncio.get_running_loop().time()
+        token = bucket._start(now)
+        bucket.set_rate(5.0, now)
+        before = bucket._tat
+        bucket.refund(token)
+        return before, bucket._tat
+
+    before, after = in_virtual_time(main)
+    assert after == before

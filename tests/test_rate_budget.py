@@ -74,17 +74,17 @@ class OldRecorder:
         self.released.append(throttled)
 
 
-class KeywordsRecorder:
-    """A limiter whose release takes any keyword."""
+class Forwarder:
+    """A limiter that passes every keyword on to another."""
 
-    def __init__(self) -> None:
-        self.keywords: list[dict[str, Any]] = []
+    def __init__(self, inner: OldRecorder) -> None:
+        self.inner = inner
 
     async def acquire(self) -> object:
-        return None
+        return await self.inner.acquire()
 
     async def release(self, permit: object, **keywords: Any) -> None:
-        self.keywords.append(keywords)
+        await self.inner.release(permit, **keywords)
 
 
 # -- the default rate ----------------------------------------------------------------
@@ -156,17 +156,20 @@ async def test_a_limiter_that_takes_throttle_is_told_the_code_retry_after_and_co
     assert limiter.released[0][1].concurrency
 
 
-async def test_a_limiter_taking_any_keyword_is_told_too(
+async def test_a_limiter_forwarding_its_keywords_is_called_as_the_protocol_first_said(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
     throttled(mock_http, 1)
     mock_http.get(participants_url(), payload=page_body(range(2)))
-    limiter = KeywordsRecorder()
+    inner = OldRecorder()
+    limiter = Forwarder(inner)
 
     async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
         await client.fetch_page(KD, UO)
 
-    assert limiter.keywords[0] == {"throttled": True, "throttle": Throttle(code=20429)}
+    # Only a limiter that names `throttle` is given it: a wrapper that passes **keywords on
+    # to one written before it existed keeps working.
+    assert inner.released == [True, False]
 
 
 async def test_a_limiter_without_the_throttle_keyword_is_called_as_before(
@@ -380,3 +383,24 @@ def test_a_concurrency_429_lowers_the_requests_in_flight_and_not_the_rate() -> N
     assert (run.delivered, run.lost) == (40, 0)
     assert run.rate == DOCUMENTED_RATE
     assert run.level < 10
+
+
+def test_unpaced_429s_within_patience_are_never_retried_in_a_busy_loop(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.0, patience=1.0)
+    mock_http.get(
+        participants_url(),
+        status=429,
+        payload=twilio_error(429, 20429, "Too many requests"),
+        repeat=True,
+    )
+
+    async def main() -> int:
+        async with FlexClient(**credentials, rate_limit=None, retry=retry) as client:
+            with pytest.raises(RateLimitError):
+                await client.fetch_page(KD, UO)
+            return client.requests_sent
+
+    # A second of patience at 0.1 s at least between them, then the two counted attempts.
+    assert in_virtual_time(main) <= 10 + 2
