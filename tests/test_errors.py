@@ -21,6 +21,7 @@ from flex_participants import (
     AuthenticationError,
     ChannelResult,
     ClientClosedError,
+    DeadlineExceededError,
     FlexAPIError,
     FlexClient,
     FlexError,
@@ -82,6 +83,9 @@ ERRORS: dict[str, Callable[[], FlexError]] = {
     "InvalidArgumentError": lambda: InvalidArgumentError("page_size must be >= 1"),
     "UnsafeURLError": lambda: UnsafeURLError("refusing to send credentials", attempts=1),
     "ClientClosedError": lambda: ClientClosedError("the client was closed", attempts=4),
+    "DeadlineExceededError": lambda: DeadlineExceededError(
+        "the deadline of 5 s ran out", deadline=5.0, url=URL_TEXT, attempts=3
+    ),
     "FlexAPIError": lambda: api_error(FlexAPIError),
     "AuthenticationError": lambda: api_error(AuthenticationError),
     "NotFoundError": lambda: api_error(NotFoundError),
