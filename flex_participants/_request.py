@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 
 from yarl import URL
 
@@ -12,7 +13,9 @@ from ._errors import InvalidArgumentError, UnsafeURLError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "FLEX_REGION",
     "MAX_PAGE_SIZE",
+    "FlexHostWarning",
     "build_base_url",
     "channel_of",
     "check_limit",
@@ -97,21 +100,63 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def build_base_url(base_url: str | None, region: str | None, edge: str | None) -> URL:
-    """The client's origin: ``base_url``, or Twilio's host composed with region and edge.
+class FlexHostWarning(UserWarning):
+    """``region`` (or ``TWILIO_REGION``) was given without an edge: the client uses Flex's
+    default host instead, as Twilio advises (give both edge and region, or neither)."""
 
-    Composed as the official SDK does: ``flex-api.{edge}.{region}.twilio.com``, where an edge
-    without a region implies region ``us1``.
+
+# Flex runs in one Twilio region. Twilio retired the region-only hostnames
+# (flex-api.{region}.twilio.com reaches US1 whatever the region, since April 2026) and
+# asks for both edge and region, or neither.
+FLEX_REGION = "us1"
+
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _twilio_host(region: str | None, edge: str | None) -> str:
+    """Flex's URL for ``region`` and ``edge`` (either may be ``None`` or empty)."""
+    for name, value in (("region", region), ("edge", edge)):
+        if value and not (isinstance(value, str) and _HOST_LABEL.fullmatch(value.lower())):
+            raise InvalidArgumentError(
+                f"{name} must be a Twilio {name} name such as "
+                f"{'us1' if name == 'region' else 'ashburn'}, got {value!r}"
+            )
+    region = region.lower() if region else None
+    edge = edge.lower() if edge else None
+    if region is not None and region != FLEX_REGION:
+        raise InvalidArgumentError(
+            f"region {region!r} cannot reach Flex: Flex runs in the US1 region only. Leave "
+            "region (and TWILIO_REGION) unset, or give region 'us1' with an edge"
+        )
+    if edge is None:
+        if region is not None:
+            warnings.warn(
+                f"region {region!r} without an edge: using {DEFAULT_BASE_URL}, since Twilio "
+                "retired the region-only hostnames; give both edge and region, or neither",
+                FlexHostWarning,
+                # FlexClient.__init__ calls build_base_url: point at the caller's line.
+                stacklevel=4,
+            )
+        return DEFAULT_BASE_URL
+    # An edge alone implies US1, as in the official SDK.
+    return f"https://flex-api.{edge}.{FLEX_REGION}.twilio.com"
+
+
+def build_base_url(base_url: str | None, region: str | None, edge: str | None) -> URL:
+    """The client's origin: ``base_url``, or Flex's host for ``region`` and ``edge``.
+
+    Neither: ``https://flex-api.twilio.com``. An edge (with region ``us1``, or none, which
+    implies it): ``https://flex-api.{edge}.us1.twilio.com``. Region ``us1`` alone: the
+    default host, with a `FlexHostWarning`. Region and edge are ignored with ``base_url``.
 
     Raises:
-        InvalidArgumentError: not an absolute http(s) URL; ``http`` to a host that is not
-            loopback; credentials, a query or a fragment in the URL.
+        InvalidArgumentError: a region other than ``us1`` (Flex runs in US1 only), a region
+            or edge that is no host name label; a ``base_url`` that is not an absolute
+            http(s) URL, ``http`` to a host that is not loopback, credentials, a query or a
+            fragment in the URL.
     """
     if base_url is None:
-        base_url = DEFAULT_BASE_URL
-        if region or edge:
-            parts = ["flex-api", edge, region or "us1", "twilio.com"]
-            base_url = "https://" + ".".join(p for p in parts if p)
+        base_url = _twilio_host(region, edge)
     try:
         url = URL(base_url)
     except (TypeError, ValueError) as exc:

@@ -193,14 +193,14 @@ def test_the_default_base_url_is_twilios_flex_api() -> None:
 @pytest.mark.parametrize(
     ("region", "edge", "expected"),
     [
-        ("au1", "sydney", "https://flex-api.sydney.au1.twilio.com"),
+        ("us1", "sydney", "https://flex-api.sydney.us1.twilio.com"),
+        ("US1", "Ashburn", "https://flex-api.ashburn.us1.twilio.com"),
         (None, "sydney", "https://flex-api.sydney.us1.twilio.com"),
-        ("ie1", None, "https://flex-api.ie1.twilio.com"),
         ("", "", "https://flex-api.twilio.com"),
     ],
-    ids=["region-and-edge", "edge-implies-us1", "region-alone", "empty-strings"],
+    ids=["region-and-edge", "any-case", "edge-implies-us1", "empty-strings"],
 )
-def test_region_and_edge_compose_the_host_like_the_official_sdk(
+def test_region_and_edge_compose_flex_hosts_as_twilio_advises(
     region: str | None, edge: str | None, expected: str
 ) -> None:
     assert str(build_base_url(None, region, edge)) == expected
