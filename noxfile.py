@@ -10,7 +10,7 @@ nox.options.error_on_external_run = True
 
 SOURCES = ["flex_participants", "tests", "docs", "bench", "noxfile.py"]
 # Everything the tests import: every extra but the docs.
-TEST_INSTALL = ".[test,cli,speedups,redis]"
+TEST_INSTALL = ".[test,cli,speedups,redis,otel]"
 
 
 @nox.session

@@ -74,6 +74,9 @@ nitpick_ignore = [
     ("py:class", "_redis_asyncio.Redis"),
     ("py:class", "redis.asyncio.Redis"),
     ("py:class", "redis.asyncio.client.Redis"),
+    # Nor of OpenTelemetry's, for the adapter's one argument.
+    ("py:class", "TracerProvider"),
+    ("py:class", "opentelemetry.trace.TracerProvider"),
 ]
 
 # -- HTML ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Example::
 """
 
 import importlib.util
+import logging
 from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
@@ -16,6 +17,7 @@ from ._convert import to_dict
 from ._errors import (
     AuthenticationError,
     ClientClosedError,
+    DeadlineExceededError,
     FlexAPIError,
     FlexError,
     InvalidArgumentError,
@@ -27,8 +29,21 @@ from ._errors import (
     TransportError,
     UnsafeURLError,
 )
+from ._events import (
+    ClientStats,
+    Event,
+    LimitChanged,
+    PageDelivered,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    StreamClosed,
+    StreamOpened,
+)
 from ._limit import AdaptiveLimiter, Limiter, Throttle
 from ._models import ChannelResult, PageMeta, Participant, ParticipantPage, ParticipantType
+from ._request import FlexHostWarning
 from ._retry import RetryPolicy
 from ._stream import ParticipantStream
 from ._version import __version__
@@ -44,28 +59,44 @@ __all__ = [
     "ChannelBatch",
     "ChannelResult",
     "ClientClosedError",
+    "ClientStats",
+    "DeadlineExceededError",
+    "Event",
     "FlexAPIError",
     "FlexClient",
     "FlexError",
+    "FlexHostWarning",
     "InvalidArgumentError",
     "InvalidResponseError",
+    "LimitChanged",
     "Limiter",
     "NotFoundError",
+    "PageDelivered",
     "PageMeta",
     "Participant",
     "ParticipantPage",
     "ParticipantStream",
     "ParticipantType",
     "RateLimitError",
+    "RequestFailed",
+    "RequestSent",
+    "ResponseReceived",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "RetryScheduled",
     "ServerError",
+    "StreamClosed",
+    "StreamOpened",
     "Throttle",
     "TransportError",
     "UnsafeURLError",
     "__version__",
     "to_dict",
 ]
+
+# The logging HOWTO's advice for a library: nothing is printed unless the application
+# configures logging (not even warnings, through logging's last resort).
+logging.getLogger("flex_participants").addHandler(logging.NullHandler())
 
 _REDIS_NAMES = ("RedisLimiter", "RedisLimitState")
 if importlib.util.find_spec("redis") is not None:

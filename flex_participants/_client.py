@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import os
+import ssl
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -21,6 +23,7 @@ from yarl import URL
 from ._arguments import check_count, check_quantity
 from ._batch import ChannelBatch, Channels
 from ._convert import DecodedPage, _DecodeError, _ShapeError, build_page, decode_page, loads
+from ._cursor import encode_cursor, resume
 from ._errors import (
     AuthenticationError,
     ClientClosedError,
@@ -35,9 +38,23 @@ from ._errors import (
     TransportError,
     _transport_errors,
 )
+from ._events import (
+    ClientStats,
+    Event,
+    LimitChanged,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+    StreamEvents,
+    check_hooks,
+    emit,
+)
 from ._interrupt import Interrupts
 from ._limit import AdaptiveLimiter, Limiter, Throttle, check_rate_limit
 from ._models import Participant, ParticipantPage
+from ._network import route_to
+from ._options import CallOptions, call_options
 from ._request import (
     DEFAULT_PAGE_SIZE,
     build_base_url,
@@ -318,6 +335,49 @@ def _reason(error: FlexError) -> str:
     return error.message
 
 
+# -- observing -----------------------------------------------------------------------------
+
+
+def _check_trace_configs(
+    trace_configs: Iterable[aiohttp.TraceConfig] | None, session: aiohttp.ClientSession | None
+) -> list[aiohttp.TraceConfig] | None:
+    if trace_configs is None:
+        return None
+    if session is not None:
+        raise InvalidArgumentError(
+            "trace_configs= is for the session the client makes; a session passed in as "
+            "session= has its own: give it the trace configs instead"
+        )
+    if isinstance(trace_configs, str | bytes) or not isinstance(trace_configs, Iterable):
+        raise InvalidArgumentError(
+            f"trace_configs must be an iterable of aiohttp.TraceConfig, "
+            f"got {type(trace_configs).__name__}"
+        )
+    checked = list(trace_configs)
+    for config in checked:
+        if not isinstance(config, aiohttp.TraceConfig):
+            raise InvalidArgumentError(
+                f"trace_configs must hold aiohttp.TraceConfig objects, got {config!r}"
+            )
+    return checked
+
+
+def _limits(limiter: Limiter) -> tuple[int | None, float | None]:
+    """The limiter's ``level`` and ``rate``, where it has them (the protocol asks for neither)."""
+    try:
+        level = getattr(limiter, "level", None)
+        rate = getattr(limiter, "rate", None)
+    except Exception:  # a limiter of one's own whose property fails: it has none to tell
+        return None, None
+    if type(level) is not int:
+        level = None
+    if type(rate) is int:
+        rate = float(rate)
+    elif type(rate) is not float:
+        rate = None
+    return level, rate
+
+
 class FlexClient:
     """An asyncio client for Flex's "List all Participants for a Channel" endpoint.
 
@@ -334,13 +394,25 @@ class FlexClient:
         base_url: the API's origin; default ``FLEX_PARTICIPANTS_BASE_URL``, else
             ``https://flex-api.twilio.com``. ``http://`` is accepted only for loopback hosts
             (an emulator, tests).
-        region: Twilio region (default ``TWILIO_REGION``), giving
-            ``https://flex-api.{edge}.{region}.twilio.com``; ignored when ``base_url`` is given.
-        edge: Twilio edge location (default ``TWILIO_EDGE``); implies region ``us1`` if none.
+        region: Twilio region (default ``TWILIO_REGION``): ``us1``, the only one Flex runs
+            in, with ``edge``; alone it warns (`FlexHostWarning`) and the default host is
+            used. Ignored when ``base_url`` is given.
+        edge: Twilio edge location (default ``TWILIO_EDGE``), giving
+            ``https://flex-api.{edge}.us1.twilio.com``; implies region ``us1`` if none.
         max_concurrency: the most HTTP requests this client has in flight at once.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
         session: an aiohttp session to use; it is never closed by the client.
+        proxy: an ``http://`` proxy URL every request goes through (an ``https`` origin is
+            reached with ``CONNECT``, TLS end to end). Credentials in it
+            (``http://user:password@host:port``) go to the proxy alone, as
+            ``Proxy-Authorization``; they never appear in a repr, an error or a log line.
+        ssl: an `ssl.SSLContext` to verify the origin with, such as one that trusts a
+            corporate CA; default: the system's CAs. Verification cannot be turned off.
+        trust_env: use the proxy that ``HTTPS_PROXY`` (``HTTP_PROXY`` for a loopback
+            ``http`` origin) and ``NO_PROXY`` give for the origin, read when the client is
+            made; an explicit ``proxy`` wins. ``.netrc`` is never read: the credentials are
+            the client's own. Works with ``session=`` too.
         rate_limit: the requests started per second, shared by everything the client does.
             ``"adaptive"`` (the default): the budget is not known; the client starts at
             Twilio's documented 20 per second, slows down on 429s and probes back up,
@@ -354,13 +426,21 @@ class FlexClient:
             the request as a `FlexError`.
         max_body_size: the largest response body read, in bytes after decompression
             (default 8 MiB); a larger one fails its request with `ResponseTooLargeError`.
+        hooks: callables, each called with every event of the client (see the events, such
+            as `RequestSent`), synchronously, in the task that caused it. One that raises is
+            logged on the ``flex_participants`` logger and the request goes on.
+        trace_configs: `aiohttp.TraceConfig` objects for the session the client makes, so
+            that aiohttp's own request tracing (and instrumentation built on it) plugs in;
+            not with ``session=``, whose own trace configs are used.
 
     A client belongs to the event loop it is first used in; using it from another raises
     `FlexError`.
 
     Raises:
-        InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL, or a number out
-            of range (a ``bool``, NaN or infinity is no number here).
+        InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL (the origin's
+            or the proxy's), a region other than ``us1`` (Flex runs in US1 only), an ``ssl``
+            that is no `ssl.SSLContext`, or a number out of range (a ``bool``, NaN or
+            infinity is no number here).
     """
 
     def __init__(
@@ -377,10 +457,15 @@ class FlexClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        proxy: str | None = None,
+        ssl: ssl.SSLContext | None = None,
+        trust_env: bool = False,
         rate_limit: float | Literal["adaptive"] | None = "adaptive",
         burst: int | None = None,
         limiter: Limiter | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        hooks: Iterable[Callable[[Event], object]] | None = None,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
     ) -> None:
         environ = os.environ
         self._credentials = _resolve_credentials(
@@ -391,6 +476,7 @@ class FlexClient:
             region or environ.get("TWILIO_REGION") or None,
             edge or environ.get("TWILIO_EDGE") or None,
         )
+        self._route = route_to(self._origin, proxy=proxy, ssl=ssl, trust_env=trust_env)
         check_count("max_concurrency", max_concurrency, minimum=1)
         timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")
         self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
@@ -417,6 +503,8 @@ class FlexClient:
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
+        # What a call uses unless it sets its own timeout=, retry= or deadline=.
+        self._options = CallOptions(timeout=self._timeout, retry=self._retry)
         self._limiter = limiter
         self._session = session
         self._owns_session = session is None
@@ -434,10 +522,20 @@ class FlexClient:
             "Accept": "application/json",
             "User-Agent": _USER_AGENT,
         }
+        self._headers.update(self._route.headers)
         self.requests_sent = 0
         """How many HTTP attempts this client has made."""
         self.retries = 0
         """How many of them were retries."""
+        # -- observing: the hooks, and the counters of stats() -----------------------
+        self._hooks = check_hooks(hooks)
+        self._trace_configs = _check_trace_configs(trace_configs, session)
+        self._event_ids = itertools.count(1)
+        self._stream_ids = itertools.count(1)
+        self._throttled = 0
+        self._in_flight = 0
+        self._initial_limits = _limits(limiter)
+        self._last_limits: tuple[int | None, float | None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -465,6 +563,22 @@ class FlexClient:
     def closed(self) -> bool:
         """Whether `close` has been called."""
         return self._closed
+
+    def stats(self) -> ClientStats:
+        """A snapshot of what the client has done so far, and of its limiter now.
+
+        Cheap enough to call on every tick of a progress bar; the counters are kept whether
+        or not the client has hooks.
+        """
+        level, rate = _limits(self._limiter)
+        return ClientStats(
+            requests=self.requests_sent,
+            retries=self.retries,
+            throttled=self._throttled,
+            in_flight=self._in_flight,
+            level=level,
+            rate=rate,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -517,9 +631,12 @@ class FlexClient:
                 "in; make one client per event loop"
             )
         if self._session is None:
-            # Made here, inside the running loop, on first use.
+            # Made here, inside the running loop, on first use. Without trust_env: the route
+            # has the proxy already, and aiohttp's would read .netrc too (see _network).
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trace_configs=self._trace_configs
+            )
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session of this FlexClient is closed")
         return self._session
@@ -534,6 +651,10 @@ class FlexClient:
         page_size: int | None = None,
         limit: int | None = None,
         prefetch: int = 1,
+        cursor: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
     ) -> ParticipantStream:
         """Stream the participants of one channel.
 
@@ -543,28 +664,55 @@ class FlexClient:
         Args:
             interaction_sid: the interaction SID, ``KD`` and 32 hex digits.
             channel_sid: the channel SID, ``UO`` and 32 hex digits.
-            page_size: participants per page, 1 to 1000; default: the server's (50).
+            page_size: participants per page, 1 to 1000; default: the server's (50). With a
+                ``cursor``, the default is the page size of the stream it came from.
             limit: stop after this many participants; ``None`` for all.
             prefetch: how many pages to request ahead of the one being consumed; 0 for none.
+            cursor: a `ParticipantStream.cursor` of this channel and client origin: the stream
+                goes on right after the last participant that stream delivered.
+            timeout: seconds one attempt may take, for this call only; default the client's.
+            retry: the `RetryPolicy` of this call only; default the client's.
+            deadline: seconds for the whole call, from the stream's first request to its end: its requests, retries, backoffs
+                and waits for the limiter; when it runs out the call fails with
+                `DeadlineExceededError` (a backoff that would end past it fails at once).
+                Default: none.
 
         Raises:
             InvalidArgumentError: (a `ValueError`, raised here, before any request) a bad SID,
-                page size, limit or prefetch.
+                page size, limit, prefetch, timeout, retry or deadline; a cursor that is
+                mangled or was made for another channel, origin or endpoint.
             FlexError: raised by the iteration, for the page that failed.
         """
         channel = check_sids(interaction_sid, channel_sid)
         page_size = check_page_size(page_size)
         limit = check_limit(limit)
         check_count("prefetch", prefetch, minimum=0)
-        if limit is not None and limit < (page_size or DEFAULT_PAGE_SIZE):
-            page_size = max(limit, 1)
-        url = participants_url(self._origin, *channel, page_size=page_size)
+        options = call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
+        skip, ended = 0, False
+        if cursor is None:
+            if limit is not None and limit < (page_size or DEFAULT_PAGE_SIZE):
+                page_size = max(limit, 1)
+            url = participants_url(self._origin, *channel, page_size=page_size)
+        else:
+            start, skip = resume(cursor, self._origin, channel, page_size=page_size)
+            ended = start is None
+            url = start or participants_url(self._origin, *channel)
+        events = self._stream_events(channel) if self._hooks else None
         stream = ParticipantStream(
-            functools.partial(self._fetch, channel=channel),
+            functools.partial(
+                self._fetch,
+                channel=channel,
+                stream_id=events.stream_id if events else None,
+                options=options,
+            ),
             url,
             limit=limit,
             prefetch=prefetch,
             closed=self._closed,
+            observer=events,
+            cursor_of=functools.partial(encode_cursor, origin=self._origin, channel=channel),
+            skip=skip,
+            ended=ended,
         )
         # Known from the start, so that close() reaches it even before it is iterated.
         self._streams.add(stream)
@@ -578,6 +726,9 @@ class FlexClient:
         page_size: int | None = None,
         page: int | None = None,
         page_token: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, as the client's timeout=
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
     ) -> ParticipantPage:
         """Fetch one page, for callers that keep their own cursor.
 
@@ -587,12 +738,20 @@ class FlexClient:
             page_size: participants per page, 1 to 1000; default: the server's.
             page: the page index (``Page``), as the API's own URLs carry it.
             page_token: the ``PageToken`` from a ``next_page_url``.
+            timeout: seconds one attempt may take, for this call only; default the client's.
+            retry: the `RetryPolicy` of this call only; default the client's.
+            deadline: seconds for the whole call: its requests, retries, backoffs
+                and waits for the limiter; when it runs out the call fails with
+                `DeadlineExceededError` (a backoff that would end past it fails at once).
+                Default: none.
 
         Raises:
             InvalidArgumentError: a bad argument, before any request.
+            DeadlineExceededError: the ``deadline`` ran out.
             FlexError: the request failed after its retries.
         """
         channel = check_sids(interaction_sid, channel_sid)
+        options = call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
         url = participants_url(
             self._origin,
             *channel,
@@ -600,26 +759,46 @@ class FlexClient:
             page=page,
             page_token=page_token,
         )
-        return (await self._fetch(url, channel)).build()
+        return (await self._fetch(url, channel, options=options)).build()
 
-    async def fetch_page_url(self, url: str) -> ParticipantPage:
+    async def fetch_page_url(
+        self,
+        url: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, as the client's timeout=
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
+    ) -> ParticipantPage:
         """Fetch the page at ``url``: a ``meta.next_page_url`` (or any page URL) of this origin.
 
         A relative ``url`` is resolved against the client's origin.
 
+        Args:
+            url: the page's URL.
+            timeout: seconds one attempt may take, for this call only; default the client's.
+            retry: the `RetryPolicy` of this call only; default the client's.
+            deadline: seconds for the whole call: its requests, retries, backoffs
+                and waits for the limiter; when it runs out the call fails with
+                `DeadlineExceededError` (a backoff that would end past it fails at once).
+                Default: none.
+
         Raises:
             UnsafeURLError: ``url`` is not on the client's origin (another host, scheme or
                 port, no host at all, or credentials of its own); nothing is sent.
-            InvalidArgumentError: ``url`` is not a URL, or not one of a channel's participants.
+            InvalidArgumentError: ``url`` is not a URL, or not one of a channel's participants;
+                a bad timeout, retry or deadline.
+            DeadlineExceededError: the ``deadline`` ran out.
             FlexError: the request failed after its retries.
         """
+        options = call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
         try:
             parsed = check_same_origin(URL(url), self._origin)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, FlexError):
                 raise
             raise InvalidArgumentError(f"not a URL: {url!r} ({exc})") from None
-        return (await self._fetch(parsed, channel_of(parsed, self._origin))).build()
+        channel = channel_of(parsed, self._origin)
+        return (await self._fetch(parsed, channel, options=options)).build()
 
     def participants_for_channels(
         self,
@@ -627,6 +806,9 @@ class FlexClient:
         *,
         page_size: int | None = None,
         concurrency: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
     ) -> ChannelBatch:
         """Fetch many channels concurrently; yield a `ChannelResult` for each as it completes.
 
@@ -638,19 +820,36 @@ class FlexClient:
             page_size: participants per page for every channel.
             concurrency: how many channels are fetched at once; default ``max_concurrency``.
                 Requests in flight stay bounded by the client's limit either way.
+            timeout: seconds one attempt may take, for this call only; default the client's.
+            retry: the `RetryPolicy` of this call only; default the client's.
+            deadline: seconds for the whole call of each channel, from that channel's first request: its requests, retries, backoffs
+                and waits for the limiter; when it runs out the call fails with
+                `DeadlineExceededError` (a backoff that would end past it fails at once).
+                Default: none.
+                A channel that runs out has a `DeadlineExceededError` as its result's
+                ``error``, and the batch goes on; to bound the whole batch, wrap the loop in
+                ``asyncio.timeout``.
 
         Raises:
-            InvalidArgumentError: a bad ``page_size`` or ``concurrency``, or ``channels`` is not
-                iterable; raised here, before any request.
+            InvalidArgumentError: a bad ``page_size``, ``concurrency``, ``timeout``, ``retry``
+                or ``deadline``, or ``channels`` is not iterable; raised here, before any
+                request.
         """
         page_size = check_page_size(page_size)
         if concurrency is None:
             concurrency = self._max_concurrency
         check_count("concurrency", concurrency, minimum=1)
+        call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
 
         async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
             stream = self.participants(
-                interaction_sid, channel_sid, page_size=page_size, prefetch=0
+                interaction_sid,
+                channel_sid,
+                page_size=page_size,
+                prefetch=0,
+                timeout=timeout,
+                retry=retry,
+                deadline=deadline,
             )
             return tuple(await stream.collect())
 
@@ -662,18 +861,35 @@ class FlexClient:
 
     # -- one page, with retries ---------------------------------------------------------
 
-    async def _fetch(self, url: URL, channel: _Channel) -> _FetchedPage:
+    async def _fetch(
+        self,
+        url: URL,
+        channel: _Channel,
+        *,
+        stream_id: int | None = None,
+        options: CallOptions | None = None,
+    ) -> _FetchedPage:
         url = check_same_origin(url, self._origin)
-        policy = self._retry
+        options = options or self._options
+        policy = options.retry
         attempt = 0
         uncounted = 0  # 429s retried within the policy's patience
         loop = asyncio.get_running_loop()
         began = loop.time()
-        with self._interrupts.wait():
+        with self._interrupts.wait(), options.scope(url) as deadline:
             while True:
                 attempt += 1
+                deadline.attempts = attempt
+                event_id = next(self._event_ids) if self._hooks else 0
                 try:
-                    return await self._attempt(url, attempt, channel)
+                    return await self._attempt(
+                        url,
+                        attempt,
+                        channel,
+                        event_id=event_id,
+                        stream_id=stream_id,
+                        attempt_timeout=options.timeout,
+                    )
                 except FlexError as error:
                     error.attempts = attempt
                     if not policy.should_retry(error):
@@ -691,7 +907,9 @@ class FlexClient:
                         # of one's own) and no backoff, 429s would be retried in a busy loop.
                         delay = max(delay, _THROTTLED_MIN_WAIT)
                         which, note = f"attempt {attempt}", "; within patience, not counted"
-                    logger.warning(
+                    deadline.check_backoff(delay, error)  # fails now rather than after the wait
+                    # INFO: a throttled batch retries many 429s, none worth a warning.
+                    logger.info(
                         "retrying GET %s in %.3f s (%s failed: %s%s)",
                         url,
                         delay,
@@ -700,15 +918,30 @@ class FlexClient:
                         note,
                     )
                     self.retries += 1
+                    if self._hooks:
+                        retry = RetryScheduled(event_id, str(url), attempt, delay, error, stream_id)
+                        emit(self._hooks, retry)
                 # The slot was released before this sleep: a waiting retry holds no capacity.
                 await asyncio.sleep(delay)
         # Only an interrupt by close() leaves the loop.
         raise ClientClosedError(f"the client was closed while requesting {url}", attempts=attempt)
 
-    async def _attempt(self, url: URL, attempt: int, channel: _Channel) -> _FetchedPage:
+    async def _attempt(
+        self,
+        url: URL,
+        attempt: int,
+        channel: _Channel,
+        *,
+        event_id: int = 0,
+        stream_id: int | None = None,
+        attempt_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> _FetchedPage:
         self._get_session()  # a closed client fails before it waits for a slot
         with _limiter_errors(self._limiter, "give a slot"):
             permit = await self._limiter.acquire()
+        self._in_flight += 1
+        told = False  # whether the hooks were told of this request: then of its end too
+        failure: BaseException | None = None
         status: int | str = "error"
         started = time.perf_counter()
         url_text = str(url)
@@ -719,6 +952,9 @@ class FlexClient:
             # Asked again after the wait for a slot: the session may have closed meanwhile.
             session = self._get_session()
             self.requests_sent += 1
+            if self._hooks:
+                told = True
+                emit(self._hooks, RequestSent(event_id, "GET", url_text, attempt, stream_id))
             with _transport_errors(url_text):
                 async with session.get(
                     url,
@@ -727,7 +963,8 @@ class FlexClient:
                     # A borrowed session may raise on error statuses by default; the typed
                     # errors, and the choice of what to retry, are made here.
                     raise_for_status=False,
-                    timeout=self._timeout,
+                    timeout=attempt_timeout or self._timeout,
+                    **self._route.options,  # proxy=, proxy_headers=, ssl=
                 ) as response:
                     status = response.status
                     headers = response.headers
@@ -742,7 +979,13 @@ class FlexClient:
                         concurrent_requests=_concurrent_requests(headers),
                     )
             finished = True
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            self._in_flight -= 1
+            if status == 429:
+                self._throttled += 1
             try:
                 with _limiter_errors(self._limiter, "take a slot back"):
                     if self._takes_throttle:
@@ -757,6 +1000,18 @@ class FlexClient:
                 # Another error is on its way out (a cancellation included): it must not be
                 # replaced by the limiter's, which is logged instead.
                 logger.exception("the limiter failed to take a slot back")
+            # The slot is back before any hook runs: a hook that raises what `emit` lets
+            # through (a cancellation, KeyboardInterrupt) can cost no slot.
+            if told:
+                try:
+                    if finished:
+                        self._emit_response(
+                            event_id, url_text, attempt, stream_id, started, status, headers, body
+                        )
+                    else:
+                        self._emit_failure(event_id, url_text, attempt, stream_id, started, failure)
+                finally:
+                    self._emit_limits()
             logger.debug(
                 "GET %s -> %s (attempt %d, %.1f ms)",
                 url_text,
@@ -777,3 +1032,65 @@ class FlexClient:
         if api_error is not None:
             raise api_error
         raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)
+
+    # -- events of a client with hooks (never called without) ----------------------------
+
+    def _emit_limits(self) -> None:
+        """`LimitChanged`, once per change: the level moved, or the rate by 1% or more since
+        the last event (a rate probing upwards moves a little with every request)."""
+        now = _limits(self._limiter)
+        last = self._last_limits
+        if last is None:
+            last = self._last_limits = self._initial_limits
+        level, rate = now
+        if level == last[0] and (
+            rate == last[1]
+            or (rate is not None and last[1] is not None and abs(rate - last[1]) < 0.01 * last[1])
+        ):
+            return
+        self._last_limits = now
+        emit(self._hooks, LimitChanged(level, rate))
+
+    def _stream_events(self, channel: _Channel) -> StreamEvents:
+        events = StreamEvents(self._hooks, next(self._stream_ids), *channel)
+        events.opened()
+        return events
+
+    def _emit_response(
+        self,
+        event_id: int,
+        url: str,
+        attempt: int,
+        stream_id: int | None,
+        started: float,
+        status: int | str,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+    ) -> None:
+        assert isinstance(status, int)
+        event = ResponseReceived(
+            event_id,
+            "GET",
+            url,
+            attempt,
+            status,
+            elapsed=time.perf_counter() - started,
+            size=len(body),
+            request_id=headers.get("Twilio-Request-Id"),
+            concurrent_requests=_concurrent_requests(headers),
+            stream_id=stream_id,
+        )
+        emit(self._hooks, event)
+
+    def _emit_failure(
+        self,
+        event_id: int,
+        url: str,
+        attempt: int,
+        stream_id: int | None,
+        started: float,
+        failure: BaseException | None,
+    ) -> None:
+        error = failure if failure is not None else FlexError("the request failed")
+        elapsed = time.perf_counter() - started
+        emit(self._hooks, RequestFailed(event_id, "GET", url, attempt, elapsed, error, stream_id))

@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 __all__ = [
     "AuthenticationError",
     "ClientClosedError",
+    "DeadlineExceededError",
     "FlexAPIError",
     "FlexError",
     "InvalidArgumentError",
@@ -74,6 +75,23 @@ class ClientClosedError(FlexError):
     What was delivered before it is complete and correct; what would have come after it
     was not fetched.
     """
+
+
+class DeadlineExceededError(FlexError):
+    """A call's ``deadline=`` ran out before it was done (its retries, backoffs and waits for
+    the limiter included); what the call was still doing was given up.
+
+    Attributes:
+        deadline: the call's deadline, in seconds.
+        url: the URL whose request was under way or about to be retried, or ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, deadline: float, url: str | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.deadline = deadline
+        self.url = url
 
 
 # Errors the API answered with.

@@ -9,6 +9,7 @@ stream is exhausted, fails, is closed, is garbage-collected, or when its client 
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Protocol, Self
@@ -39,6 +40,52 @@ class _Fetched(Protocol):
 
 
 _FetchPage = Callable[[URL], Awaitable[_Fetched]]
+# The cursor of a stream whose next participant is number `skip` of the page at `url`
+# (None: the stream had ended).
+_CursorOf = Callable[[URL | None, int], str]
+
+
+class _Placed:
+    """A fetched page with where it sits in the walk: its URL and the checked URL after it
+    (``ended``: there is none, the channel ends here). ``skip`` participants at its start
+    were delivered before (by the stream a cursor came from) and are left out of `build`."""
+
+    __slots__ = ("_page", "ended", "next_url", "skip", "url")
+
+    def __init__(
+        self, page: _Fetched, url: URL, next_url: URL | None, *, ended: bool, skip: int
+    ) -> None:
+        self._page = page
+        self.url = url
+        self.next_url = next_url
+        self.ended = ended
+        self.skip = skip
+
+    @property
+    def next_page_url(self) -> str | None:
+        return self._page.next_page_url
+
+    @property
+    def count(self) -> int:
+        return self._page.count
+
+    @property
+    def first_sid(self) -> str | None:
+        return self._page.first_sid
+
+    def build(self) -> ParticipantPage:
+        page = self._page.build()
+        if self.skip:
+            page = ParticipantPage(page.participants[self.skip :], page.meta)
+        return page
+
+
+class _Observer(Protocol):
+    """Told of the pages a stream delivers and of its end (the client's hooks, if any)."""
+
+    def page_delivered(self, index: int, count: int) -> None: ...
+
+    def closed(self, delivered: int, error: Exception | None) -> None: ...
 
 
 def _identity(url: URL) -> tuple[object, ...]:
@@ -59,15 +106,28 @@ class _Pager:
     known by its first participant: a page that starts with the first participant of an
     earlier page is not delivered, and fails the walk the same way. A ``next_page_url`` off
     the client's origin, a hostless one included, fails it with `UnsafeURLError`.
+
+    Resumed from a cursor, the walk starts at the cursor's page, leaving out the first
+    ``skip`` participants from there (counted for no ``limit``), or, ``ended``, has nothing
+    to walk.
     """
 
-    def __init__(self, fetch: _FetchPage, first_url: URL, limit: int | None) -> None:
+    def __init__(
+        self,
+        fetch: _FetchPage,
+        first_url: URL,
+        limit: int | None,
+        *,
+        skip: int = 0,
+        ended: bool = False,
+    ) -> None:
         self._fetch = fetch
-        self.next_url: URL | None = first_url if limit != 0 else None
+        self.next_url: URL | None = first_url if limit != 0 and not ended else None
         self._origin = first_url.origin()
         self._path = first_url.path
         self._limit = limit
-        self._fetched = 0
+        self._skip = skip
+        self._fetched = -skip  # the limit counts the participants delivered
         self._seen: set[tuple[object, ...]] = set()
         self._tokens: set[str] = set()
         self._first_sids: set[str] = set()
@@ -78,7 +138,7 @@ class _Pager:
             return True
         return self.next_url is None and self._broken is None
 
-    async def fetch_next(self) -> _Fetched | None:
+    async def fetch_next(self) -> _Placed | None:
         if self.exhausted():
             return None
         if self._broken is not None:
@@ -114,7 +174,13 @@ class _Pager:
         # An empty page ends the walk even if it names a next page: a server that keeps
         # sending empty pages must not keep us paging forever either.
         self.next_url = next_url if page.count else None
-        return page
+        # A cursor's skip may span pages, if it is resumed in smaller pages than it was made.
+        skip = min(self._skip, page.count)
+        self._skip -= skip
+        ended = self.next_url is None and self._broken is None
+        if skip and skip == page.count and not ended:
+            return await self.fetch_next()  # nothing of it is left to deliver
+        return _Placed(page, url, self.next_url, ended=ended, skip=skip)
 
     def _follow(self, url: URL, next_page_url: str | None) -> URL | None:
         """The URL of the page after ``url``, checked; raises for one that must not be fetched."""
@@ -158,12 +224,12 @@ class _Prefetcher:
     def __init__(self, pager: _Pager, depth: int, name: str) -> None:
         self._pager = pager
         # Pages in order, then an exception or None for the end.
-        self._buffer: asyncio.Queue[_Fetched | Exception | None] = asyncio.Queue()
+        self._buffer: asyncio.Queue[_Placed | Exception | None] = asyncio.Queue()
         # Pages requested but not yet asked for by the caller: at most `depth`.
         self._credits = asyncio.Semaphore(depth)
         self.task = asyncio.create_task(self._produce(), name=name)
 
-    async def take(self) -> _Fetched | None:
+    async def take(self) -> _Placed | None:
         # Asking for a page means the caller is done with the previous one, so one more page
         # may be requested: released now, before waiting, the producer can request the page
         # after this one the moment this one arrives, without waiting for the caller to wake.
@@ -218,8 +284,16 @@ class ParticipantStream:
         limit: int | None,
         prefetch: int,
         closed: bool = False,
+        observer: _Observer | None = None,
+        cursor_of: _CursorOf | None = None,
+        skip: int = 0,
+        ended: bool = False,
     ) -> None:
-        self._pager = _Pager(fetch, first_url, limit)
+        self._pager = _Pager(fetch, first_url, limit, skip=skip, ended=ended)
+        self._cursor_of = cursor_of
+        # The page handed to the caller last, and `_delivered` before it was.
+        self._place: _Placed | None = None
+        self._page_start = 0
         self._limit = limit
         self._prefetch = prefetch
         self._prefetcher: _Prefetcher | None = None
@@ -230,6 +304,9 @@ class ParticipantStream:
         self._closed_by_client = closed
         self._interrupts = Interrupts()
         self._pages_seen = 0
+        # Told once, when the stream ends; None without hooks.
+        self._observer = observer
+        self._failure: Exception | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -244,6 +321,31 @@ class ParticipantStream:
     def delivered(self) -> int:
         """How many participants the caller has been handed so far."""
         return self._delivered
+
+    @property
+    def cursor(self) -> str | None:
+        """Where this stream stopped, as an opaque string; ``None`` until a participant has
+        been delivered.
+
+        ``client.participants(interaction_sid, channel_sid, cursor=stream.cursor)`` goes on
+        right after the last participant delivered (also when ``limit`` or a ``break`` ended
+        the stream inside a page), and yields nothing if this stream had reached the end of
+        the channel. It can be stored: it holds the URL the server gave for that page (no
+        credentials), the client's origin and the channel, and is checked on use.
+        """
+        place, encode = self._place, self._cursor_of
+        # What the caller really got: the rest of the page in hand (a tuple's iterator knows
+        # its length) was handed but not yet delivered.
+        delivered = self._delivered - operator.length_hint(self._current)
+        if place is None or encode is None or delivered <= 0:
+            return None
+        taken = place.skip + delivered - self._page_start
+        if taken >= place.count:
+            if place.ended:
+                return encode(None, 0)
+            if place.next_url is not None:
+                return encode(place.next_url, 0)
+        return encode(place.url, taken)
 
     # -- the caller's side ------------------------------------------------------------
 
@@ -305,6 +407,7 @@ class ParticipantStream:
             prefetcher.task.cancel()
             # wait() does not raise, so a cancellation of *our* caller still comes through.
             await asyncio.wait([prefetcher.task])
+        self._report_closed()
 
     async def __aenter__(self) -> Self:
         return self
@@ -327,6 +430,10 @@ class ParticipantStream:
         if it had not ended, a `ClientClosedError`. Returns the tasks to wait for."""
         if not self._closed:
             self._closed_by_client = True
+            if self._observer is not None:
+                self._failure = ClientClosedError(
+                    "the client was closed while this stream was open"
+                )
         self._drop_current()
         self._interrupts.interrupt()
         return self._cancel()
@@ -344,10 +451,16 @@ class ParticipantStream:
         """
         self._closed = True
         self._pager.stop()
+        # A consumer waiting for a page tells of the end itself, as its wait ends.
+        waited = self._interrupts.busy()
         prefetcher = self._prefetcher
         if prefetcher is None or prefetcher.task.done() or prefetcher.task.get_loop().is_closed():
+            if not waited:
+                self._report_closed()
             return []
         prefetcher.task.cancel()
+        if not waited:
+            self._report_closed(after=prefetcher.task)
         return [prefetcher.task]
 
     # -- paging -------------------------------------------------------------------------
@@ -382,11 +495,14 @@ class ParticipantStream:
         except BaseException as exc:
             if isinstance(exc, ClientClosedError):
                 self._closed_by_client = True  # and so is every later call: never "ended"
+            if isinstance(exc, Exception):
+                self._failure = exc
             await self.aclose()
             raise
         if page is None:
             await self.aclose()
             return None
+        self._place, self._page_start = fetched, self._delivered
         return self._trim(page)
 
     def _after_close(self) -> None:
@@ -405,7 +521,21 @@ class ParticipantStream:
                 page = ParticipantPage(page.participants[:room], page.meta)
         self._delivered += len(page.participants)
         self._pages_seen += 1
+        if self._observer is not None:
+            self._observer.page_delivered(self._pages_seen - 1, len(page.participants))
         return page
+
+    def _report_closed(self, after: asyncio.Task[None] | None = None) -> None:
+        """Tell the observer the stream ended, once; ``after`` the cancelled prefetch has
+        ended, so that the end of its request is told first."""
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        delivered, failure = self._delivered, self._failure
+        if after is None:
+            observer.closed(delivered, failure)
+        else:  # no reference to the stream: this may run from __del__
+            after.add_done_callback(lambda _: observer.closed(delivered, failure))
 
 
 class _PageIterator:

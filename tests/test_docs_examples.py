@@ -39,6 +39,7 @@ from flex_participants.emulator import Fault, FlexEmulator
 
 from .conftest import RedisServer
 from .helpers import in_virtual_time
+from .proxy_servers import ForwardingProxy, TLSFront
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -142,6 +143,44 @@ async def test_try_emulator_needs_no_account(
     assert len(lines) == 4
 
 
+# -- quickstart.md: proxies and TLS -----------------------------------------------------
+
+
+async def test_proxies_and_tls_reach_the_origin_through_the_proxy_with_the_corporate_ca(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kd, uo = emulator.add_channel(participants=30)  # one page: its meta names the emulator
+    async with (
+        TLSFront(emulator.port) as front,
+        ForwardingProxy(("alice", "proxy-password")) as proxy,
+    ):
+        bundle = tmp_path / "corporate-ca.pem"
+        front.ca.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("CORPORATE_CA_BUNDLE", str(bundle))
+        monkeypatch.setenv("CORPORATE_PROXY", f"http://alice:proxy-password@127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("FLEX_PARTICIPANTS_BASE_URL", front.base_url)
+        sample = load("proxies_and_tls")
+
+        assert await sample.count_participants(sample.corporate_client(), kd, uo) == 30
+    assert [seen.method for seen in proxy.seen] == ["CONNECT"]
+
+
+async def test_proxies_and_tls_reads_the_proxy_from_the_environment(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kd, uo = emulator.add_channel(participants=30)
+    async with ForwardingProxy() as proxy:
+        # The emulator is plain http on loopback: HTTP_PROXY is the variable that applies.
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)  # which would win over HTTP_PROXY
+        sample = load("proxies_and_tls")
+
+        assert await sample.count_participants(sample.client_from_the_environment(), kd, uo) == 30
+    assert len(proxy.seen) == 1
+
+
 # -- streaming.md -------------------------------------------------------------------------
 
 
@@ -163,6 +202,24 @@ async def test_stream_pages_walks_by_participant_by_page_and_up_to_a_limit(
     ]
     # The sample's request asks for one page of 10, not a page of 50.
     assert emulator.stats.log[-1].page_size == 10
+
+
+async def test_resume_sample_exports_in_chunks_and_a_restart_goes_on_where_it_stopped(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kd, uo = emulator.add_channel(participants=130)
+    served = [p["sid"] for p in emulator.participants_of(kd, uo)]
+    saved = tmp_path / "cursor"
+    sample = load("resume")
+
+    async with flex_participants.FlexClient() as client:
+        assert await sample.export_chunk(client, kd, uo, saved, 45) == 45
+    # A new process: only the saved cursor is left.
+    await sample.main(kd, uo, saved, chunk=40)
+
+    assert capsys.readouterr().out.split() == served
+    async with flex_participants.FlexClient() as client:
+        assert await sample.export_chunk(client, kd, uo, saved, 40) == 0
 
 
 # -- batch.md -----------------------------------------------------------------------------
@@ -352,7 +409,7 @@ async def test_errors_sample_retries_server_errors_and_logs_each_retry(
     kd, uo = emulator.add_channel(participants=70)
     emulator.add_fault(Fault("status", status=503, times=2))
 
-    with caplog.at_level(logging.WARNING, logger="flex_participants"):
+    with caplog.at_level(logging.INFO, logger="flex_participants"):
         await sample.main(kd, uo)
 
     assert capsys.readouterr().out.splitlines() == [
@@ -388,6 +445,29 @@ async def test_errors_sample_reports_throttling_that_outlasts_the_retries(
     assert capsys.readouterr().out == "throttled 3 times; server asked for 0.0 s\n"
 
 
+async def test_per_call_sample_glances_and_exports(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=70)
+
+    await load("per_call").main(kd, uo)
+
+    assert capsys.readouterr().out.splitlines() == ["glance: 10", "export: 70"]
+
+
+def test_per_call_sample_reports_a_glance_past_its_deadline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def main() -> None:
+        async with FlexEmulator(latency=5.0) as running:
+            kd, uo = running.add_channel(participants=3)
+            async with flex_participants.FlexClient(**running.client_kwargs()) as client:
+                assert await load("per_call").glance(client, kd, uo) is None
+
+    in_virtual_time(main)
+    assert capsys.readouterr().out == "no page within 3 s\n"
+
+
 # -- rate-budget.md ---------------------------------------------------------------------
 
 
@@ -415,6 +495,120 @@ def test_rate_budget_sample_told_provokes_no_429(capsys: pytest.CaptureFixture[s
         "0 requests answered 429; the rate is now 10.0 /s",
     ]
     assert (throttled, rate) == (0, 10.0)
+
+
+# -- observing.md -------------------------------------------------------------------------
+
+
+async def test_observe_logging_sample_shows_the_retries_at_info_and_no_request_lines(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=70)
+    emulator.add_fault(Fault("status", status=503, times=1))
+    sample = load("observe_logging")
+    logger = logging.getLogger("flex_participants")
+    level = logger.level
+    handler = sample.show_client_log(verbose=False)
+    try:
+        await sample.main(kd, uo)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["participants: 70"]
+    [line] = captured.err.splitlines()
+    assert line.startswith("INFO flex_participants: retrying GET ")
+    assert line.endswith("(attempt 1 of 4 failed: HTTP 503)")
+
+
+async def test_observe_logging_sample_shows_every_request_when_verbose(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=70)
+    sample = load("observe_logging")
+    logger = logging.getLogger("flex_participants")
+    level = logger.level
+    handler = sample.show_client_log(verbose=True)
+    try:
+        await sample.main(kd, uo)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("DEBUG flex_participants: GET ") for line in lines)
+
+
+async def test_observe_hooks_sample_tallies_responses_retries_and_pages(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kd, uo = emulator.add_channel(participants=120)
+    emulator.add_fault(Fault("status", status=503, times=1))
+    sample = load("observe_hooks")
+    # The sample's client, with no waiting before its retry.
+    sample.FlexClient = functools.partial(sample.FlexClient, retry=RetryPolicy(backoff_base=0.0))
+
+    await sample.main(kd, uo)
+
+    assert capsys.readouterr().out.splitlines() == [
+        "participants: 120 in 3 pages",
+        "responses: 3 x 200, 1 x 503",
+        "retried: 1 x ServerError",
+        "stats: 4 requests, 1 retries, 0 429s, 0 in flight",
+    ]
+
+
+async def test_observe_otel_sample_traces_the_stream_under_the_apps_span(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    kd, uo = emulator.add_channel(participants=120)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    await load("observe_otel").main(kd, uo, provider)
+
+    assert capsys.readouterr().out.splitlines() == ["participants: 120"]
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"report", "flex_participants.participants", "GET"}
+    report, stream = spans["report"], spans["flex_participants.participants"]
+    assert stream.parent is not None
+    assert report.context is not None
+    assert stream.parent.span_id == report.context.span_id
+    requests = [span for span in exporter.get_finished_spans() if span.name == "GET"]
+    assert len(requests) == 3
+    assert stream.context is not None
+    assert all(
+        r.parent is not None and r.parent.span_id == stream.context.span_id for r in requests
+    )
+
+
+async def test_observe_prometheus_sample_counts_responses_retries_and_participants(
+    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    kd, uo = emulator.add_channel(participants=120)
+    emulator.add_fault(Fault("status", status=503, times=1))
+    sample = load("observe_prometheus")
+    sample.FlexClient = functools.partial(sample.FlexClient, retry=RetryPolicy(backoff_base=0.0))
+    registry = CollectorRegistry()
+
+    await sample.main(kd, uo, registry)
+
+    assert capsys.readouterr().out.splitlines() == ["participants: 120"]
+    value = registry.get_sample_value
+    assert value("flex_participants_responses_total", {"status": "200"}) == 3
+    assert value("flex_participants_responses_total", {"status": "503"}) == 1
+    assert value("flex_participants_retries_total") == 1
+    assert value("flex_participants_participants_delivered_total") == 120
+    assert value("flex_participants_request_duration_seconds_count") == 4
 
 
 # -- testing.md ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ async def main(interaction_sid: str, channel_sid: str) -> None:
 
 
 if __name__ == "__main__":
-    # Each retry is logged at WARNING on the "flex_participants" logger; DEBUG adds one line
+    # Each retry is logged at INFO on the "flex_participants" logger; DEBUG adds one line
     # per request, with its status and duration. Credentials never appear in either.
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("flex_participants").setLevel(logging.DEBUG)

@@ -238,7 +238,7 @@ class _InertRecords(logging.Filter):
 
 
 def _configure_logging(verbosity: int) -> None:
-    """Send the client's retry warnings (``-v``) or request log (``-vv``) to stderr."""
+    """Send the client's retries (``-v``, INFO) or request log (``-vv``, DEBUG) to stderr."""
     logger = logging.getLogger("flex_participants")
     logger.propagate = False
     if verbosity <= 0:
@@ -251,7 +251,7 @@ def _configure_logging(verbosity: int) -> None:
     handler = RichHandler(console=stderr_console(), show_path=False)
     handler.addFilter(_InertRecords())
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
 def _fail(message: str, code: ExitCode) -> int:
