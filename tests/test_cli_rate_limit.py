@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 import flex_participants.cli._connection as connection
-from flex_participants import FlexClient
+from flex_participants import ClientStats, FlexClient
 from flex_participants.cli._main import _parser, main
 from flex_participants.cli._progress import ExportProgress, pages_of, time_left
 from flex_participants.emulator import FlexEmulator
@@ -249,29 +249,34 @@ def test_a_channel_takes_a_request_per_page_and_at_least_one(
     assert pages_of(participants, page_size) == pages
 
 
-class _Limiter:
-    def __init__(self, rate: float | None) -> None:
-        self.rate = rate
-
-
 class _Client:
-    """What the progress bar reads of a client: its counters and its limiter's rate."""
+    """What the progress bar reads of a client: `FlexClient.stats`."""
 
-    requests_sent = 0
-    retries = 0
+    def __init__(self, rate: float | None, throttled: int = 0) -> None:
+        self.rate = rate
+        self.throttled = throttled
 
-    def __init__(self, rate: float | None) -> None:
-        self.limiter = _Limiter(rate)
+    def stats(self) -> ClientStats:
+        return ClientStats(
+            requests=0,
+            retries=0,
+            throttled=self.throttled,
+            in_flight=0,
+            level=None,
+            rate=self.rate,
+        )
 
 
-def _drawn(rate: float | None, finished: list[int], total: int, page_size: int = 50) -> str:
+def _drawn(
+    rate: float | None, finished: list[int], total: int, page_size: int = 50, throttled: int = 0
+) -> str:
     """The progress bar as drawn once ``finished`` channels (participants each) are done."""
     out = io.StringIO()
     # A clock that stands still: rich's own estimate, from the pace so far, stays unknown.
     console = Console(
         file=out, width=200, force_terminal=False, color_system=None, get_time=lambda: 0.0
     )
-    client: Any = _Client(rate)
+    client: Any = _Client(rate, throttled)
     with ExportProgress(console, client, page_size=page_size) as progress:
         progress.started(total)
         for participants in finished:
@@ -306,3 +311,8 @@ async def test_the_demo_runs_under_a_budget_and_reports_its_429s_and_settled_rat
     lines = run.stderr.splitlines()
     assert any(line.startswith("│ requests answered 429 (budget)") for line in lines), run.stderr
     assert any(line.startswith("│ rate the client settled on") for line in lines), run.stderr
+
+
+def test_the_bar_shows_how_many_requests_were_answered_429() -> None:
+    assert "3 x 429" in _drawn(20.0, [], 10, throttled=3)
+    assert "429" not in _drawn(20.0, [], 10)

@@ -75,20 +75,23 @@ def _squeezable() -> Column:
 
 
 class _RequestsColumn(ProgressColumn):
-    """Requests per second and retries, read from the client at every refresh."""
+    """Requests per second, retries and 429s, read from `FlexClient.stats` at every refresh."""
 
     def __init__(self, client: FlexClient) -> None:
         super().__init__(table_column=_squeezable())
         self._client = client
-        self._first = client.requests_sent
+        self._first = client.stats().requests
 
     def render(self, task: Task) -> Text:
-        requests = self._client.requests_sent - self._first
+        stats = self._client.stats()
+        requests = stats.requests - self._first
         elapsed = task.elapsed or 0.0
         rate = requests / elapsed if elapsed > 0 else 0.0
         participants = task.fields["participants"]
+        throttled = f"{stats.throttled:,} x 429  " if stats.throttled else ""
         text = Text(
-            f"{participants:,} participants  {rate:,.0f} req/s  {self._client.retries:,} retries  ",
+            f"{participants:,} participants  {rate:,.0f} req/s  {stats.retries:,} retries  "
+            + throttled,
             style="cyan",
             no_wrap=True,
             overflow="ellipsis",
@@ -112,11 +115,10 @@ class _TimeLeftColumn(TimeRemainingColumn):
         if task.total is None:
             return Text("", style=style)
         remaining = task.remaining
-        rate = getattr(self._client.limiter, "rate", None)
         seconds = time_left(
             task.time_remaining,
             0 if remaining is None or task.finished else max(0, math.ceil(remaining)),
-            rate if isinstance(rate, float) else None,
+            self._client.stats().rate,
             pages_per_channel=self._pages_per_channel(),
         )
         return Text("-:--:--" if seconds is None else _clock(seconds), style=style)
