@@ -12,7 +12,11 @@ import math
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["check_count", "check_quantity"]
+__all__ = ["check_burst", "check_count", "check_quantity", "check_rate"]
+
+# Slower than one request in 11 days, the interval between two requests is no usable time
+# (at 1e-320, 1 / rate is infinite, and a timer set from it never fires).
+_SLOWEST_RATE = 1e-6
 
 
 def check_count(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
@@ -57,3 +61,32 @@ def check_quantity(
     raise InvalidArgumentError(
         f"{name} must be {what} {'>' if strict else '>='} {minimum:g}, got {value!r}"
     )
+
+
+def check_rate(name: str, value: object) -> float:
+    """Return ``value`` as a rate of requests per second: a finite number > 0, and at least
+    one request in 11 days (1e-6 per second).
+
+    Raises:
+        InvalidArgumentError: it is anything else.
+    """
+    rate = check_quantity(name, value, strict=True, unit="requests per second")
+    if rate < _SLOWEST_RATE:
+        raise InvalidArgumentError(
+            f"{name} must be at least {_SLOWEST_RATE:g} requests per second, got {rate!r}"
+        )
+    return rate
+
+
+def check_burst(burst: object, rate: object) -> int | None:
+    """Return the size of a rate's bucket: ``None`` if not given, else an integer >= 1,
+    which only a rate (``rate`` not ``None``) can have.
+
+    Raises:
+        InvalidArgumentError: a burst without a rate, or one that is no integer >= 1.
+    """
+    if burst is None:
+        return None
+    if rate is None:
+        raise InvalidArgumentError("burst is the size of a rate's bucket: give rate_limit too")
+    return check_count("burst", burst, minimum=1)

@@ -27,7 +27,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from ._arguments import check_count, check_quantity
+from ._arguments import check_burst, check_count, check_rate
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -49,7 +49,6 @@ RateLimit = float | Literal["adaptive"] | None
 """A rate limit as callers give it: requests per second, ``"adaptive"``, or ``None`` for none."""
 
 _GROWTH: Final = 0.5
-_SLOWEST_RATE: Final = 1e-6
 
 
 def default_burst(rate: float) -> int:
@@ -112,23 +111,14 @@ def check_rate_limit(rate_limit: object, burst: object) -> tuple[RateLimit, int 
     """
     if rate_limit is None or rate_limit == "adaptive":
         rate: RateLimit = None if rate_limit is None else "adaptive"
+    elif isinstance(rate_limit, str):
+        raise InvalidArgumentError(
+            "rate_limit must be a finite number of requests per second > 0 or "
+            f'"adaptive" (or None for no rate), got {rate_limit!r}'
+        )
     else:
-        if isinstance(rate_limit, str):
-            raise InvalidArgumentError(
-                "rate_limit must be a finite number of requests per second > 0 or "
-                f'"adaptive" (or None for no rate), got {rate_limit!r}'
-            )
-        rate = check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
-        if rate < _SLOWEST_RATE:
-            # Slower than one request in 11 days: its interval would not be a usable time.
-            raise InvalidArgumentError(
-                f"rate_limit must be at least {_SLOWEST_RATE:g} requests per second, got {rate!r}"
-            )
-    if burst is None:
-        return rate, None
-    if rate is None:
-        raise InvalidArgumentError("burst is the size of a rate's bucket: give rate_limit too")
-    return rate, check_count("burst", burst, minimum=1)
+        rate = check_rate("rate_limit", rate_limit)
+    return rate, check_burst(burst, rate)
 
 
 @attrs.frozen

@@ -59,7 +59,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._arguments import check_count, check_quantity
+from ._arguments import check_burst, check_count, check_quantity, check_rate
 from ._errors import InvalidArgumentError, TransportError
 from ._limit import AdaptiveLimiter, Throttle, default_burst
 
@@ -457,21 +457,11 @@ class RedisLimiter:
                 f'on_redis_error must be "raise" or "local", got {on_redis_error!r}'
             )
         self._max = check_count("max_concurrency", max_concurrency, minimum=1)
-        rate = (
-            None
-            if rate_limit is None
-            else check_quantity("rate_limit", rate_limit, strict=True, unit="requests per second")
+        rate = None if rate_limit is None else check_rate("rate_limit", rate_limit)
+        given = check_burst(burst, rate)
+        self._burst: int | None = (
+            None if rate is None else default_burst(rate) if given is None else given
         )
-        if rate is None:
-            if burst is not None:
-                raise InvalidArgumentError(
-                    "burst is the size of a rate's bucket: give rate_limit too"
-                )
-            self._burst: int | None = None
-        else:
-            self._burst = check_count(
-                "burst", default_burst(rate) if burst is None else burst, minimum=1
-            )
         self._rate_limit = rate
         lease = check_quantity("lease_seconds", lease_seconds, strict=True, unit="seconds")
         self._timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")

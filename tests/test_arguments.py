@@ -6,9 +6,12 @@ import math
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from flex_participants import AdaptiveLimiter, FlexClient, InvalidArgumentError, RetryPolicy
 from flex_participants._arguments import check_count, check_quantity
+from flex_participants._redis_limit import RedisLimiter
+from flex_participants.emulator import FlexEmulator
 
 from .helpers import KD, UO, Credentials
 
@@ -72,3 +75,38 @@ def test_no_entry_point_takes_a_bool_nan_or_infinity(
 ) -> None:
     with pytest.raises(InvalidArgumentError):
         entry(credentials, value)
+
+
+# The rate and its burst: one rule for the client, the limiters and the emulator.
+
+RATE_TAKERS: dict[str, Any] = {
+    "FlexClient": lambda c, rate, burst: FlexClient(**c, rate_limit=rate, burst=burst),
+    "AdaptiveLimiter": lambda c, rate, burst: AdaptiveLimiter(1, rate_limit=rate, burst=burst),
+    "RedisLimiter": lambda c, rate, burst: RedisLimiter(
+        Redis(), max_concurrency=1, rate_limit=rate, burst=burst
+    ),
+    "FlexEmulator": lambda c, rate, burst: FlexEmulator(rate_limit=rate, burst=burst),
+}
+
+
+@pytest.mark.parametrize("taker", RATE_TAKERS.values(), ids=RATE_TAKERS.keys())
+def test_no_rate_taker_takes_a_rate_too_slow_to_schedule(
+    credentials: Credentials, taker: Any
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="at least 1e-06 requests per second"):
+        taker(credentials, 1e-320, None)
+
+
+@pytest.mark.parametrize("taker", RATE_TAKERS.values(), ids=RATE_TAKERS.keys())
+def test_no_rate_taker_takes_a_burst_without_a_rate(credentials: Credentials, taker: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="give rate_limit too"):
+        taker(credentials, None, 3)
+
+
+@pytest.mark.parametrize("burst", [0, True, 1.5], ids=repr)
+@pytest.mark.parametrize("taker", RATE_TAKERS.values(), ids=RATE_TAKERS.keys())
+def test_no_rate_taker_takes_a_burst_that_is_no_count(
+    credentials: Credentials, taker: Any, burst: object
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="burst must be an integer >= 1"):
+        taker(credentials, 5, burst)

@@ -10,7 +10,7 @@ from typing import Any, Final, Self, TypedDict
 
 from aiohttp import web
 
-from .._arguments import check_count, check_quantity
+from .._arguments import check_burst, check_count, check_quantity, check_rate
 from .._errors import InvalidArgumentError
 from ._app import CONCURRENCY_CODES, Endpoint
 from ._data import Dataset, StoredChannel
@@ -45,21 +45,6 @@ def _check_seconds(name: str, value: float | None, *, optional: bool = False) ->
 def _check_count(name: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
     if not (value is None and optional):
         check_count(name, value, minimum=minimum)
-
-
-def _check_rate_limit(value: float | None) -> None:
-    if value is not None:
-        check_quantity("rate_limit", value, strict=True, unit="requests per second")
-
-
-def _check_burst(value: int | None, rate_limit: float | None) -> None:
-    if value is None:
-        return
-    if rate_limit is None:
-        raise InvalidArgumentError(
-            "burst is the size of the rate_limit bucket: give rate_limit too"
-        )
-    check_count("burst", value, minimum=1)
 
 
 def _check_concurrency_code(value: int) -> None:
@@ -173,8 +158,9 @@ class FlexEmulator:
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         _check_count("channels", channels, 0)
         _check_seconds("latency", latency)
-        _check_rate_limit(rate_limit)
-        _check_burst(burst, rate_limit)
+        if rate_limit is not None:
+            check_rate("rate_limit", rate_limit)
+        check_burst(burst, rate_limit)
         _check_count("max_in_flight", max_in_flight, 1, optional=True)
         _check_concurrency_code(concurrency_code)
         _check_seconds("retry_after", retry_after, optional=True)
@@ -349,7 +335,8 @@ class FlexEmulator:
 
     @rate_limit.setter
     def rate_limit(self, value: float | None) -> None:
-        _check_rate_limit(value)
+        if value is not None:
+            check_rate("rate_limit", value)
         self._endpoint.set_rate_limit(None if value is None else float(value))
 
     @property
@@ -368,7 +355,7 @@ class FlexEmulator:
 
     @burst.setter
     def burst(self, value: int | None) -> None:
-        _check_burst(value, self._endpoint.rate_limit)
+        check_burst(value, self._endpoint.rate_limit)
         self._endpoint.set_burst(value)
 
     @property
