@@ -3,6 +3,7 @@ and retries of 429s that wait for the budget instead of running out."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from typing import Any
 
@@ -404,3 +405,27 @@ def test_unpaced_429s_within_patience_are_never_retried_in_a_busy_loop(
 
     # A second of patience at 0.1 s at least between them, then the two counted attempts.
     assert in_virtual_time(main) <= 10 + 2
+
+
+def test_close_from_another_task_ends_every_request_queued_for_the_rate() -> None:
+    async def main() -> tuple[list[str], int, int]:
+        async with FlexEmulator() as emulator:
+            pairs = [emulator.add_channel(participants=2) for _ in range(8)]
+            client = FlexClient(**emulator.client_kwargs(), rate_limit=1, burst=1)
+            readers = [asyncio.create_task(client.participants(*pair).collect()) for pair in pairs]
+            await asyncio.sleep(2.5)  # three have started; five queue for the next tokens
+            await asyncio.create_task(client.close())
+            outcomes = await asyncio.gather(*readers, return_exceptions=True)
+            limiter = client.limiter
+            assert isinstance(limiter, AdaptiveLimiter)
+            return (
+                [type(outcome).__name__ for outcome in outcomes],
+                limiter.in_flight,
+                emulator.stats.requests,
+            )
+
+    kinds, in_flight, requests = in_virtual_time(main)
+    # The first three had their pages (one each); the other five end at once, with the
+    # client's error, and their waits leave nothing taken or asked for.
+    assert kinds == ["list"] * 3 + ["ClientClosedError"] * 5
+    assert (in_flight, requests) == (0, 3)
