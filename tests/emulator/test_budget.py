@@ -31,7 +31,7 @@ from flex_participants import InvalidArgumentError
 from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Fault, FlexEmulator
 from flex_participants.emulator._budget import TokenBucket, default_burst
 
-from .test_cli import SCRIPT, cli_command, environment, finish
+from ..cli.helpers import SCRIPT, cli_command, environment, finish
 
 AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
 MIB = 1 << 20

@@ -20,7 +20,7 @@ from flex_participants import _convert
 from flex_participants.cli._main import _InertRecords
 from flex_participants.emulator import Fault, FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     add_channels,
     environment,
     journaled,

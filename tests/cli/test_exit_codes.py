@@ -21,7 +21,7 @@ from flex_participants.cli._journal import journal_path
 from flex_participants.cli._lock import lock_path
 from flex_participants.emulator import Fault, FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,
@@ -34,7 +34,7 @@ from .test_cli import (
     write_channel_csv,
 )
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def patched(tmp_path: Path, emulator: FlexEmulator, code: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from flex_participants.cli._main import _parser, main
 from flex_participants.cli._progress import ExportProgress, pages_of, time_left
 from flex_participants.emulator import FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     KD_UNKNOWN,
     UO_UNKNOWN,
     add_channels,

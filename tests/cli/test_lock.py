@@ -19,7 +19,7 @@ from flex_participants.cli._journal import journal_path
 from flex_participants.cli._lock import lock_path
 from flex_participants.emulator import FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,

@@ -16,7 +16,7 @@ import pytest
 
 from flex_participants.emulator import FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     SCRIPT,
     assert_one_line_error,
     cli_command,

@@ -14,8 +14,8 @@ from flex_participants.cli._channels import ChannelSource
 from flex_participants.cli._journal import journal_path
 from flex_participants.emulator import Fault, FlexEmulator
 
-from .helpers import sid
-from .test_cli import (
+from ..helpers import sid
+from .helpers import (
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,

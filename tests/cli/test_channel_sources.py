@@ -14,7 +14,7 @@ import pytest
 from flex_participants.cli._channels import MAX_LINE
 from flex_participants.emulator import FlexEmulator
 
-from .test_cli import (
+from .helpers import (
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,
