@@ -10,9 +10,9 @@ import hmac
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final, Literal
 
+import attrs
 from aiohttp import web
 
 from ._budget import TokenBucket, default_burst
@@ -44,7 +44,7 @@ async def _add_concurrent_requests(request: web.Request, response: web.StreamRes
         response.headers["Twilio-Concurrent-Requests"] = str(concurrent)
 
 
-@dataclass(slots=True)
+@attrs.define
 class _Outcome:
     """What the log records of a request, filled in as the request is handled."""
 
@@ -148,8 +148,7 @@ class Endpoint:
         elif bucket is None:
             self._bucket = self._new_bucket()
         else:
-            bucket.rate = rate_limit
-            bucket.burst = size
+            bucket.retune(rate_limit, size)
 
     def _new_bucket(self) -> TokenBucket | None:
         size = self.burst

@@ -65,21 +65,18 @@ class TokenBucket:
 
     @property
     def rate(self) -> float:
-        """Tokens added a second; a new rate counts from now, the tokens held are kept."""
+        """Tokens added a second."""
         return self._rate
-
-    @rate.setter
-    def rate(self, value: float) -> None:
-        self._refill()
-        self._rate = value
 
     @property
     def burst(self) -> int:
-        """The most tokens held; a smaller one drops the tokens above it."""
+        """The most tokens held."""
         return self._burst
 
-    @burst.setter
-    def burst(self, value: int) -> None:
+    def retune(self, rate: float, burst: int) -> None:
+        """Refill at ``rate`` from now on, holding at most ``burst`` tokens: the tokens held
+        are kept, but for those above the new burst."""
         self._refill()
-        self._burst = value
-        self._tokens = min(self._tokens, float(value))
+        self._rate = rate
+        self._burst = burst
+        self._tokens = min(self._tokens, float(burst))

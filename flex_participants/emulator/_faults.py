@@ -4,10 +4,10 @@ which request each one hits, and how each kind answers."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
+import attrs
 from aiohttp import web
 
 from .._arguments import check_count, check_quantity
@@ -96,7 +96,7 @@ def _check_choice(kind: str, name: str, value: object, choices: frozenset[str]) 
         )
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen(kw_only=True)
 class Fault:
     """A failure the emulator serves instead of the next ``times`` matching answers.
 
@@ -238,8 +238,7 @@ class Fault:
             missing, or a field given that the kind has no use for.
     """
 
-    kind: FaultKind
-    _: KW_ONLY
+    kind: FaultKind = attrs.field(kw_only=False)
     times: int = 1
     channel_sid: str | None = None
     page: int | None = None
@@ -258,7 +257,7 @@ class Fault:
     url: str | None = None
     form: _UrlForm | None = None
 
-    def __post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:
         kind = self.kind
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}")
@@ -364,7 +363,7 @@ class Fault:
         )
 
 
-@dataclass(slots=True)
+@attrs.define
 class _Pending:
     fault: Fault
     remaining: int

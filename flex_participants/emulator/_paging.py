@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+import attrs
 
 from ._responses import dumps
 
@@ -46,7 +47,7 @@ class InvalidQueryError(Exception):
     """A query parameter is out of range or garbled; ``str()`` is the message for the body."""
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class PageRequest:
     """What a request asks for: the page index, its size, and the offset of its first item."""
 
@@ -165,7 +166,7 @@ def page_meta(
     }
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class RequestedPage:
     """A page a request asks for, built only when the answer needs it (a fault may not)."""
 

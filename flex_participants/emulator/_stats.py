@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
+
+import attrs
 
 __all__ = ["EmulatorStats", "RequestRecord"]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class RequestRecord:
     """One request the emulator answered (requests to ``/__emulator__/`` are not recorded).
 
@@ -52,10 +52,10 @@ class RequestRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        return attrs.asdict(self)
 
 
-@dataclass(slots=True)
+@attrs.define
 class EmulatorStats:
     """Counters of the requests to the API (requests to ``/__emulator__/`` are not counted).
 
@@ -82,7 +82,7 @@ class EmulatorStats:
     concurrency_throttled: int = 0
     faults_fired: int = 0
     service_time: float = 0.0
-    log: list[RequestRecord] = field(default_factory=list)
+    log: list[RequestRecord] = attrs.Factory(list)
     log_dropped: int = 0
 
     def reset(self) -> None:
