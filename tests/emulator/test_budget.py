@@ -12,53 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-from multidict import CIMultiDictProxy
-from yarl import URL
 
 from flex_participants import InvalidArgumentError
-from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Fault, FlexEmulator
+from flex_participants.emulator import Fault, FlexEmulator
 from flex_participants.emulator._budget import TokenBucket, default_burst
 
 from ..cli.helpers import SCRIPT, cli_command, environment, finish
+from .helpers import MIB, Answer, fetch, opened, participants_url
 
-AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
-MIB = 1 << 20
 HEADER = "Twilio-Concurrent-Requests"
-
-
-@dataclass
-class Answer:
-    """A response as the test saw it."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def participants_url(base_url: str, channel: tuple[str, str]) -> str:
-    kd, uo = channel
-    return f"{base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
-
-
-async def fetch(session: aiohttp.ClientSession, url: str, *, auth: bool = True) -> Answer:
-    headers = {"Authorization": AUTH} if auth else {}
-    async with session.get(URL(url, encoded=True), headers=headers) as response:
-        return Answer(response.status, response.headers, await response.read())
 
 
 def assert_throttled(answer: Answer, code: int, message: str) -> None:
@@ -74,15 +45,28 @@ def assert_throttled(answer: Answer, code: int, message: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def held(session: aiohttp.ClientSession, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
-    """A request kept in flight at the server: its answer is a 256 MiB ``"oversized"`` page,
-    of which only the headers are read, so that the server's handler waits on the socket.
+async def held(
+    session: aiohttp.ClientSession, emulator: FlexEmulator, url: str, count: int = 1
+) -> AsyncIterator[list[aiohttp.ClientResponse]]:
+    """``count`` requests to ``url`` kept in flight at the server: their answer is a 256 MiB
+    ``"oversized"`` page (a fault this adds), of which only the headers are read, so that the
+    server's handler waits on the socket.
 
-    Its headers have arrived when this yields: the request is past the limits' checks.
+    Their headers have arrived when this yields: the requests are past the limits' checks.
+    The server has finished with them when the block ends.
     """
-    async with session.get(URL(url, encoded=True), headers={"Authorization": AUTH}) as response:
-        yield response
-        response.close()
+    emulator.add_fault(Fault("oversized", size=256 * MIB, times=count))
+    async with contextlib.AsyncExitStack() as stack:
+        responses = [await stack.enter_async_context(opened(session, url)) for _ in range(count)]
+        yield responses
+        for response in responses:
+            response.close()
+    await settled(emulator)
+
+
+def new_channel_url(emulator: FlexEmulator) -> str:
+    """The participants URL of a new channel of two participants."""
+    return participants_url(emulator.base_url, emulator.add_channel(participants=2))
 
 
 async def settled(emulator: FlexEmulator) -> None:
@@ -91,12 +75,6 @@ async def settled(emulator: FlexEmulator) -> None:
         # Polled: the emulator's counters signal nothing a test could wait on.
         while emulator.stats.in_flight:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 class Clock:
@@ -181,7 +159,7 @@ def test_a_new_rate_keeps_the_tokens_and_counts_from_the_change() -> None:
     bucket = empty_bucket(4.0, 3, clock)
     clock.now += 0.125  # half a token at 4/s
 
-    bucket.rate = 8.0
+    bucket.retune(8.0, 3)
     assert bucket.tokens == 0.5
     clock.now += 0.0625  # half a token at 8/s
 
@@ -192,9 +170,9 @@ def test_a_smaller_burst_drops_the_tokens_above_it_and_a_larger_one_adds_none() 
     clock = Clock()
     bucket = TokenBucket(4.0, 5, clock)
 
-    bucket.burst = 2
+    bucket.retune(4.0, 2)
     assert bucket.tokens == 2
-    bucket.burst = 4
+    bucket.retune(4.0, 4)
 
     assert bucket.tokens == 2
     clock.now += 3600
@@ -289,7 +267,7 @@ async def test_the_first_burst_requests_pass_and_the_next_is_429_code_20429(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=3) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
 
         answers = [await fetch(session, url) for _ in range(4)]
 
@@ -300,7 +278,7 @@ async def test_the_first_burst_requests_pass_and_the_next_is_429_code_20429(
 
 async def test_a_rate_429_carries_retry_after_if_set(session: aiohttp.ClientSession) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=1, retry_after=1.5) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         await fetch(session, url)
 
         answer = await fetch(session, url)
@@ -313,10 +291,10 @@ async def test_the_limits_are_checked_before_the_credentials(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
 
-        unauthenticated = await fetch(session, url, auth=False)
-        throttled = await fetch(session, url, auth=False)
+        unauthenticated = await fetch(session, url, authorization=None)
+        throttled = await fetch(session, url, authorization=None)
 
     assert unauthenticated.status == 401  # it took the one token
     assert_throttled(throttled, 20429, "Too many requests")
@@ -325,7 +303,7 @@ async def test_the_limits_are_checked_before_the_credentials(
 
 async def test_a_rate_429_is_answered_after_the_latency(session: aiohttp.ClientSession) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=1, latency=0.2) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         await fetch(session, url)
 
         answer = await fetch(session, url)
@@ -340,7 +318,7 @@ async def test_changing_the_rate_while_it_runs_adds_no_tokens(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=2) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         assert [(await fetch(session, url)).status for _ in range(2)] == [200, 200]
 
         emulator.rate_limit = 0.002
@@ -351,7 +329,7 @@ async def test_changing_the_rate_while_it_runs_adds_no_tokens(
 
 async def test_a_rate_limit_set_while_it_runs_starts_full(session: aiohttp.ClientSession) -> None:
     async with FlexEmulator() as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
 
         emulator.rate_limit = 0.004  # its burst: 1
 
@@ -362,7 +340,7 @@ async def test_a_rate_limit_set_to_none_lets_every_request_pass(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         await fetch(session, url)
 
         emulator.rate_limit = None
@@ -400,7 +378,7 @@ async def statuses_as_the_clock_moves(
     # A fresh connection each time: moving the clock may time out an idle one at either end.
     connector = aiohttp.TCPConnector(force_close=True)
     async with emulator, aiohttp.ClientSession(connector=connector) as client_session:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         statuses = [(await fetch(client_session, url)).status]
         for seconds in moves:
             loop.skew += seconds
@@ -438,10 +416,8 @@ async def test_a_request_above_max_in_flight_is_429_with_the_concurrency_code(
     async with FlexEmulator(max_in_flight=1, concurrency_code=code) as emulator:
         channel = emulator.add_channel(participants=2)
         url = participants_url(emulator.base_url, channel)
-        emulator.add_fault(Fault("oversized", size=256 * MIB))
-        async with held(session, url) as first:
+        async with held(session, emulator, url) as [first]:
             refused = await fetch(session, url)
-        await settled(emulator)
 
     assert first.status == 200
     assert_throttled(refused, code, message)
@@ -452,23 +428,19 @@ async def test_the_concurrency_code_may_change_while_it_runs(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(max_in_flight=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-        emulator.add_fault(Fault("oversized", size=256 * MIB))
-        async with held(session, url):
+        url = new_channel_url(emulator)
+        async with held(session, emulator, url):
             emulator.concurrency_code = 45780
             refused = await fetch(session, url)
-        await settled(emulator)
 
     assert_throttled(refused, 45780, "Too many concurrent requests")
 
 
 async def test_a_concurrency_429_takes_no_token(session: aiohttp.ClientSession) -> None:
     async with FlexEmulator(rate_limit=0.001, burst=2, max_in_flight=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-        emulator.add_fault(Fault("oversized", size=256 * MIB))
-        async with held(session, url):  # the first token
+        url = new_channel_url(emulator)
+        async with held(session, emulator, url):  # the first token
             refused = await fetch(session, url)
-        await settled(emulator)
 
         after = [(await fetch(session, url)).status for _ in range(2)]
 
@@ -486,12 +458,10 @@ async def test_a_concurrency_429_is_answered_after_the_latency(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(max_in_flight=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-        emulator.add_fault(Fault("oversized", size=256 * MIB))
-        async with held(session, url):
+        url = new_channel_url(emulator)
+        async with held(session, emulator, url):
             emulator.latency = 0.2
             refused = await fetch(session, url)
-        await settled(emulator)
 
     assert refused.status == 429
     record = emulator.stats.log[0]
@@ -506,11 +476,9 @@ async def test_every_answer_says_how_many_requests_were_in_flight_when_it_arrive
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator() as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-        emulator.add_fault(Fault("oversized", size=256 * MIB, times=2))
-        async with held(session, url) as first, held(session, url) as second:
+        url = new_channel_url(emulator)
+        async with held(session, emulator, url, 2) as [first, second]:
             third = await fetch(session, url)
-        await settled(emulator)
         alone = await fetch(session, url)
 
     assert [first.headers[HEADER], second.headers[HEADER], third.headers[HEADER]] == ["1", "2", "3"]
@@ -521,12 +489,10 @@ async def test_429s_and_errors_carry_the_concurrent_requests_too(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(max_in_flight=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-        emulator.add_fault(Fault("oversized", size=256 * MIB))
-        async with held(session, url):
+        url = new_channel_url(emulator)
+        async with held(session, emulator, url):
             refused = await fetch(session, url)
-        await settled(emulator)
-        unauthenticated = await fetch(session, url, auth=False)
+        unauthenticated = await fetch(session, url, authorization=None)
         unknown = await fetch(session, f"{emulator.base_url}/v1/Nothing")
 
     assert (refused.status, refused.headers[HEADER]) == (429, "2")
@@ -552,11 +518,9 @@ async def test_the_emulators_own_endpoints_carry_no_concurrent_requests(
 
 async def throttle_once_each(session: aiohttp.ClientSession, emulator: FlexEmulator) -> None:
     """One request refused for the rate, one for concurrency, one answered 200."""
-    url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
-    emulator.add_fault(Fault("oversized", size=256 * MIB))
-    async with held(session, url):  # the one token
+    url = new_channel_url(emulator)
+    async with held(session, emulator, url):  # the one token
         await fetch(session, url)  # concurrency
-    await settled(emulator)
     await fetch(session, url)  # rate
 
 

@@ -9,14 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from flex_participants import FlexClient, RetryPolicy
@@ -28,49 +24,18 @@ from flex_participants.emulator import (
     RequestRecord,
 )
 
-AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
+from .helpers import Answer, fetch, opened, participants_url
+
 TYPES = {"agent", "customer", "supervisor", "external", "unknown"}
 KD_UNKNOWN = "KD" + "f" * 32
 UO_UNKNOWN = "UO" + "f" * 32
-
-
-@dataclass
-class Answer:
-    """A response as the test saw it."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def participants_url(emulator: FlexEmulator, kd: str, uo: str) -> str:
-    return f"{emulator.base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
-
-
-async def fetch(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    authorization: str | None = AUTH,
-    method: str = "GET",
-    **query: str | int,
-) -> Answer:
-    target = URL(url, encoded=True)
-    if query:
-        target = target.update_query({k: str(v) for k, v in query.items()})
-    headers = {"Authorization": authorization} if authorization is not None else {}
-    async with session.request(method, target, headers=headers) as response:
-        return Answer(response.status, response.headers, await response.read())
 
 
 async def walk(
     session: aiohttp.ClientSession, emulator: FlexEmulator, kd: str, uo: str, page_size: int
 ) -> list[dict[str, Any]]:
     """Every participant, by following ``next_page_url`` from the first page."""
-    url: str | None = f"{participants_url(emulator, kd, uo)}?PageSize={page_size}"
+    url: str | None = f"{participants_url(emulator.base_url, (kd, uo))}?PageSize={page_size}"
     participants: list[dict[str, Any]] = []
     expected_page = 0
     while url is not None:
@@ -101,24 +66,6 @@ def assert_twilio_error(answer: Answer, status: int, code: int) -> dict[str, Any
     return body
 
 
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest_asyncio.fixture
-async def emulator() -> AsyncIterator[FlexEmulator]:
-    async with FlexEmulator(seed=7, channels=30) as running:
-        yield running
-
-
-@pytest.fixture
-def channel(emulator: FlexEmulator) -> tuple[str, str]:
-    """A channel of 120 participants."""
-    return emulator.add_channel(participants=120)
-
-
 # -- paging -------------------------------------------------------------------------------
 
 
@@ -137,7 +84,7 @@ async def test_walking_next_page_urls_returns_exactly_the_channel(
 async def test_first_page_meta_has_absolute_urls_on_the_emulator(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     answer = await fetch(session, url, PageSize=50)
     meta = answer.json()["meta"]
     assert meta["key"] == "participants"
@@ -155,7 +102,7 @@ async def test_first_page_meta_has_absolute_urls_on_the_emulator(
 async def test_page_size_defaults_to_50(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    body = (await fetch(session, participants_url(emulator, *channel))).json()
+    body = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     assert body["meta"]["page_size"] == 50
     assert body["participants"] == emulator.participants_of(*channel)[:50]
 
@@ -163,7 +110,7 @@ async def test_page_size_defaults_to_50(
 async def test_a_page_is_application_json(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    answer = await fetch(session, participants_url(emulator, *channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.headers["Twilio-Request-Id"].startswith("RQ")
 
@@ -172,7 +119,7 @@ async def test_an_empty_channel_is_one_page_without_participants(
     session: aiohttp.ClientSession, emulator: FlexEmulator
 ) -> None:
     kd, uo = emulator.add_channel(participants=0)
-    body = (await fetch(session, participants_url(emulator, kd, uo))).json()
+    body = (await fetch(session, participants_url(emulator.base_url, (kd, uo)))).json()
     assert body["participants"] == []
     assert body["meta"]["next_page_url"] is None
     assert body["meta"]["previous_page_url"] is None
@@ -181,7 +128,9 @@ async def test_an_empty_channel_is_one_page_without_participants(
 async def test_page_without_token_starts_at_page_times_page_size(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    body = (await fetch(session, participants_url(emulator, *channel), PageSize=20, Page=3)).json()
+    body = (
+        await fetch(session, participants_url(emulator.base_url, channel), PageSize=20, Page=3)
+    ).json()
     assert body["participants"] == emulator.participants_of(*channel)[60:80]
     assert body["meta"]["page"] == 3
 
@@ -189,7 +138,9 @@ async def test_page_without_token_starts_at_page_times_page_size(
 async def test_a_page_past_the_end_is_empty_and_last(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    body = (await fetch(session, participants_url(emulator, *channel), PageSize=50, Page=9)).json()
+    body = (
+        await fetch(session, participants_url(emulator.base_url, channel), PageSize=50, Page=9)
+    ).json()
     assert body["participants"] == []
     assert body["meta"]["next_page_url"] is None
 
@@ -197,7 +148,7 @@ async def test_a_page_past_the_end_is_empty_and_last(
 async def test_previous_page_url_leads_back_to_the_page_before(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    first = (await fetch(session, participants_url(emulator, *channel), PageSize=30)).json()
+    first = (await fetch(session, participants_url(emulator.base_url, channel), PageSize=30)).json()
     second = (await fetch(session, first["meta"]["next_page_url"])).json()
     back = (await fetch(session, second["meta"]["previous_page_url"])).json()
     assert back["participants"] == first["participants"]
@@ -234,7 +185,9 @@ async def test_bad_credentials_are_refused_with_401_code_20003(
     channel: tuple[str, str],
     authorization: str | None,
 ) -> None:
-    answer = await fetch(session, participants_url(emulator, *channel), authorization=authorization)
+    answer = await fetch(
+        session, participants_url(emulator.base_url, channel), authorization=authorization
+    )
     assert answer.status == 401
     assert answer.json() == {
         "code": 20003,
@@ -247,7 +200,7 @@ async def test_bad_credentials_are_refused_with_401_code_20003(
 async def test_bad_credentials_come_before_not_found(
     session: aiohttp.ClientSession, emulator: FlexEmulator
 ) -> None:
-    url = participants_url(emulator, KD_UNKNOWN, UO_UNKNOWN)
+    url = participants_url(emulator.base_url, (KD_UNKNOWN, UO_UNKNOWN))
     assert (await fetch(session, url, authorization=None)).status == 401
 
 
@@ -255,7 +208,7 @@ async def test_api_key_and_secret_are_accepted_as_well_as_the_auth_token(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(api_key="SK" + "2" * 32, api_secret="key-secret") as emulator:
-        url = participants_url(emulator, *emulator.add_channel(participants=1))
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=1))
         with_key = aiohttp.encode_basic_auth("SK" + "2" * 32, "key-secret")
         assert (await fetch(session, url, authorization=with_key)).status == 200
         assert (await fetch(session, url)).status == 200
@@ -267,7 +220,7 @@ async def test_an_api_key_is_refused_when_none_is_configured(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     with_key = aiohttp.encode_basic_auth("SK" + "2" * 32, "key-secret")
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     assert (await fetch(session, url, authorization=with_key)).status == 401
 
 
@@ -307,7 +260,7 @@ async def test_another_path_is_404_code_20404(
 async def test_a_method_other_than_get_is_405(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    answer = await fetch(session, participants_url(emulator, *channel), method="POST")
+    answer = await fetch(session, participants_url(emulator.base_url, channel), method="POST")
     assert_twilio_error(answer, 405, 20004)
 
 
@@ -332,7 +285,7 @@ async def test_bad_paging_parameters_are_400_code_20001(
     channel: tuple[str, str],
     query: dict[str, str],
 ) -> None:
-    answer = await fetch(session, participants_url(emulator, *channel), **query)
+    answer = await fetch(session, participants_url(emulator.base_url, channel), **query)
     body = assert_twilio_error(answer, 400, 20001)
     assert next(iter(query)) in body["message"]
 
@@ -340,10 +293,10 @@ async def test_bad_paging_parameters_are_400_code_20001(
 async def test_a_garbled_page_token_is_400(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    first = (await fetch(session, participants_url(emulator, *channel), PageSize=10)).json()
+    first = (await fetch(session, participants_url(emulator.base_url, channel), PageSize=10)).json()
     token = URL(first["meta"]["next_page_url"]).query["PageToken"]
     garbled = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
-    answer = await fetch(session, participants_url(emulator, *channel), PageToken=garbled)
+    answer = await fetch(session, participants_url(emulator.base_url, channel), PageToken=garbled)
     assert_twilio_error(answer, 400, 20001)
 
 
@@ -351,9 +304,9 @@ async def test_a_page_token_of_another_channel_is_400(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     other = emulator.add_channel(participants=120)
-    first = (await fetch(session, participants_url(emulator, *other), PageSize=10)).json()
+    first = (await fetch(session, participants_url(emulator.base_url, other), PageSize=10)).json()
     token = URL(first["meta"]["next_page_url"]).query["PageToken"]
-    answer = await fetch(session, participants_url(emulator, *channel), PageToken=token)
+    answer = await fetch(session, participants_url(emulator.base_url, channel), PageToken=token)
     assert_twilio_error(answer, 400, 20001)
 
 
@@ -365,7 +318,7 @@ async def test_requests_above_max_in_flight_are_429_code_20429(
     session: aiohttp.ClientSession, retry_after: float | None
 ) -> None:
     async with FlexEmulator(latency=0.5, max_in_flight=3, retry_after=retry_after) as emulator:
-        url = participants_url(emulator, *emulator.add_channel(participants=2))
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
         answers = await asyncio.gather(*(fetch(session, url) for _ in range(5)))
         statuses = sorted(answer.status for answer in answers)
         assert statuses == [200, 200, 200, 429, 429]
@@ -384,7 +337,7 @@ async def test_in_flight_counts_requests_until_they_are_answered(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(latency=0.3) as emulator:
-        url = participants_url(emulator, *emulator.add_channel(participants=2))
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
         answers = await asyncio.gather(*(fetch(session, url) for _ in range(6)))
         assert [answer.status for answer in answers] == [200] * 6
         assert emulator.stats.peak_in_flight == 6
@@ -396,7 +349,7 @@ async def test_max_in_flight_admits_again_once_requests_finish(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(max_in_flight=1) as emulator:
-        url = participants_url(emulator, *emulator.add_channel(participants=2))
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
         for _ in range(4):
             assert (await fetch(session, url)).status == 200
         assert emulator.stats.throttled == 0
@@ -409,7 +362,7 @@ async def test_status_fault_answers_a_twilio_error_exactly_times_times(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("status", status=503, times=2, retry_after=1))
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     answers = [await fetch(session, url) for _ in range(3)]
     for answer in answers[:2]:
         assert_twilio_error(answer, 503, 20503)
@@ -423,7 +376,7 @@ async def test_html_fault_answers_a_proxy_502_page(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("html"))
-    answer = await fetch(session, participants_url(emulator, *channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 502
     assert answer.headers["Content-Type"] == "text/html"
     assert b"502 Bad Gateway" in answer.body
@@ -433,8 +386,8 @@ async def test_reset_fault_cuts_the_connection_mid_body(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("reset"))
-    url = participants_url(emulator, *channel)
-    async with session.get(url, headers={"Authorization": AUTH}) as response:
+    url = participants_url(emulator.base_url, channel)
+    async with opened(session, url) as response:
         assert response.status == 200
         assert int(response.headers["Content-Length"]) > 0
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -446,7 +399,7 @@ async def test_reset_fault_cuts_the_connection_mid_body(
 async def test_truncated_fault_sends_half_the_json_with_a_matching_length(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     whole = await fetch(session, url)
     emulator.add_fault(Fault("truncated"))
     answer = await fetch(session, url)
@@ -462,7 +415,7 @@ async def test_empty_fault_answers_200_without_a_body(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("empty"))
-    answer = await fetch(session, participants_url(emulator, *channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     assert answer.body == b""
 
@@ -471,7 +424,7 @@ async def test_slow_fault_answers_normally_after_its_delay(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("slow", delay=0.2))
-    answer = await fetch(session, participants_url(emulator, *channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     assert answer.json()["participants"] == emulator.participants_of(*channel)[:50]
     # asyncio's clock may wake a hair early; the delay was still served.
@@ -482,7 +435,7 @@ async def test_body_fault_answers_the_raw_body_given(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("body", body=b'{"participants": 3}', content_type="text/plain"))
-    answer = await fetch(session, participants_url(emulator, *channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "text/plain"
     assert answer.body == b'{"participants": 3}'
@@ -493,16 +446,16 @@ async def test_a_fault_for_a_channel_fires_only_for_that_channel(
 ) -> None:
     other = emulator.add_channel(participants=5)
     emulator.add_fault(Fault("status", status=500, channel_sid=channel[1]))
-    assert (await fetch(session, participants_url(emulator, *other))).status == 200
-    assert (await fetch(session, participants_url(emulator, *channel))).status == 500
-    assert (await fetch(session, participants_url(emulator, *channel))).status == 200
+    assert (await fetch(session, participants_url(emulator.base_url, other))).status == 200
+    assert (await fetch(session, participants_url(emulator.base_url, channel))).status == 500
+    assert (await fetch(session, participants_url(emulator.base_url, channel))).status == 200
 
 
 async def test_a_fault_for_a_page_fires_only_for_that_page(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("status", status=500, page=1, times=2))
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     first = await fetch(session, url, PageSize=50)
     assert first.status == 200
     next_url = first.json()["meta"]["next_page_url"]
@@ -514,7 +467,7 @@ async def test_faults_do_not_fire_for_refused_requests(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("empty"))
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     assert (await fetch(session, url, authorization=None)).status == 401
     assert (await fetch(session, url, PageSize=0)).status == 400
     assert emulator.pending_faults == [(Fault("empty"), 1)]
@@ -525,7 +478,7 @@ async def test_faults_fire_in_the_order_they_were_added(
 ) -> None:
     emulator.add_fault(Fault("status", status=500))
     emulator.add_fault(Fault("status", status=503))
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     assert [(await fetch(session, url)).status for _ in range(3)] == [500, 503, 200]
 
 
@@ -535,7 +488,7 @@ async def test_clear_faults_drops_the_faults_not_fired(
     emulator.add_fault(Fault("status", status=500, times=5))
     emulator.clear_faults()
     assert emulator.pending_faults == []
-    assert (await fetch(session, participants_url(emulator, *channel))).status == 200
+    assert (await fetch(session, participants_url(emulator.base_url, channel))).status == 200
 
 
 @pytest.mark.parametrize(
@@ -565,7 +518,7 @@ def test_a_fault_that_cannot_be_served_is_refused(arguments: dict[str, Any]) -> 
 async def test_the_log_records_each_request(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    url = participants_url(emulator, *channel)
+    url = participants_url(emulator.base_url, channel)
     await fetch(session, url, PageSize=20, Page=2)
     await fetch(session, url, authorization=None)
     await fetch(session, url, PageSize="abc")
@@ -584,7 +537,7 @@ async def test_stats_count_requests_and_service_time(
 ) -> None:
     emulator.latency = 0.05
     for _ in range(3):
-        await fetch(session, participants_url(emulator, *channel))
+        await fetch(session, participants_url(emulator.base_url, channel))
     stats = emulator.stats
     assert (stats.requests, stats.in_flight, stats.peak_in_flight) == (3, 0, 1)
     assert stats.service_time >= 3 * 0.049
@@ -594,7 +547,7 @@ async def test_stats_count_requests_and_service_time(
 async def test_reset_stats_zeroes_the_counters_and_starts_a_new_log(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    await fetch(session, participants_url(emulator, *channel))
+    await fetch(session, participants_url(emulator.base_url, channel))
     old_log = emulator.stats.log
     emulator.reset_stats()
     assert emulator.stats.requests == 0
@@ -606,7 +559,7 @@ async def test_the_log_stops_at_its_limit_and_counts_what_it_dropped(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(log_limit=2) as emulator:
-        url = participants_url(emulator, *emulator.add_channel(participants=1))
+        url = participants_url(emulator.base_url, emulator.add_channel(participants=1))
         for _ in range(5):
             await fetch(session, url)
         assert len(emulator.stats.log) == 2
@@ -617,7 +570,7 @@ async def test_the_log_stops_at_its_limit_and_counts_what_it_dropped(
 async def test_stats_are_served_as_json_without_auth_and_reset_by_post(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
-    await fetch(session, participants_url(emulator, *channel), PageSize=5)
+    await fetch(session, participants_url(emulator.base_url, channel), PageSize=5)
     served = await fetch(session, f"{emulator.base_url}/__emulator__/stats", authorization=None)
     data = served.json()
     assert data["requests"] == 1
@@ -704,7 +657,7 @@ async def test_participants_given_as_dicts_are_served_as_given(
 ) -> None:
     given: list[dict[str, Any]] = [{"sid": None, "type": "robot"}, {"anything": {"nested": 1}}]
     kd, uo = emulator.add_channel(participants=given)
-    served = (await fetch(session, participants_url(emulator, kd, uo))).json()
+    served = (await fetch(session, participants_url(emulator.base_url, (kd, uo)))).json()
     assert served["participants"] == given
 
 

@@ -7,46 +7,20 @@ over the wire.
 from __future__ import annotations
 
 import email.utils
-import json
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from multidict import CIMultiDictProxy
 from yarl import URL
 
-from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Fault, FlexEmulator
+from flex_participants.emulator import Fault, FlexEmulator
 
-AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
-MIB = 1 << 20
+from .helpers import MIB, Answer, fetch, opened, participants_url
+
 SPACES = b" " * MIB
-
-
-@dataclass
-class Answer:
-    """A response as the test saw it."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def participants_url(emulator: FlexEmulator, channel: tuple[str, str]) -> str:
-    kd, uo = channel
-    return f"{emulator.base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
-
-
-async def fetch(session: aiohttp.ClientSession, url: str) -> Answer:
-    """GET ``url`` exactly as spelled (percent-escapes and all)."""
-    async with session.get(URL(url, encoded=True), headers={"Authorization": AUTH}) as response:
-        return Answer(response.status, response.headers, await response.read())
 
 
 async def walk(session: aiohttp.ClientSession, url: str, steps: int) -> list[dict[str, Any]]:
@@ -97,35 +71,17 @@ def inflate(compressed: bytes, wbits: int) -> Inflated:
 
 
 @pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest_asyncio.fixture
 async def raw_session() -> AsyncIterator[aiohttp.ClientSession]:
     """A session that leaves compressed bodies compressed."""
     async with aiohttp.ClientSession(auto_decompress=False) as client_session:
         yield client_session
 
 
-@pytest_asyncio.fixture
-async def emulator() -> AsyncIterator[FlexEmulator]:
-    async with FlexEmulator(seed=7) as running:
-        yield running
-
-
-@pytest.fixture
-def channel(emulator: FlexEmulator) -> tuple[str, str]:
-    """A channel of 120 participants."""
-    return emulator.add_channel(participants=120)
-
-
 async def normal_page(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> Answer:
     """The first page of ``channel``, as it is served without a fault."""
-    answer = await fetch(session, participants_url(emulator, channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     return answer
 
@@ -137,7 +93,7 @@ async def test_a_cycle_of_period_1_names_the_page_itself_once_per_time(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("cycle", times=3))
-    pages = await walk(session, f"{participants_url(emulator, channel)}?PageSize=50", 6)
+    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=50", 6)
     assert [page["meta"]["page"] for page in pages] == [0, 0, 0, 0, 1, 2]
     for page in pages[:3]:
         assert page["meta"]["next_page_url"] == page["meta"]["url"]
@@ -150,7 +106,7 @@ async def test_a_cycle_of_period_2_leads_page_b_back_to_page_a(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("cycle", period=2, times=3))
-    pages = await walk(session, f"{participants_url(emulator, channel)}?PageSize=20", 12)
+    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=20", 12)
     assert [page["meta"]["page"] for page in pages] == [0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 4, 5]
     # Page 1 leads back to the URL the server names page 0 by.
     assert pages[1]["meta"]["next_page_url"] == pages[0]["meta"]["first_page_url"]
@@ -166,7 +122,7 @@ async def test_a_cycle_leads_back_to_the_url_the_client_followed_to_that_page(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("cycle", period=3, page=3, times=2))
-    pages = await walk(session, f"{participants_url(emulator, channel)}?PageSize=10", 12)
+    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=10", 12)
     assert [page["meta"]["page"] for page in pages] == [0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5]
     assert pages[3]["meta"]["next_page_url"] == pages[0]["meta"]["next_page_url"]
 
@@ -175,7 +131,7 @@ async def test_a_cycle_goes_on_as_long_as_times_lasts(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("cycle", period=2, times=10**9, channel_sid=channel[1]))
-    pages = await walk(session, f"{participants_url(emulator, channel)}?PageSize=50", 40)
+    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=50", 40)
     assert [page["meta"]["page"] for page in pages] == [0, 1] * 20
     assert emulator.pending_faults[0][1] == 10**9 - 20
 
@@ -238,7 +194,7 @@ async def test_respelled_with_a_period_leads_back_to_an_earlier_page(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("respelled", spelling="reordered", period=2, page=2))
-    pages = await walk(session, f"{participants_url(emulator, channel)}?PageSize=30", 3)
+    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=30", 3)
     page_1_url = pages[0]["meta"]["next_page_url"]
     assert pages[2]["meta"]["next_page_url"] == respelled(page_1_url, "reordered", emulator)
 
@@ -251,10 +207,12 @@ async def test_other_channel_next_page_url_leads_to_another_channels_next_page(
 ) -> None:
     other = emulator.add_channel(participants=120)
     emulator.add_fault(Fault("other_channel", target="next_page_url", as_channel=other))
-    first = (await fetch(session, participants_url(emulator, channel))).json()
+    first = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     assert first["participants"] == emulator.participants_of(*channel)[:50]
     next_url = first["meta"]["next_page_url"]
-    assert next_url.startswith(f"{participants_url(emulator, other)}?PageSize=50&Page=1&PageToken=")
+    assert next_url.startswith(
+        f"{participants_url(emulator.base_url, other)}?PageSize=50&Page=1&PageToken="
+    )
     followed = (await fetch(session, next_url)).json()
     assert followed["participants"] == emulator.participants_of(*other)[50:100]
 
@@ -265,8 +223,8 @@ async def test_other_channel_next_page_url_is_set_even_on_the_last_page(
     small = emulator.add_channel(participants=3)
     other = emulator.add_channel(participants=3)
     emulator.add_fault(Fault("other_channel", target="next_page_url", as_channel=other))
-    meta = (await fetch(session, participants_url(emulator, small))).json()["meta"]
-    assert meta["next_page_url"].startswith(participants_url(emulator, other))
+    meta = (await fetch(session, participants_url(emulator.base_url, small))).json()["meta"]
+    assert meta["next_page_url"].startswith(participants_url(emulator.base_url, other))
 
 
 async def test_other_channel_defaults_to_the_complement_of_the_requested_sids(
@@ -274,11 +232,11 @@ async def test_other_channel_defaults_to_the_complement_of_the_requested_sids(
 ) -> None:
     channel = emulator.add_channel("KD" + "0123456789abcdef" * 2, "UO" + "fedcba98" * 4, 60)
     emulator.add_fault(Fault("other_channel", target="next_page_url"))
-    next_url = (await fetch(session, participants_url(emulator, channel))).json()["meta"][
+    next_url = (await fetch(session, participants_url(emulator.base_url, channel))).json()["meta"][
         "next_page_url"
     ]
     complement = ("KD" + "fedcba9876543210" * 2, "UO" + "01234567" * 4)
-    assert next_url.startswith(participants_url(emulator, complement))
+    assert next_url.startswith(participants_url(emulator.base_url, complement))
     assert (await fetch(session, next_url)).status == 404
 
 
@@ -288,7 +246,7 @@ async def test_other_channel_participants_name_another_channel_and_nothing_else(
     normal = (await normal_page(session, emulator, channel)).json()
     other = ("KD" + "e" * 32, "UO" + "e" * 32)
     emulator.add_fault(Fault("other_channel", target="participants", as_channel=other))
-    served = (await fetch(session, participants_url(emulator, channel))).json()
+    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     assert served["meta"] == normal["meta"]
     own_path = "/Interactions/{}/Channels/{}/".format(*channel)
     other_path = "/Interactions/{}/Channels/{}/".format(*other)
@@ -307,7 +265,7 @@ async def test_other_channel_leaves_participants_given_by_the_user_unchanged(
     given = [{"sid": "UT" + "1" * 32, "type": "agent", "url": None}]
     channel = emulator.add_channel(participants=given)
     emulator.add_fault(Fault("other_channel", target="participants"))
-    served = (await fetch(session, participants_url(emulator, channel))).json()
+    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     assert served["participants"][0]["channel_sid"] != channel[1]
     assert served["participants"][0]["url"] is None
     assert emulator.participants_of(*channel) == given
@@ -320,7 +278,7 @@ async def test_next_page_url_serves_the_url_given_as_is(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("next_page_url", url="ht tp://\u00e9\n"))
-    served = (await fetch(session, participants_url(emulator, channel))).json()
+    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     assert served["meta"]["next_page_url"] == "ht tp://\u00e9\n"
     assert served["participants"] == emulator.participants_of(*channel)[:50]
 
@@ -346,7 +304,7 @@ async def test_next_page_url_forms_are_the_malformed_urls_documented(
 ) -> None:
     real_next = (await normal_page(session, emulator, channel)).json()["meta"]["next_page_url"]
     emulator.add_fault(Fault("next_page_url", form=form))  # type: ignore[arg-type]
-    served = (await fetch(session, participants_url(emulator, channel))).json()
+    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
     path = real_next.removeprefix(emulator.base_url)
     assert path.startswith("/v1/Interactions/")
     assert served["meta"]["next_page_url"] == expected.format(path=path)
@@ -374,8 +332,7 @@ async def test_oversized_streams_a_page_of_size_bytes(
 ) -> None:
     normal = await normal_page(session, emulator, channel)
     emulator.add_fault(Fault("oversized", size=size, content_length=content_length))
-    url = URL(participants_url(emulator, channel), encoded=True)
-    async with session.get(url, headers={"Authorization": AUTH}) as response:
+    async with opened(session, participants_url(emulator.base_url, channel)) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/json"
         if content_length is False:
@@ -393,8 +350,7 @@ async def test_oversized_is_64_mib_by_default(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("oversized"))
-    url = URL(participants_url(emulator, channel), encoded=True)
-    async with session.get(url, headers={"Authorization": AUTH}) as response:
+    async with opened(session, participants_url(emulator.base_url, channel)) as response:
         assert int(response.headers["Content-Length"]) == 64 * MIB
         assert (await read_counting(response)).size == 64 * MIB
 
@@ -404,7 +360,7 @@ async def test_oversized_sends_a_page_longer_than_size_as_it_is(
 ) -> None:
     normal = await normal_page(session, emulator, channel)
     emulator.add_fault(Fault("oversized", size=10))
-    assert (await fetch(session, participants_url(emulator, channel))).body == normal.body
+    assert (await fetch(session, participants_url(emulator.base_url, channel))).body == normal.body
 
 
 async def test_oversized_ends_quietly_when_the_client_stops_reading(
@@ -414,11 +370,11 @@ async def test_oversized_ends_quietly_when_the_client_stops_reading(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     emulator.add_fault(Fault("oversized", size=256 * MIB))
-    url = URL(participants_url(emulator, channel), encoded=True)
-    async with session.get(url, headers={"Authorization": AUTH}) as response:
+    url = participants_url(emulator.base_url, channel)
+    async with opened(session, url) as response:
         await response.content.readexactly(MIB)
         response.close()
-    assert (await fetch(session, str(url))).status == 200
+    assert (await fetch(session, url)).status == 200
     # Stopping waits for the handler that was streaming: it has ended, and logged no error.
     await emulator.stop()
     assert {(record.fault, record.status) for record in emulator.stats.log} == {
@@ -439,7 +395,7 @@ async def test_gzip_bomb_sends_about_200_kib_that_inflate_to_200_mib_of_the_page
 ) -> None:
     normal = await normal_page(session, emulator, channel)
     emulator.add_fault(Fault("gzip_bomb"))
-    answer = await fetch(raw_session, participants_url(emulator, channel))
+    answer = await fetch(raw_session, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     assert answer.headers["Content-Encoding"] == "gzip"
     assert answer.headers["Content-Type"] == "application/json"
@@ -461,7 +417,7 @@ async def test_gzip_bomb_inflates_to_size_bytes_in_either_encoding(
     normal = await normal_page(session, emulator, channel)
     size = 5 * MIB + 3
     emulator.add_fault(Fault("gzip_bomb", size=size, encoding=encoding))  # type: ignore[arg-type]
-    answer = await fetch(raw_session, participants_url(emulator, channel))
+    answer = await fetch(raw_session, participants_url(emulator.base_url, channel))
     assert answer.headers["Content-Encoding"] == encoding
     assert len(answer.body) < 16 * 1024
     inflated = inflate(answer.body, wbits)
@@ -478,7 +434,7 @@ async def test_gzip_bomb_is_a_body_aiohttp_itself_inflates_to_the_page(
 ) -> None:
     normal = await normal_page(session, emulator, channel)
     emulator.add_fault(Fault("gzip_bomb", size=MIB, encoding=encoding))  # type: ignore[arg-type]
-    answer = await fetch(session, participants_url(emulator, channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert len(answer.body) == MIB
     assert answer.json() == normal.json()
 
@@ -490,7 +446,7 @@ async def test_bad_retry_after_is_a_429_with_a_date_8000_years_away_by_default(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
 ) -> None:
     emulator.add_fault(Fault("bad_retry_after"))
-    answer = await fetch(session, participants_url(emulator, channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 429
     assert answer.json()["code"] == 20429
     assert answer.headers["Retry-After"] == "Fri, 31 Dec 9999 23:59:59 GMT"
@@ -505,7 +461,7 @@ async def test_bad_retry_after_sends_the_string_given(
     session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str], value: str
 ) -> None:
     emulator.add_fault(Fault("bad_retry_after", status=503, retry_after=value))
-    answer = await fetch(session, participants_url(emulator, channel))
+    answer = await fetch(session, participants_url(emulator.base_url, channel))
     assert answer.status == 503
     assert answer.json()["code"] == 20503
     assert answer.headers["Retry-After"] == value
@@ -524,7 +480,7 @@ async def test_oversized_header_is_past_aiohttps_default_limit(
 ) -> None:
     emulator.add_fault(Fault("oversized_header"))
     with pytest.raises(aiohttp.ClientResponseError, match="8190"):
-        await fetch(session, participants_url(emulator, channel))
+        await fetch(session, participants_url(emulator.base_url, channel))
 
 
 @pytest.mark.parametrize(("size", "expected"), [(None, 16384), (9000, 9000)])
@@ -534,7 +490,7 @@ async def test_oversized_header_carries_a_value_of_size_bytes_on_the_page(
     async with aiohttp.ClientSession(max_field_size=32768) as lenient:
         normal = await normal_page(lenient, emulator, channel)
         emulator.add_fault(Fault("oversized_header", size=size))
-        answer = await fetch(lenient, participants_url(emulator, channel))
+        answer = await fetch(lenient, participants_url(emulator.base_url, channel))
     assert answer.status == 200
     assert answer.headers["X-Padding"] == "x" * expected
     assert answer.body == normal.body
