@@ -4,15 +4,16 @@ a run under the budget delivered, channel by channel."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Self
+
+import attrs
 
 from ._systems import System
 
 __all__ = ["Budget", "Delivery", "Target", "deliver"]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Budget:
     """A server's budget: a token bucket of ``rate`` requests/s holding ``burst`` tokens, full
     when a run starts, in front of ``latency`` seconds a request; and ``channels`` of one page
@@ -42,7 +43,7 @@ class Budget:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Target:
     """What a row must reach: wall at most ``ratio`` x the floor, at most ``throttled`` of its
     requests answered 429, and every channel delivered."""
@@ -67,14 +68,14 @@ class Target:
         return missed
 
 
-@dataclass(slots=True)
+@attrs.define
 class Delivery:
     """What a system delivered: each channel's participant SIDs, or the error it failed with,
     and the channels it delivered more than once."""
 
-    participants: dict[str, list[str | None]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    repeated: list[str] = field(default_factory=list)
+    participants: dict[str, list[str | None]] = attrs.Factory(dict)
+    errors: dict[str, str] = attrs.Factory(dict)
+    repeated: list[str] = attrs.Factory(list)
 
     def sink(self, channel_sid: str, participants: list[str | None]) -> None:
         """A channel delivered (a `BatchSink`)."""

@@ -8,15 +8,15 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+import attrs
 
 from flex_participants.emulator import FlexEmulator
 
 from ._server import build
-from ._spawner import stop_process
+from ._spawner import Closing, stop_process
 
 __all__ = ["EmulatorProcess", "ServerStats", "expected_sids"]
 
@@ -25,7 +25,7 @@ _LOG_LIMIT = 1_000_000
 """Requests kept in the log when it is kept: far more than a run that keeps it makes."""
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class ServerStats:
     """The emulator's counters over one timed run."""
 
@@ -59,7 +59,7 @@ class ServerStats:
         return self.throttled / self.requests if self.requests else 0.0
 
 
-class EmulatorProcess:
+class EmulatorProcess(Closing):
     """``python -m bench._server`` with a seed, a latency and channel groups, for one scenario.
 
     ``rate_limit`` and ``burst`` give it a token bucket; ``log=True`` keeps its request log
@@ -105,17 +105,13 @@ class EmulatorProcess:
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line:
-            self.__exit__(None, None, None)
+            self.close()
             raise RuntimeError(f"the emulator did not start: {' '.join(command)}")
         self.base_url = json.loads(line)["base_url"]
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the process and clean up after it; a second call does nothing."""
         process, self._process = self._process, None
         if process is None:
             return

@@ -18,13 +18,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
+
+import attrs
 
 from ._budget import Delivery, deliver
 from ._emulator import ROOT
-from ._spawner import stop_process
+from ._spawner import Closing, stop_process
 from ._systems import open_system, quiet_sdk_log
 
 __all__ = ["FleetRun", "RedisServer", "main", "redis_binary", "run_fleet"]
@@ -42,7 +42,7 @@ def _free_port() -> int:
         return port
 
 
-class RedisServer:
+class RedisServer(Closing):
     """A redis-server on a free loopback port, in a temporary folder, without persistence."""
 
     def __init__(self) -> None:
@@ -67,22 +67,18 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             if self._process.poll() is not None:
-                self.__exit__(None, None, None)
+                self.close()
                 raise RuntimeError("redis-server exited as it started")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return self
             if time.monotonic() > deadline:
-                self.__exit__(None, None, None)
+                self.close()
                 raise RuntimeError("redis-server did not listen within 10 s")
             time.sleep(0.02)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the process and clean up after it; a second call does nothing."""
         process, self._process = self._process, None
         if process is not None:
             stop_process(process)
@@ -91,7 +87,7 @@ class RedisServer:
             folder.cleanup()
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class FleetRun:
     """What a fleet delivered, its wall time by the processes' clocks (from the first one's
     start to the last one's end), and the CPU time of all of them."""
@@ -185,7 +181,7 @@ async def _err(worker: asyncio.subprocess.Process) -> str:
 async def _work(spec: dict[str, Any]) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
-    from flex_participants import RedisLimiter
+    from flex_participants.redis import RedisLimiter
 
     redis = aioredis.Redis(host="127.0.0.1", port=spec["redis_port"])
     try:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import attrs
 
 from ._emulator import ROOT
 from ._report import machine, markdown_table, plot, results_section, update_page, write_json
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None, *, spawner: Spawner) -> int:
         "kind": "quick" if args.quick else "full",
         "machine": info,
         "repeat": repeat,
-        "sizes": dataclasses.asdict(sizes),
+        "sizes": attrs.asdict(sizes),
         "scenarios": [result.as_dict() for result in results],
         "lost": lost,
     }

@@ -9,13 +9,14 @@ import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from dataclasses import dataclass
 from typing import Any, Self
+
+import attrs
 
 __all__ = ["Fingerprint", "TaskCounter", "Timing", "max_rss_mb", "timed", "vm_hwm_mb"]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Timing:
     """One timed run."""
 
@@ -87,7 +88,7 @@ class TaskCounter:
         self.alive -= 1
 
 
-@dataclass(slots=True)
+@attrs.define
 class Fingerprint:
     """An order-free summary of a multiset of strings: count, and the sum and XOR of a 64-bit
     digest of each. Losing, repeating or changing any string changes it (but for a chance of

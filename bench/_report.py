@@ -10,9 +10,10 @@ import platform
 import statistics
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from ._scenarios import ScenarioResult
 
@@ -164,7 +165,7 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
     plt.close(figure)
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class _Panel:
     """One panel of the plot: a figure of each system's valid runs of one scenario."""
 

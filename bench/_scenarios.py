@@ -1,5 +1,7 @@
-"""The six scenarios: each starts its own emulator process, runs every system in turn
-(A B C A B C ...), checks what each returned, and reports figures against its target.
+"""The six scenarios, each described as data (`Scenario`): its systems, how it measures them
+(its own emulator process, every system in turn, A B C A B C ..., what each returned
+checked), what each system's runs sum up to, the row that shows it, and its target. One path,
+`Scenario.run`, takes every scenario from its runs to its summary to its rows.
 
 The budget scenario's targets are the ones that matter (see docs/performance.md); the CPU and
 batch targets of the others are retired, and kept as guards: comparisons with the peers that
@@ -16,9 +18,10 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import attrs
 
 from ._budget import Budget, Delivery, Target, deliver
 from ._emulator import ROOT, EmulatorProcess, ServerStats, expected_sids
@@ -31,8 +34,13 @@ from ._worker import ORJSON_BLOCKER
 __all__ = [
     "FULL",
     "QUICK",
+    "SCENARIOS",
+    "Bounded",
     "BudgetCase",
+    "Guard",
+    "Judge",
     "Row",
+    "Scenario",
     "ScenarioResult",
     "Sizes",
     "budget_cases",
@@ -44,7 +52,7 @@ CONCURRENCY = 20
 IN_PROCESS = ("sdk", "twilio", "reference")
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Sizes:
     """How big each scenario is."""
 
@@ -98,7 +106,7 @@ QUICK = Sizes(
 )
 
 
-@dataclass(slots=True)
+@attrs.define
 class Row:
     """One line of the table."""
 
@@ -113,21 +121,21 @@ class Row:
     """Whether the system delivered every channel (False: some failed, as a peer may)."""
 
 
-@dataclass(slots=True)
+@attrs.define
 class ScenarioResult:
     """What a scenario measured: every run, the summary figures, and its rows."""
 
     name: str
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = attrs.Factory(list)
+    summary: dict[str, Any] = attrs.Factory(dict)
+    rows: list[Row] = attrs.Factory(list)
+    lost: list[str] = attrs.Factory(list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "summary": self.summary,
-            "rows": [asdict(row) for row in self.rows],
+            "rows": [attrs.asdict(row) for row in self.rows],
             "lost": self.lost,
             "runs": self.runs,
         }
@@ -154,12 +162,21 @@ def _verdict(ok: bool, checked: bool = True) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def _valid(runs: list[dict[str, Any]], system: str) -> list[dict[str, Any]]:
-    return [run for run in runs if run["system"] == system and run["ok"]]
+def _valid(
+    runs: list[dict[str, Any]], system: str, size: int | None = None
+) -> list[dict[str, Any]]:
+    """The valid runs of ``system`` (of ``size``, in a scenario of two sizes)."""
+    return [
+        run
+        for run in runs
+        if run["system"] == system and run["ok"] and (size is None or run["size"] == size)
+    ]
 
 
-def _values(runs: list[dict[str, Any]], system: str, key: str) -> list[float]:
-    return [float(run[key]) for run in _valid(runs, system)]
+def _values(
+    runs: list[dict[str, Any]], system: str, key: str, size: int | None = None
+) -> list[float]:
+    return [float(run[key]) for run in _valid(runs, system, size)]
 
 
 def _paired(runs: list[dict[str, Any]], a: str, b: str, key: str) -> list[float]:
@@ -171,41 +188,41 @@ def _paired(runs: list[dict[str, Any]], a: str, b: str, key: str) -> list[float]
     return [rep[a] / rep[b] for rep in by_rep.values() if a in rep and b in rep and rep[b]]
 
 
-# -- running -----------------------------------------------------------------------------
+def _lost(result: ScenarioResult, system: str) -> bool:
+    return any(f"/{system} run" in line for line in result.lost)
 
 
-def _summarise_bounded(
-    result: ScenarioResult, system: str
-) -> tuple[list[float], list[float], list[float]]:
-    """Put the medians of a wall-time-against-bound scenario in ``result.summary[system]``;
-    return the walls, bounds and ratios of its runs."""
-    walls = _values(result.runs, system, "wall")
-    bounds = _values(result.runs, system, "bound")
-    ratios = _values(result.runs, system, "ratio")
-    result.summary[system] = {
-        "wall": _median(walls),
-        "bound": _median(bounds),
-        "ratio": _median(ratios),
-        "s": _median(_values(result.runs, system, "s")),
-        "ratios": ratios,
-    }
-    return walls, bounds, ratios
+def _lost_note(result: ScenarioResult, system: str) -> str:
+    return "lost participants" if _lost(result, system) else ""
 
 
-@dataclass(frozen=True, slots=True)
+# -- targets -----------------------------------------------------------------------------
+
+
+class Judge(Protocol):
+    """What a row is judged by: it writes the row's target and verdict."""
+
+    def apply(self, result: ScenarioResult, row: Row) -> None:
+        """Judge ``row``'s system on ``result``'s runs and summary; note it in the row."""
+
+
+@attrs.frozen
 class Guard:
-    """What stands for a retired target: the SDK's figure over each peer's, in the same
+    """What stands for a retired target: the SDK's ``key`` over each peer's, in the same
     repetition, at most ``limit``: a comparison that catches a regression."""
 
+    key: str
     peers: tuple[str, ...]
     limit: float
     text: str
     retired: str
     """The retired target, shown for the record and never judged."""
 
-    def apply(self, result: ScenarioResult, row: Row, key: str) -> None:
-        """Judge ``row``'s system against the peers on ``key`` of its runs; note it in the row."""
-        versus = {peer: _median(_paired(result.runs, row.system, peer, key)) for peer in self.peers}
+    def apply(self, result: ScenarioResult, row: Row) -> None:
+        """Judge ``row``'s system against the peers; note it in the row."""
+        versus = {
+            peer: _median(_paired(result.runs, row.system, peer, self.key)) for peer in self.peers
+        }
         for peer, ratio in versus.items():
             result.summary[row.system][f"vs_{peer}"] = ratio
         figures = ", ".join(f"/ {peer} {ratio:.3f}" for peer, ratio in versus.items())
@@ -215,27 +232,64 @@ class Guard:
         row.verdict = _verdict(ok, not _lost(result, row.system))
 
 
-PREFETCH_GUARD = Guard(("reference",), 1.01, "≤ 1.01 x reference", "≤ 1.03 x bound")
-BATCH_GUARD = Guard(("twilio", "reference"), 1.0, "≤ each peer", "≤ 1.10 x bound")
-CPU_GUARD = Guard(("twilio",), 1.0, "below twilio", "≤ 0.6 x twilio")
+@attrs.frozen
+class Bounded:
+    """A target on the system's own summary: ``holds`` it (a NaN, no valid run, fails)."""
 
+    text: str
+    holds: Callable[[dict[str, Any]], bool]
 
-def _bounded_rows(result: ScenarioResult, guard: Guard) -> None:
-    """A row per system of a wall-time-against-bound scenario; the SDK's judged by ``guard``."""
-    for system in IN_PROCESS:
-        walls, bounds, ratios = _summarise_bounded(result, system)
-        s = result.summary[system]["s"]
-        row = Row(
-            result.name,
-            system,
-            "wall " + _spread(walls, 1000, 0, " ms"),
-            f"bound {_median(bounds) * 1000:,.0f} ms (S = {s * 1000:.1f} ms)",
-            f"{_median(ratios):.3f}" if ratios else "",
-            verdict=_lost_note(result, system),
+    def apply(self, result: ScenarioResult, row: Row) -> None:
+        """Judge ``row``'s system by its summary; note it in the row."""
+        row.target = self.text
+        row.verdict = _verdict(
+            self.holds(result.summary[row.system]), not _lost(result, row.system)
         )
-        if system == "sdk":
-            guard.apply(result, row, "wall")
-        result.rows.append(row)
+
+
+# -- a scenario, as data -----------------------------------------------------------------
+
+Measure = Callable[[Sizes, int, Spawner, "ScenarioResult"], Awaitable[None]]
+"""Run every system ``repeat`` times: each run into ``result.runs`` (and what it lost into
+``result.lost``), the scenario's settings into ``result.summary``."""
+
+
+@attrs.frozen
+class Scenario:
+    """A scenario: its systems in the order they show, how it measures them, what each
+    system's runs sum up to, the row that shows it, and the targets the rows are judged by
+    (a system without one is a comparison)."""
+
+    name: str
+    systems: Sequence[str]
+    measure: Measure
+    summarise: Callable[[ScenarioResult, str], dict[str, Any]]
+    """The summary figures of one system, from its runs."""
+    row: Callable[[ScenarioResult, str], Row]
+    """The row of one system, from its runs and its summary."""
+    judges: Mapping[str, Judge] = attrs.Factory(dict)
+    notes: Sequence[Row] = ()
+    """Rows shown after the systems': what did not run, and why."""
+
+    async def run(self, sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
+        """Measure, then sum up and judge each system: the one path of every scenario."""
+        result = ScenarioResult(self.name)
+        await self.measure(sizes, repeat, spawner, result)
+        for system in self.systems:
+            result.summary[system] = self.summarise(result, system)
+        for system in self.systems:
+            row = self.row(result, system)
+            judge = self.judges.get(system)
+            if judge is None:
+                row.verdict = row.verdict or _lost_note(result, system)
+            else:
+                judge.apply(result, row)
+            result.rows.append(row)
+        result.rows.extend(self.notes)
+        return result
+
+
+# -- running -----------------------------------------------------------------------------
 
 
 def _sids_ok(got: Sequence[str | None], expected: set[str]) -> tuple[bool, str]:
@@ -249,15 +303,17 @@ def _sids_ok(got: Sequence[str | None], expected: set[str]) -> tuple[bool, str]:
 async def _in_process_runs(
     name: str,
     emulator: EmulatorProcess,
-    systems: Sequence[str],
     repeat: int,
     run: Callable[[System, list[str | None]], Awaitable[None]],
     expected: set[str],
     result: ScenarioResult,
+    reps: Sequence[int] | None = None,
 ) -> None:
-    """Warm every system up once, then ``repeat`` rounds of one timed run each."""
-    for rep in range(-1, repeat):
-        for system_name in systems:
+    """Warm every system of `IN_PROCESS` up once, then ``repeat`` rounds of one timed run
+    each, numbered ``reps`` (default ``0..repeat-1``)."""
+    numbers = list(range(repeat)) if reps is None else list(reps)
+    for rep in [-1, *numbers]:
+        for system_name in IN_PROCESS:
             sids: list[str | None] = []
             async with open_system(system_name, emulator.base_url, CONCURRENCY) as system:
                 emulator.reset()
@@ -286,6 +342,57 @@ def _record(
     return record
 
 
+_RSS_KEYS = ("peak_rss_mb", "rss_before_mb", "vm_hwm_mb")
+"""What a worker reports of its memory, kept in its run's record."""
+
+
+@attrs.frozen
+class _WorkerRun:
+    """One run of one system in a fresh process (``bench._worker``): its job, and what
+    makes what it returned wrong."""
+
+    system: str
+    rep: int
+    job: Mapping[str, Any]
+    """The worker's job, but for what every job says (system, server, concurrency)."""
+    wrong: Callable[[dict[str, Any]], str | None]
+    """What is wrong with the worker's report, said after ``scenario/system run N``; ``None``:
+    nothing."""
+    shown_as: str = ""
+    """The system's name in the record, if not ``system``."""
+    size: int | None = None
+    """The scenario's size this run is of, kept in its record; ``None``: a scenario of one."""
+    keys: Sequence[str] = _RSS_KEYS
+    """The worker's figures kept in the run's record."""
+    server_stats: bool = False
+    """Whether the emulator's counters are reset before the run and kept in its record."""
+    block_orjson: bool = False
+
+    def __call__(
+        self, spawner: Spawner, emulator: EmulatorProcess, result: ScenarioResult
+    ) -> dict[str, Any]:
+        """Run it; note what it lost in ``result``; its record (not yet in ``result.runs``)."""
+        argument = {
+            "system": self.system,
+            "base_url": emulator.base_url,
+            "concurrency": CONCURRENCY,
+            **self.job,
+        }
+        if self.server_stats:
+            emulator.reset()
+        done = _worker(spawner, argument, block_orjson=self.block_orjson)
+        stats = emulator.stats() if self.server_stats else None
+        shown = self.shown_as or self.system
+        wrong = self.wrong(done)
+        if wrong is not None:
+            result.lost.append(f"{result.name}/{shown} run {self.rep}{wrong}")
+        record = _record(shown, self.rep, wrong is None, done["wall"], done["cpu"], stats)
+        if self.size is not None:
+            record["size"] = self.size
+        record.update({key: done[key] for key in self.keys})
+        return record
+
+
 def _worker(
     spawner: Spawner, spec: dict[str, Any], *, block_orjson: bool = False
 ) -> dict[str, Any]:
@@ -302,11 +409,49 @@ def _worker(
     return result
 
 
-# -- 1. prefetch -------------------------------------------------------------------------
+# -- 1, 2. prefetch and batch: wall time against a bound ----------------------------------
 
 
-async def prefetch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    result = ScenarioResult("prefetch")
+def _bounded_summary(result: ScenarioResult, system: str) -> dict[str, Any]:
+    """The medians of a wall-time-against-bound scenario's runs of ``system``."""
+    ratios = _values(result.runs, system, "ratio")
+    return {
+        "wall": _median(_values(result.runs, system, "wall")),
+        "bound": _median(_values(result.runs, system, "bound")),
+        "ratio": _median(ratios),
+        "s": _median(_values(result.runs, system, "s")),
+        "ratios": ratios,
+    }
+
+
+def _bounded_row(result: ScenarioResult, system: str) -> Row:
+    summary = result.summary[system]
+    ratios = summary["ratios"]
+    return Row(
+        result.name,
+        system,
+        "wall " + _spread(_values(result.runs, system, "wall"), 1000, 0, " ms"),
+        f"bound {summary['bound'] * 1000:,.0f} ms (S = {summary['s'] * 1000:.1f} ms)",
+        f"{_median(ratios):.3f}" if ratios else "",
+    )
+
+
+def _against_bound(result: ScenarioResult, bound: Callable[[dict[str, Any]], float]) -> None:
+    """Each run's ``bound``, and its wall over it."""
+    for run in result.runs:
+        run["bound"] = bound(run)
+        run["ratio"] = run["wall"] / run["bound"]
+
+
+def _bounded(name: str, measure: Measure, guard: Guard) -> Scenario:
+    return Scenario(
+        name, IN_PROCESS, measure, _bounded_summary, _bounded_row, judges={"sdk": guard}
+    )
+
+
+async def _measure_prefetch(
+    sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult
+) -> None:
     pages, page_size, consume = (
         sizes.prefetch_pages,
         sizes.prefetch_page_size,
@@ -321,34 +466,20 @@ async def prefetch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResul
         async def run(system: System, sids: list[str | None]) -> None:
             await system.stream(channel, page_size, consume, sids.append)
 
-        await _in_process_runs("prefetch", emulator, IN_PROCESS, repeat, run, expected, result)
-    for run_ in result.runs:
-        s = run_["s"]
-        run_["bound"] = pages * max(s, consume) + min(s, consume)
-        run_["ratio"] = run_["wall"] / run_["bound"]
+        await _in_process_runs("prefetch", emulator, repeat, run, expected, result)
+    # The first page cannot be overlapped with anything, every later one can.
+    _against_bound(result, lambda run: pages * max(run["s"], consume) + min(run["s"], consume))
     result.summary = {
         "pages": pages,
         "page_size": page_size,
         "latency": sizes.prefetch_latency,
         "consume": consume,
     }
-    _bounded_rows(result, PREFETCH_GUARD)
-    return result
 
 
-def _lost(result: ScenarioResult, system: str) -> bool:
-    return any(f"/{system} run" in line for line in result.lost)
-
-
-def _lost_note(result: ScenarioResult, system: str) -> str:
-    return "lost participants" if _lost(result, system) else ""
-
-
-# -- 2. batch ----------------------------------------------------------------------------
-
-
-async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    result = ScenarioResult("batch")
+async def _measure_batch(
+    sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult
+) -> None:
     page_size = sizes.batch_page_size
     with EmulatorProcess(
         seed=SEED,
@@ -372,10 +503,10 @@ async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
             if len(seen) != len(channel_sids) or set(seen) != channel_sids:
                 sids.append(None)  # a channel lost or repeated: fails the check
 
-        await _in_process_runs("batch", emulator, IN_PROCESS, repeat, run, expected, result)
-    for run_ in result.runs:
-        run_["bound"] = max(run_["service_time"] / CONCURRENCY, sizes.batch_pages * run_["s"])
-        run_["ratio"] = run_["wall"] / run_["bound"]
+        await _in_process_runs("batch", emulator, repeat, run, expected, result)
+    _against_bound(
+        result, lambda run: max(run["service_time"] / CONCURRENCY, sizes.batch_pages * run["s"])
+    )
     result.summary = {
         "channels": sizes.batch_channels,
         "pages": sizes.batch_pages,
@@ -383,17 +514,29 @@ async def batch(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
         "latency": sizes.batch_latency,
         "concurrency": CONCURRENCY,
     }
-    _bounded_rows(result, BATCH_GUARD)
-    return result
+
+
+PREFETCH_GUARD = Guard("wall", ("reference",), 1.01, "≤ 1.01 x reference", "≤ 1.03 x bound")
+BATCH_GUARD = Guard("wall", ("twilio", "reference"), 1.0, "≤ each peer", "≤ 1.10 x bound")
+
+
+def prefetch(sizes: Sizes) -> Scenario:
+    """One channel of many pages, and a consumer that takes its time over each."""
+    return _bounded("prefetch", _measure_prefetch, PREFETCH_GUARD)
+
+
+def batch(sizes: Sizes) -> Scenario:
+    """Many channels of a few pages each, ``CONCURRENCY`` requests in flight."""
+    return _bounded("batch", _measure_batch, BATCH_GUARD)
 
 
 # -- 3. cpu ------------------------------------------------------------------------------
 
 CPU_SYSTEMS = ("sdk", "twilio", "reference", "sdk-stdlib-json")
+CPU_GUARD = Guard("cpu", ("twilio",), 1.0, "below twilio", "≤ 0.6 x twilio")
 
 
-async def cpu(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    result = ScenarioResult("cpu")
+async def _measure_cpu(sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult) -> None:
     page_size = sizes.cpu_page_size
     count = sizes.cpu_participants
     with EmulatorProcess(seed=SEED, groups=[f"1x{count}"]) as emulator:
@@ -404,70 +547,87 @@ async def cpu(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
         async def run(system: System, sids: list[str | None]) -> None:
             await system.stream(channel, page_size, 0.0, sids.append)
 
+        def wrong(done: dict[str, Any]) -> str | None:
+            if done["sids"] == fingerprint and done["json_library"] == "json":
+                return None
+            return (
+                f": fingerprint {done['sids']} (json library {done['json_library']}),"
+                f" expected {fingerprint}"
+            )
+
         for rep in range(repeat):
             # One round at a time, so the subprocess row is interleaved with the others.
-            round_result = ScenarioResult("cpu")
-            await _in_process_runs("cpu", emulator, IN_PROCESS, 1, run, expected, round_result)
-            for run_ in round_result.runs:
-                run_["rep"] = rep
-            result.runs.extend(round_result.runs)
-            result.lost.extend(line.replace("run 0", f"run {rep}") for line in round_result.lost)
-            spec = {
-                "mode": "stream",
-                "system": "sdk",
-                "base_url": emulator.base_url,
-                "concurrency": CONCURRENCY,
-                "channel": list(channel),
-                "page_size": page_size,
-                "warmup": True,
-            }
-            done = _worker(spawner, spec, block_orjson=True)
-            ok = done["sids"] == fingerprint and done["json_library"] == "json"
-            if not ok:
-                result.lost.append(
-                    f"cpu/sdk-stdlib-json run {rep}: fingerprint {done['sids']} (json library"
-                    f" {done['json_library']}), expected {fingerprint}"
-                )
-            result.runs.append(_record("sdk-stdlib-json", rep, ok, done["wall"], done["cpu"], None))
+            await _in_process_runs("cpu", emulator, 1, run, expected, result, reps=[rep])
+            job = {"mode": "stream", "channel": list(channel), "page_size": page_size}
+            stdlib = _WorkerRun(
+                "sdk",
+                rep,
+                {**job, "warmup": True},
+                wrong,
+                shown_as="sdk-stdlib-json",
+                keys=(),
+                block_orjson=True,
+            )
+            result.runs.append(stdlib(spawner, emulator, result))
     for run_ in result.runs:
         run_["cpu_per_participant"] = run_["cpu"] / count
     result.summary = {"participants": count, "page_size": page_size}
-    per = {system: _values(result.runs, system, "cpu_per_participant") for system in CPU_SYSTEMS}
-    for system in CPU_SYSTEMS:
-        result.summary[system] = {
-            "cpu_per_participant": _median(per[system]),
-            "values": per[system],
-        }
-    for system in CPU_SYSTEMS:
-        row = Row(
-            "cpu",
-            system,
-            _spread(per[system], 1e6, 2, " µs") + " CPU per participant",
-            verdict=_lost_note(result, system),
+
+
+def _cpu_summary(result: ScenarioResult, system: str) -> dict[str, Any]:
+    values = _values(result.runs, system, "cpu_per_participant")
+    summary: dict[str, Any] = {"cpu_per_participant": _median(values), "values": values}
+    if system.startswith("sdk"):
+        summary["vs_twilio"] = _median(_paired(result.runs, system, "twilio", "cpu"))
+        summary["vs_reference"] = _median(_paired(result.runs, system, "reference", "cpu"))
+    return summary
+
+
+def _cpu_row(result: ScenarioResult, system: str) -> Row:
+    row = Row(
+        "cpu",
+        system,
+        _spread(_values(result.runs, system, "cpu_per_participant"), 1e6, 2, " µs")
+        + " CPU per participant",
+    )
+    if system.startswith("sdk"):
+        twilio = _median(_values(result.runs, "twilio", "cpu_per_participant"))
+        versus_reference = result.summary[system]["vs_reference"]
+        row.versus = f"twilio {twilio * 1e6:.2f} µs; / reference {versus_reference:.2f}"
+        paired = _paired(result.runs, system, "twilio", "cpu")
+        row.ratio = f"{_median(paired):.3f}" if paired else ""
+    return row
+
+
+def cpu(sizes: Sizes) -> Scenario:
+    """One channel of many participants, no latency: the client's CPU per participant."""
+    # The guard is for the SDK with its speedups.
+    return Scenario("cpu", CPU_SYSTEMS, _measure_cpu, _cpu_summary, _cpu_row, {"sdk": CPU_GUARD})
+
+
+# -- 4, 5. memory and scale: the same work at two sizes, in fresh processes ----------------
+
+
+def _growth(result: ScenarioResult, system: str, key: str) -> list[float]:
+    """``key`` of the large runs of ``system`` less the small ones', a repetition at a time."""
+    small, large = result.summary["small"], result.summary["large"]
+    return [
+        big - little
+        for little, big in zip(
+            _values(result.runs, system, key, small),
+            _values(result.runs, system, key, large),
+            strict=False,
         )
-        if system.startswith("sdk"):
-            versus_twilio = _paired(result.runs, system, "twilio", "cpu")
-            versus_reference = _paired(result.runs, system, "reference", "cpu")
-            result.summary[system]["vs_twilio"] = _median(versus_twilio)
-            result.summary[system]["vs_reference"] = _median(versus_reference)
-            row.versus = (
-                f"twilio {_median(per['twilio']) * 1e6:.2f} µs;"
-                f" / reference {_median(versus_reference):.2f}"
-            )
-            row.ratio = f"{_median(versus_twilio):.3f}" if versus_twilio else ""
-        if system == "sdk":  # the guard is for the SDK with its speedups
-            CPU_GUARD.apply(result, row, "cpu")
-        result.rows.append(row)
-    return result
+    ]
 
-
-# -- 4. memory ---------------------------------------------------------------------------
 
 MEMORY_SYSTEMS = ("sdk", "reference")
+MEMORY_TARGET = Bounded("≤ +30 MB", lambda summary: summary["growth_mb"] <= 30)
 
 
-async def memory(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    result = ScenarioResult("memory")
+async def _measure_memory(
+    sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult
+) -> None:
     small, large, page_size = sizes.memory_small, sizes.memory_large, sizes.memory_page_size
     with EmulatorProcess(seed=SEED, groups=[f"1x{small}", f"1x{large}"]) as emulator:
         by_size = dict(zip((small, large), emulator.channels, strict=True))
@@ -477,67 +637,67 @@ async def memory(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
         }
         for rep in range(repeat):
             for size in (small, large):
-                for system in MEMORY_SYSTEMS:
-                    spec = {
-                        "mode": "stream",
-                        "system": system,
-                        "base_url": emulator.base_url,
-                        "concurrency": CONCURRENCY,
-                        "channel": list(by_size[size]),
-                        "page_size": page_size,
-                    }
-                    done = _worker(spawner, spec)
+
+                def wrong(done: dict[str, Any], size: int = size) -> str | None:
                     ok = done["sids"] == fingerprints[size]
-                    if not ok:
-                        result.lost.append(
-                            f"memory/{system} run {rep} ({size:,}): got {done['sids']}"
-                        )
-                    record = _record(system, rep, ok, done["wall"], done["cpu"], None)
-                    record.update(
-                        size=size,
-                        peak_rss_mb=done["peak_rss_mb"],
-                        rss_before_mb=done["rss_before_mb"],
-                        vm_hwm_mb=done["vm_hwm_mb"],
-                    )
-                    result.runs.append(record)
+                    return None if ok else f" ({size:,}): got {done['sids']}"
+
+                job = {"mode": "stream", "channel": list(by_size[size]), "page_size": page_size}
+                for system in MEMORY_SYSTEMS:
+                    run = _WorkerRun(system, rep, job, wrong, size=size)
+                    result.runs.append(run(spawner, emulator, result))
     result.summary = {"small": small, "large": large, "page_size": page_size}
-    for system in MEMORY_SYSTEMS:
-        peaks = {
-            size: [run["peak_rss_mb"] for run in _valid(result.runs, system) if run["size"] == size]
-            for size in (small, large)
-        }
-        growth = [big - little for little, big in zip(peaks[small], peaks[large], strict=False)]
-        result.summary[system] = {
-            "peak_small_mb": _median(peaks[small]),
-            "peak_large_mb": _median(peaks[large]),
-            "growth_mb": _median(growth),
-        }
-        is_sdk = system == "sdk"
-        result.rows.append(
-            Row(
-                "memory",
-                system,
-                f"peak RSS {_spread(peaks[large], 1, 1, ' MB')} at {large:,}",
-                f"{_spread(peaks[small], 1, 1, ' MB')} at {small:,}",
-                f"+{_median(growth):.1f} MB" if growth else "",
-                "≤ +30 MB" if is_sdk else "",
-                _verdict(bool(growth) and _median(growth) <= 30, not _lost(result, system))
-                if is_sdk
-                else _lost_note(result, system),
-            )
-        )
-    return result
 
 
-# -- 5. scale ----------------------------------------------------------------------------
+def _memory_summary(result: ScenarioResult, system: str) -> dict[str, Any]:
+    small, large = result.summary["small"], result.summary["large"]
+    return {
+        "peak_small_mb": _median(_values(result.runs, system, "peak_rss_mb", small)),
+        "peak_large_mb": _median(_values(result.runs, system, "peak_rss_mb", large)),
+        "growth_mb": _median(_growth(result, system, "peak_rss_mb")),
+    }
+
+
+def _memory_row(result: ScenarioResult, system: str) -> Row:
+    small, large = result.summary["small"], result.summary["large"]
+    growth = _growth(result, system, "peak_rss_mb")
+    return Row(
+        "memory",
+        system,
+        f"peak RSS {_spread(_values(result.runs, system, 'peak_rss_mb', large), 1, 1, ' MB')}"
+        f" at {large:,}",
+        f"{_spread(_values(result.runs, system, 'peak_rss_mb', small), 1, 1, ' MB')} at {small:,}",
+        f"+{_median(growth):.1f} MB" if growth else "",
+    )
+
+
+def memory(sizes: Sizes) -> Scenario:
+    """Peak RSS of a fresh process streaming a channel of a million, against ten thousand."""
+    return Scenario(
+        "memory",
+        MEMORY_SYSTEMS,
+        _measure_memory,
+        _memory_summary,
+        _memory_row,
+        {"sdk": MEMORY_TARGET},
+    )
+
 
 SCALE_SYSTEMS = ("sdk", "twilio", "reference")
 SCALE_SIZES = "0-9"
 """Participants per channel, cycling: one page each, most of the work is requests."""
+SCALE_TARGET = Bounded(
+    "bounded: tasks ≤ +2, RSS ≤ +30 MB",
+    lambda summary: (
+        summary["peak_tasks_large"] <= summary["peak_tasks_small"] + 2
+        and summary["rss_growth_mb"] <= 30
+    ),
+)
 
 
-async def scale(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    result = ScenarioResult("scale")
+async def _measure_scale(
+    sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult
+) -> None:
     small, large, page_size = sizes.scale_small, sizes.scale_large, sizes.scale_page_size
     with (
         EmulatorProcess(seed=SEED, groups=[f"{large}x{SCALE_SIZES}"]) as emulator,
@@ -559,88 +719,83 @@ async def scale(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
             )
         for rep in range(repeat):
             for size in (small, large):
-                for system in SCALE_SYSTEMS:
-                    spec = {
-                        "mode": "batch",
-                        "system": system,
-                        "base_url": emulator.base_url,
-                        "concurrency": CONCURRENCY,
-                        "channels_file": files[size],
-                        "page_size": page_size,
-                    }
-                    emulator.reset()
-                    done = _worker(spawner, spec)
-                    stats = emulator.stats()
+
+                def wrong(done: dict[str, Any], size: int = size) -> str | None:
                     ok = (done["sids"], done["channels"]) == fingerprints[size]
-                    if not ok:
-                        result.lost.append(f"scale/{system} run {rep} ({size:,} channels)")
-                    record = _record(system, rep, ok, done["wall"], done["cpu"], stats)
-                    record.update(
+                    return None if ok else f" ({size:,} channels)"
+
+                job = {"mode": "batch", "channels_file": files[size], "page_size": page_size}
+                for system in SCALE_SYSTEMS:
+                    run = _WorkerRun(
+                        system,
+                        rep,
+                        job,
+                        wrong,
                         size=size,
-                        peak_rss_mb=done["peak_rss_mb"],
-                        rss_before_mb=done["rss_before_mb"],
-                        vm_hwm_mb=done["vm_hwm_mb"],
-                        peak_tasks=done["peak_tasks"],
-                        channels_per_s=size / done["wall"],
+                        keys=(*_RSS_KEYS, "peak_tasks"),
+                        server_stats=True,
                     )
+                    record = run(spawner, emulator, result)
+                    record["channels_per_s"] = size / record["wall"]
                     result.runs.append(record)
     result.summary = {"small": small, "large": large, "concurrency": CONCURRENCY}
-    for system in SCALE_SYSTEMS:
 
-        def of(size: int, key: str, system: str = system) -> list[float]:
-            return [float(run[key]) for run in _valid(result.runs, system) if run["size"] == size]
 
-        throughput = of(large, "channels_per_s")
-        tasks = {size: of(size, "peak_tasks") for size in (small, large)}
-        peaks = {size: of(size, "peak_rss_mb") for size in (small, large)}
-        growth = [b - a for a, b in zip(peaks[small], peaks[large], strict=False)]
-        result.summary[system] = {
-            "channels_per_s": _median(throughput),
-            "peak_tasks_small": max(tasks[small], default=float("nan")),
-            "peak_tasks_large": max(tasks[large], default=float("nan")),
-            "peak_rss_small_mb": _median(peaks[small]),
-            "peak_rss_large_mb": _median(peaks[large]),
-            "rss_growth_mb": _median(growth),
-            "s": _median([float(run["s"]) for run in _valid(result.runs, system)]),
-        }
-        summary = result.summary[system]
-        bounded = (
-            bool(growth)
-            and summary["peak_tasks_large"] <= summary["peak_tasks_small"] + 2
-            and summary["rss_growth_mb"] <= 30
+def _scale_summary(result: ScenarioResult, system: str) -> dict[str, Any]:
+    small, large = result.summary["small"], result.summary["large"]
+    runs = result.runs
+    summary = {
+        "channels_per_s": _median(_values(runs, system, "channels_per_s", large)),
+        "peak_tasks_small": max(_values(runs, system, "peak_tasks", small), default=float("nan")),
+        "peak_tasks_large": max(_values(runs, system, "peak_tasks", large), default=float("nan")),
+        "peak_rss_small_mb": _median(_values(runs, system, "peak_rss_mb", small)),
+        "peak_rss_large_mb": _median(_values(runs, system, "peak_rss_mb", large)),
+        "rss_growth_mb": _median(_growth(result, system, "peak_rss_mb")),
+        "s": _median(_values(runs, system, "s")),
+    }
+    if system == "sdk":
+        summary["vs_reference"] = _median(_scale_versus_reference(result))
+    return summary
+
+
+def _scale_versus_reference(result: ScenarioResult) -> list[float]:
+    """The SDK's channels/s over the reference's at the large size, a repetition at a time."""
+    large = result.summary["large"]
+    return [
+        a["channels_per_s"] / b["channels_per_s"]
+        for a in _valid(result.runs, "sdk", large)
+        for b in _valid(result.runs, "reference", large)
+        if a["rep"] == b["rep"]
+    ]
+
+
+def _scale_row(result: ScenarioResult, system: str) -> Row:
+    small, large = result.summary["small"], result.summary["large"]
+    summary = result.summary[system]
+    row = Row(
+        "scale",
+        system,
+        f"{_spread(_values(result.runs, system, 'channels_per_s', large), 1, 0)} channels/s;"
+        f" peak tasks {summary['peak_tasks_small']:.0f} → {summary['peak_tasks_large']:.0f};"
+        f" peak RSS {summary['peak_rss_small_mb']:.1f} → {summary['peak_rss_large_mb']:.1f} MB"
+        f" ({small:,} → {large:,} channels)",
+    )
+    if system == "sdk":
+        paired = _scale_versus_reference(result)
+        row.versus = (
+            f"reference {result.summary['reference']['channels_per_s']:,.0f},"
+            f" twilio {result.summary['twilio']['channels_per_s']:,.0f} channels/s"
         )
-        versus = ""
-        ratio = ""
-        if system == "sdk":
-            paired = [
-                a["channels_per_s"] / b["channels_per_s"]
-                for a in _valid(result.runs, "sdk")
-                for b in _valid(result.runs, "reference")
-                if a["rep"] == b["rep"] and a["size"] == b["size"] == large
-            ]
-            summary["vs_reference"] = _median(paired)
-            versus = (
-                f"reference {_median(of(large, 'channels_per_s', 'reference')):,.0f},"
-                f" twilio {_median(of(large, 'channels_per_s', 'twilio')):,.0f} channels/s"
-            )
-            ratio = f"{_median(paired):.2f}" if paired else ""
-        result.rows.append(
-            Row(
-                "scale",
-                system,
-                f"{_spread(throughput, 1, 0)} channels/s; peak tasks"
-                f" {summary['peak_tasks_small']:.0f} → {summary['peak_tasks_large']:.0f};"
-                f" peak RSS {summary['peak_rss_small_mb']:.1f} → {summary['peak_rss_large_mb']:.1f} MB"
-                f" ({small:,} → {large:,} channels)",
-                versus,
-                ratio,
-                "bounded: tasks ≤ +2, RSS ≤ +30 MB" if system == "sdk" else "",
-                _verdict(bounded, not _lost(result, system))
-                if system == "sdk"
-                else _lost_note(result, system),
-            )
-        )
-    return result
+        row.ratio = f"{_median(paired):.2f}" if paired else ""
+    return row
+
+
+def scale(sizes: Sizes) -> Scenario:
+    """Many channels of a page each, read lazily from a file, against a tenth as many: the
+    tasks alive at once and the peak RSS must not grow with the input."""
+    return Scenario(
+        "scale", SCALE_SYSTEMS, _measure_scale, _scale_summary, _scale_row, {"sdk": SCALE_TARGET}
+    )
 
 
 # -- 6. budget ---------------------------------------------------------------------------
@@ -654,7 +809,12 @@ FLEET_CONCURRENCY = 20
 """The fleet's shared cap on requests in flight: more than the budget keeps in flight."""
 
 
-@dataclass(frozen=True, slots=True)
+def _of_case(result: ScenarioResult, name: str, key: str) -> list[float]:
+    """``key`` of every run of the budget's system ``name``, valid or not."""
+    return [float(run[key]) for run in result.runs if run["system"] == name]
+
+
+@attrs.frozen
 class BudgetCase:
     """One row of the budget scenario: a system as it is built, the server it meets and its
     target (``None``: a comparison). ``fleet``: that many processes sharing a `RedisLimiter`
@@ -666,8 +826,19 @@ class BudgetCase:
     target: Target | None
     system: str = "sdk"
     concurrency: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = attrs.Factory(dict)
     fleet: int = 0
+
+    def apply(self, result: ScenarioResult, row: Row) -> None:
+        """Judge the row by the target: the median run's wall, and every run's 429s and
+        channels lost."""
+        if self.target is None:
+            return
+        summary = result.summary[self.name]
+        lost = int(max(_of_case(result, self.name, "channels_lost"), default=1))
+        misses = self.target.misses(summary["ratio"], summary["worst_throttled_share"], lost)
+        row.target = self.target.describe()
+        row.verdict = f"FAIL ({', '.join(misses)})" if misses else "PASS"
 
 
 def budget_cases(sizes: Sizes) -> list[BudgetCase]:
@@ -755,64 +926,58 @@ async def _budget_run(
     return delivery, timing
 
 
-async def budget(sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
-    """Every system against a server that enforces a token bucket, as Twilio does: how close
-    each comes to the floor, how many 429s it provokes, and how many channels it loses."""
-    result = ScenarioResult("budget")
-    cases = budget_cases(sizes)
-    no_fleet = _fleet_available()
-    if no_fleet:
-        cases = [case for case in cases if not case.fleet]
-    with contextlib.ExitStack() as stack:
-        redis = None if no_fleet else stack.enter_context(RedisServer())
-        emulators: dict[Budget, EmulatorProcess] = {}
-        expected: dict[Budget, dict[str, list[str]]] = {}
-        for server in dict.fromkeys(case.server for case in cases):
-            emulator = EmulatorProcess(
-                seed=SEED,
-                groups=[f"{server.channels}x{BUDGET_SIZES}"],
-                latency=server.latency,
-                rate_limit=server.rate,
-                burst=server.burst,
-                log=True,
-            )
-            emulators[server] = stack.enter_context(emulator)
-            expected[server] = {
-                channel[1]: list(expected_sids(emulator.mirror, channel))
-                for channel in emulator.channels
-            }
-        # No warm-up: a run is seconds of waiting for the budget, and each starts a new client.
-        for rep in range(repeat):
-            for case in cases:
-                emulator = emulators[case.server]
-                await asyncio.sleep(case.server.refill)  # a full bucket, as a server starts
-                emulator.reset()
-                delivery, timing = await _budget_run(case, emulator, redis, f"bench-{rep}")
-                stats = emulator.stats()
-                lost, silent = delivery.lost(expected[case.server])
-                _note_lost(result, case, rep, delivery, lost, silent)
-                wall = stats.span if stats.span is not None else timing.wall
-                record = _record(case.name, rep, not silent, wall, timing.cpu, stats)
-                record.update(
-                    client_wall=timing.wall,
-                    bound=case.server.floor,
-                    ratio=wall / case.server.floor,
-                    rate_throttled=stats.rate_throttled,
-                    throttled_share=stats.throttled_share,
-                    channels=case.server.channels,
-                    channels_lost=len(lost),
-                    errors=sorted(set(delivery.errors.values()))[:5],
+def _measure_budget(cases: Sequence[BudgetCase], no_fleet: str) -> Measure:
+    """Every case against a server that enforces a token bucket, as Twilio does."""
+
+    async def measure(sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult) -> None:
+        with contextlib.ExitStack() as stack:
+            redis = None if no_fleet else stack.enter_context(RedisServer())
+            emulators: dict[Budget, EmulatorProcess] = {}
+            expected: dict[Budget, dict[str, list[str]]] = {}
+            for server in dict.fromkeys(case.server for case in cases):
+                emulator = EmulatorProcess(
+                    seed=SEED,
+                    groups=[f"{server.channels}x{BUDGET_SIZES}"],
+                    latency=server.latency,
+                    rate_limit=server.rate,
+                    burst=server.burst,
+                    log=True,
                 )
-                result.runs.append(record)
-    result.summary = {
-        "page_size": BUDGET_PAGE_SIZE,
-        "fleet": no_fleet or f"{sizes.budget_fleet} processes",
-    }
-    for case in cases:
-        result.rows.append(_budget_row(result, case))
-    if no_fleet:
-        result.rows.append(Row("budget", "sdk fleet", f"not run: {no_fleet}"))
-    return result
+                emulators[server] = stack.enter_context(emulator)
+                expected[server] = {
+                    channel[1]: list(expected_sids(emulator.mirror, channel))
+                    for channel in emulator.channels
+                }
+            # No warm-up: a run is seconds of waiting for the budget, and each starts a new
+            # client.
+            for rep in range(repeat):
+                for case in cases:
+                    emulator = emulators[case.server]
+                    await asyncio.sleep(case.server.refill)  # a full bucket, as a server starts
+                    emulator.reset()
+                    delivery, timing = await _budget_run(case, emulator, redis, f"bench-{rep}")
+                    stats = emulator.stats()
+                    lost, silent = delivery.lost(expected[case.server])
+                    _note_lost(result, case, rep, delivery, lost, silent)
+                    wall = stats.span if stats.span is not None else timing.wall
+                    record = _record(case.name, rep, not silent, wall, timing.cpu, stats)
+                    record.update(
+                        client_wall=timing.wall,
+                        bound=case.server.floor,
+                        ratio=wall / case.server.floor,
+                        rate_throttled=stats.rate_throttled,
+                        throttled_share=stats.throttled_share,
+                        channels=case.server.channels,
+                        channels_lost=len(lost),
+                        errors=sorted(set(delivery.errors.values()))[:5],
+                    )
+                    result.runs.append(record)
+        result.summary = {
+            "page_size": BUDGET_PAGE_SIZE,
+            "fleet": no_fleet or f"{sizes.budget_fleet} processes",
+        }
+
+    return measure
 
 
 def _note_lost(
@@ -835,41 +1000,57 @@ def _note_lost(
         result.lost.append(f"{where}: {len(failed)} channels failed, the first with {first}")
 
 
-def _budget_row(result: ScenarioResult, case: BudgetCase) -> Row:
-    """The row of ``case``: wall against the floor (the median run), 429s and channels lost."""
-    walls, _, ratios = _summarise_bounded(result, case.name)
-    mine = [run for run in result.runs if run["system"] == case.name]
-    shares = [float(run["throttled_share"]) for run in mine]
-    lost = [float(run["channels_lost"]) for run in mine]
-    summary = result.summary[case.name]
-    summary.update(
-        throttled_share=_median(shares),
-        worst_throttled_share=max(shares, default=float("nan")),
-        channels_lost=max(lost, default=float("nan")),
-        floor=case.server.floor,
-        server=asdict(case.server),
-        target=None if case.target is None else asdict(case.target),
-    )
-    verdict = ""
-    if case.target is not None:
-        misses = case.target.misses(
-            summary["ratio"], summary["worst_throttled_share"], int(max(lost, default=1))
+def budget(sizes: Sizes) -> Scenario:
+    """Every system against a server that enforces a token bucket, as Twilio does: how close
+    each comes to the floor, how many 429s it provokes, and how many channels it loses."""
+    cases = budget_cases(sizes)
+    no_fleet = _fleet_available()
+    if no_fleet:
+        cases = [case for case in cases if not case.fleet]
+    by_name = {case.name: case for case in cases}
+
+    def summarise(result: ScenarioResult, name: str) -> dict[str, Any]:
+        case = by_name[name]
+        shares = _of_case(result, name, "throttled_share")
+        return {
+            **_bounded_summary(result, name),
+            "throttled_share": _median(shares),
+            "worst_throttled_share": max(shares, default=float("nan")),
+            "channels_lost": max(_of_case(result, name, "channels_lost"), default=float("nan")),
+            "floor": case.server.floor,
+            "server": attrs.asdict(case.server),
+            "target": None if case.target is None else attrs.asdict(case.target),
+        }
+
+    def row(result: ScenarioResult, name: str) -> Row:
+        case = by_name[name]
+        walls = _values(result.runs, name, "wall")
+        ratios = result.summary[name]["ratios"]
+        shares = _of_case(result, name, "throttled_share")
+        lost = _of_case(result, name, "channels_lost")
+        return Row(
+            "budget",
+            name,
+            f"wall {_spread(walls, 1, 2, ' s')}; 429s {_spread(shares, 100, 1, ' %')};"
+            f" channels lost {_spread(lost)} of {case.server.channels:,}",
+            f"{case.how}; floor {case.server.floor:.2f} s ({case.server.describe()})",
+            f"{_median(ratios):.3f}" if ratios else "",
+            delivered=not any(lost),
         )
-        verdict = f"FAIL ({', '.join(misses)})" if misses else "PASS"
-    return Row(
+
+    notes = [Row("budget", "sdk fleet", f"not run: {no_fleet}")] if no_fleet else []
+    return Scenario(
         "budget",
-        case.name,
-        f"wall {_spread(walls, 1, 2, ' s')}; 429s {_spread(shares, 100, 1, ' %')};"
-        f" channels lost {_spread(lost)} of {case.server.channels:,}",
-        f"{case.how}; floor {case.server.floor:.2f} s ({case.server.describe()})",
-        f"{_median(ratios):.3f}" if ratios else "",
-        case.target.describe() if case.target is not None else "",
-        verdict,
-        delivered=not any(lost),
+        list(by_name),
+        _measure_budget(cases, no_fleet),
+        summarise,
+        row,
+        by_name,
+        notes,
     )
 
 
-SCENARIOS: dict[str, Callable[[Sizes, int, Spawner], Awaitable[ScenarioResult]]] = {
+SCENARIOS: dict[str, Callable[[Sizes], Scenario]] = {
     "budget": budget,
     "prefetch": prefetch,
     "batch": batch,
@@ -877,6 +1058,7 @@ SCENARIOS: dict[str, Callable[[Sizes, int, Spawner], Awaitable[ScenarioResult]]]
     "memory": memory,
     "scale": scale,
 }
+"""Each scenario by name, in the order they run and show, built for the sizes of a run."""
 
 
 async def run_scenarios(
@@ -890,5 +1072,5 @@ async def run_scenarios(
     results = []
     for name in names:
         progress(f"running {name} ...")
-        results.append(await SCENARIOS[name](sizes, repeat, spawner))
+        results.append(await SCENARIOS[name](sizes).run(sizes, repeat, spawner))
     return results

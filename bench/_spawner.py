@@ -14,9 +14,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-__all__ = ["Spawner", "stop_process"]
+__all__ = ["Closing", "Spawner", "stop_process"]
 
 _LOOP = """
 import json, subprocess, sys
@@ -62,6 +63,22 @@ class Spawner:
         self._process.wait(timeout=30)
         if self._process.stdout is not None:
             self._process.stdout.close()
+
+
+class Closing:
+    """A context manager whose way out is `close`: what it started ends with the block."""
+
+    def close(self) -> None:
+        """End what was started; a second call does nothing."""
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def stop_process(process: subprocess.Popen[Any]) -> None:

@@ -94,23 +94,6 @@ async def _consume(records: AsyncIterator[Any], page_size: int, consume: float, 
         await asyncio.sleep(consume)
 
 
-async def _one_channel(
-    channel: tuple[str, str],
-    fetch: Callable[[tuple[str, str]], Awaitable[list[str | None]]],
-    sink: BatchSink,
-    failed: FailSink | None,
-) -> None:
-    """Fetch one channel's SIDs and sink them; a failure raises, or goes to ``failed``."""
-    try:
-        sids = await fetch(channel)
-    except Exception as exc:
-        if failed is None:
-            raise
-        failed(channel[1], exc)
-        return
-    sink(channel[1], sids)
-
-
 class _Closing:
     name = ""
 
@@ -181,7 +164,39 @@ class SdkSystem(_Closing):
                     failed(result.channel_sid, result.error)
 
 
-class TwilioSystem(_Closing):
+class _Peer(_Closing):
+    """A peer's batch: each channel's SIDs fetched by ``_sids``, scheduled by ``_each``; a
+    channel that fails raises, or goes to ``failed``."""
+
+    async def _sids(self, channel: tuple[str, str], page_size: int) -> list[str | None]:
+        raise NotImplementedError
+
+    async def _each(
+        self, channels: Iterable[tuple[str, str]], one: Callable[[tuple[str, str]], Awaitable[None]]
+    ) -> None:
+        raise NotImplementedError
+
+    async def batch(
+        self,
+        channels: Iterable[tuple[str, str]],
+        page_size: int,
+        sink: BatchSink,
+        failed: FailSink | None = None,
+    ) -> None:
+        async def one(channel: tuple[str, str]) -> None:
+            try:
+                sids = await self._sids(channel, page_size)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed(channel[1], exc)
+                return
+            sink(channel[1], sids)
+
+        await self._each(channels, one)
+
+
+class TwilioSystem(_Peer):
     """The official ``twilio`` package, as its docs show it used from asyncio."""
 
     name = "twilio"
@@ -220,29 +235,26 @@ class TwilioSystem(_Closing):
         records = await self._participants(channel).stream_async(page_size=page_size)
         await _consume(records, page_size, consume, sink)
 
-    async def batch(
-        self,
-        channels: Iterable[tuple[str, str]],
-        page_size: int,
-        sink: BatchSink,
-        failed: FailSink | None = None,
+    async def _sids(self, channel: tuple[str, str], page_size: int) -> list[str | None]:
+        records = await self._participants(channel).stream_async(page_size=page_size)
+        return [record.sid async for record in records]
+
+    async def _each(
+        self, channels: Iterable[tuple[str, str]], one: Callable[[tuple[str, str]], Awaitable[None]]
     ) -> None:
+        # One task per channel, as its docs show, under a semaphore.
         semaphore = asyncio.Semaphore(self._concurrency)
 
-        async def sids(channel: tuple[str, str]) -> list[str | None]:
-            records = await self._participants(channel).stream_async(page_size=page_size)
-            return [record.sid async for record in records]
-
-        async def one(channel: tuple[str, str]) -> None:
+        async def bounded(channel: tuple[str, str]) -> None:
             async with semaphore:
-                await _one_channel(channel, sids, sink, failed)
+                await one(channel)
 
         async with asyncio.TaskGroup() as group:
             for channel in channels:
-                group.create_task(one(channel))
+                group.create_task(bounded(channel))
 
 
-class ReferenceSystem(_Closing):
+class ReferenceSystem(_Peer):
     """The least code that does the job: the yardstick of what Python + aiohttp can do."""
 
     name = "reference"
@@ -307,27 +319,24 @@ class ReferenceSystem(_Closing):
                 return
             page = await ahead
 
-    async def batch(
-        self,
-        channels: Iterable[tuple[str, str]],
-        page_size: int,
-        sink: BatchSink,
-        failed: FailSink | None = None,
-    ) -> None:
-        source: Iterator[tuple[str, str]] = iter(channels)
+    async def _sids(self, channel: tuple[str, str], page_size: int) -> list[str | None]:
+        found: list[str | None] = []
+        url: str | None = self._first_url(channel, page_size)
+        while url:
+            page = await self._get(url)
+            found.extend([participant["sid"] for participant in page["participants"]])
+            url = page["meta"]["next_page_url"]
+        return found
 
-        async def sids(channel: tuple[str, str]) -> list[str | None]:
-            found: list[str | None] = []
-            url: str | None = self._first_url(channel, page_size)
-            while url:
-                page = await self._get(url)
-                found.extend([participant["sid"] for participant in page["participants"]])
-                url = page["meta"]["next_page_url"]
-            return found
+    async def _each(
+        self, channels: Iterable[tuple[str, str]], one: Callable[[tuple[str, str]], Awaitable[None]]
+    ) -> None:
+        # ``concurrency`` workers pulling from the one iterator of channels.
+        source: Iterator[tuple[str, str]] = iter(channels)
 
         async def worker() -> None:
             for channel in source:
-                await _one_channel(channel, sids, sink, failed)
+                await one(channel)
 
         async with asyncio.TaskGroup() as group:
             for _ in range(self._concurrency):

@@ -9,10 +9,10 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ pytestmark = [
 SDK_BUDGET_SYSTEMS = {"sdk", "sdk strict", "sdk told", "sdk fleet"}
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class QuickRun:
     """What ``python -m bench --quick`` printed, its exit status and its JSON record."""
 
