@@ -7,8 +7,8 @@ Example::
             print(participant.sid, participant.type)
 """
 
-import importlib.util
 import logging
+import warnings
 from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
@@ -49,8 +49,10 @@ from ._stream import ParticipantStream
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._redis_limit import RedisLimiter as RedisLimiter
-    from ._redis_limit import RedisLimitState as RedisLimitState
+    # The old home of the Redis limiter, for one release: type checkers still resolve it
+    # (at run time, `__getattr__` below warns).
+    from .redis import RedisLimiter as RedisLimiter
+    from .redis import RedisLimitState as RedisLimitState
 
 
 __all__ = [
@@ -98,17 +100,20 @@ __all__ = [
 # configures logging (not even warnings, through logging's last resort).
 logging.getLogger("flex_participants").addHandler(logging.NullHandler())
 
-_REDIS_NAMES = ("RedisLimiter", "RedisLimitState")
-if importlib.util.find_spec("redis") is not None:
-    # Listed only where they can be imported, so that `from flex_participants import *`
-    # works without the redis extra too.
-    __all__ += _REDIS_NAMES
+_MOVED_TO_REDIS = ("RedisLimiter", "RedisLimitState")
 
 
 def __getattr__(name: str) -> object:
-    # The Redis limiter is imported on first use, so that redis is needed only by those who use it.
-    if name in _REDIS_NAMES:
-        from . import _redis_limit
+    # Deprecated: the Redis limiter lives in flex_participants.redis, and is not listed in
+    # __all__ here, so that this package's names do not change with what is installed.
+    if name in _MOVED_TO_REDIS:
+        warnings.warn(
+            f"flex_participants.{name} is deprecated and will be removed in the next release:"
+            f" import it from flex_participants.redis",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from . import redis
 
-        return getattr(_redis_limit, name)
+        return getattr(redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

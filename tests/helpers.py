@@ -240,3 +240,24 @@ def in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` in a `VirtualTimeLoop`; its clock starts at 1000.0."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(main())
+
+
+# -- the environment the client reads -----------------------------------------------------
+
+CLIENT_VARIABLES = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_REGION",
+    "TWILIO_EDGE",
+    "FLEX_PARTICIPANTS_BASE_URL",
+)
+"""The environment variables `FlexClient` reads its credentials, region, edge and URL from."""
+
+
+def without_client_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``environ`` without `CLIENT_VARIABLES`: for a process of the tests that must
+    not reach the account of whoever runs them."""
+    return {name: value for name, value in environ.items() if name not in CLIENT_VARIABLES}
+

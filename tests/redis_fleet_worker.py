@@ -18,7 +18,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from flex_participants import FlexClient, RedisLimiter, RetryPolicy
+from flex_participants import FlexClient, RetryPolicy
+from flex_participants.redis import RedisLimiter
 
 
 async def fetch(limiter: RedisLimiter, job: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from flex_participants import AdaptiveLimiter, FlexClient, InvalidArgumentError, RetryPolicy
 from flex_participants._arguments import check_count, check_quantity
-from flex_participants._redis_limit import RedisLimiter
 from flex_participants.emulator import FlexEmulator
+from flex_participants.redis import RedisLimiter
 
 from .helpers import KD, UO, Credentials
 

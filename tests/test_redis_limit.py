@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import math
@@ -30,18 +31,18 @@ pytest.importorskip("redis", reason="the redis extra is not installed: pip insta
 import redis as sync_redis
 import redis.asyncio as aioredis
 
+import flex_participants
 from flex_participants import (
     FlexClient,
     InvalidArgumentError,
-    RedisLimiter,
     RetryPolicy,
     Throttle,
     TransportError,
-    _redis_limit,
 )
 from flex_participants.emulator import FlexEmulator
+from flex_participants.redis import RedisLimiter, RedisLimitState, _limiter
 
-from .conftest import RedisServer, free_port, redis_server_or_skip
+from .conftest import RedisServer, free_port, redis_server_or_skip, uninstalled
 
 T = TypeVar("T")
 
@@ -60,6 +61,17 @@ async def connect(redis_server: RedisServer) -> AsyncIterator[Callable[[], aiore
     yield new
     for client in clients:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def own_redis_server() -> AsyncIterator[tuple[RedisServer, aioredis.Redis]]:
+    """A redis-server of the test's own, which it may stop, and a client of it, closed after."""
+    with redis_server_or_skip() as server:
+        client = server.client()
+        try:
+            yield server, client
+        finally:
+            await client.aclose()
 
 
 @pytest.fixture
@@ -257,24 +269,35 @@ async def test_a_slot_is_kept_while_its_request_runs_longer_than_the_lease(
     assert holder.expired_leases == 0
 
 
+async def start_worker(job: dict[str, Any]) -> asyncio.subprocess.Process:
+    """Run ``redis_fleet_worker.py`` on ``job`` in a process of its own, with pipes to its
+    stdin, stdout and stderr."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        json.dumps(job),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def first_report(worker: asyncio.subprocess.Process) -> object:
+    """The first JSON line the worker prints (``None`` if it ends without one)."""
+    assert worker.stdout is not None
+    return json.loads(await within(30, worker.stdout.readline()) or b"null")
+
+
 async def test_a_killed_worker_frees_its_slots_within_one_lease(
     redis_server: RedisServer, connect: Callable[[], aioredis.Redis], key: str
 ) -> None:
     lease = 1.5
     lease_us = lease * 1_000_000
     job = {"redis_port": redis_server.port, "key": key, "cap": 2, "lease_seconds": lease, "hold": 2}
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WORKER),
-        json.dumps(job),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    worker = await start_worker(job)
     clock = connect()
     try:
-        assert worker.stdout is not None
-        line = await within(30, worker.stdout.readline())
-        assert json.loads(line or b"null") == {"held": 2}
+        assert await first_report(worker) == {"held": 2}
         granted = await lease_expiries(clock, key)
 
         # While the worker lives, its slots outlive their first lease: it renews them.
@@ -334,24 +357,18 @@ async def test_a_permit_dropped_without_a_release_stops_being_renewed(
 async def test_a_renewal_that_cannot_reach_redis_is_logged_and_the_release_still_returns(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with redis_server_or_skip() as server:
-        client = server.client()
-        try:
-            limiter = RedisLimiter(
-                client, key=key, max_concurrency=1, lease_seconds=0.9, timeout=0.3
-            )
-            permit = await limiter.acquire()
-            with caplog.at_level(logging.WARNING, logger="flex_participants"):
-                server.stop()
+    async with own_redis_server() as (server, client):
+        limiter = RedisLimiter(client, key=key, max_concurrency=1, lease_seconds=0.9, timeout=0.3)
+        permit = await limiter.acquire()
+        with caplog.at_level(logging.WARNING, logger="flex_participants"):
+            server.stop()
 
-                async def renewal_failed() -> bool:
-                    return limiter.redis_failures >= 1
+            async def renewal_failed() -> bool:
+                return limiter.redis_failures >= 1
 
-                await until(renewal_failed, "a renewal failed")
-                assert "could not renew the slot leases" in caplog.text
-                await within(10, limiter.release(permit, throttled=False))
-        finally:
-            await client.aclose()
+            await until(renewal_failed, "a renewal failed")
+            assert "could not renew the slot leases" in caplog.text
+            await within(10, limiter.release(permit, throttled=False))
 
 
 async def test_an_unexpected_renewal_error_is_raised_by_the_next_release(
@@ -711,7 +728,7 @@ def recovery(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """``recovery(seconds)`` sets how long the shared rate takes to grow back after a 429."""
 
     def set_recovery(seconds: float) -> None:
-        monkeypatch.setattr(_redis_limit, "_RATE_RECOVERY_SECONDS", seconds)
+        monkeypatch.setattr(_limiter, "_RATE_RECOVERY_SECONDS", seconds)
 
     return set_recovery
 
@@ -919,84 +936,72 @@ def test_without_a_rate_limit_there_is_no_rate_and_no_burst() -> None:
 async def test_redis_going_away_makes_acquire_raise_a_transport_error_naming_redis(
     key: str,
 ) -> None:
-    with redis_server_or_skip() as server:
-        client = server.client()
-        try:
-            limiter = RedisLimiter(client, key=key, max_concurrency=1, timeout=1.0)
-            holder = await limiter.acquire()
-            waiter = asyncio.create_task(limiter.acquire())
-            await queued(limiter, 1)
-            server.stop()
+    async with own_redis_server() as (server, client):
+        limiter = RedisLimiter(client, key=key, max_concurrency=1, timeout=1.0)
+        holder = await limiter.acquire()
+        waiter = asyncio.create_task(limiter.acquire())
+        await queued(limiter, 1)
+        server.stop()
 
-            # The waiter, mid-wait, and a new acquire both fail; neither hangs.
-            with pytest.raises(TransportError, match=f"Redis at 127.0.0.1:{server.port}"):
-                await within(10, waiter)
-            with pytest.raises(TransportError, match="unavailable"):
-                await within(10, limiter.acquire())
-            # A release cannot reach Redis either; the lease will run out, and it does not raise.
-            await within(10, limiter.release(holder, throttled=False))
-            assert limiter.redis_failures >= 3
-        finally:
-            await client.aclose()
+        # The waiter, mid-wait, and a new acquire both fail; neither hangs.
+        with pytest.raises(TransportError, match=f"Redis at 127.0.0.1:{server.port}"):
+            await within(10, waiter)
+        with pytest.raises(TransportError, match="unavailable"):
+            await within(10, limiter.acquire())
+        # A release cannot reach Redis either; the lease will run out, and it does not raise.
+        await within(10, limiter.release(holder, throttled=False))
+        assert limiter.redis_failures >= 3
 
 
 async def test_redis_going_away_falls_back_to_a_local_limit_when_asked(key: str) -> None:
-    with redis_server_or_skip() as server:
-        client = server.client()
-        try:
-            limiter = RedisLimiter(
-                client,
-                key=key,
-                max_concurrency=4,
-                on_redis_error="local",
-                local_max_concurrency=2,
-                timeout=1.0,
-            )
-            await limiter.release(await limiter.acquire(), throttled=False)
-            assert not limiter.using_local
-            server.stop()
+    async with own_redis_server() as (server, client):
+        limiter = RedisLimiter(
+            client,
+            key=key,
+            max_concurrency=4,
+            on_redis_error="local",
+            local_max_concurrency=2,
+            timeout=1.0,
+        )
+        await limiter.release(await limiter.acquire(), throttled=False)
+        assert not limiter.using_local
+        server.stop()
 
-            first = await within(10, limiter.acquire())
-            assert limiter.using_local
-            second = await within(10, limiter.acquire())
-            third = asyncio.create_task(limiter.acquire())
-            await asyncio.sleep(0.05)
-            assert not third.done()  # the local limit of 2 holds
-            await limiter.release(first, throttled=False)
-            await limiter.release(await within(10, third), throttled=False)
-            await limiter.release(second, throttled=False)
-            assert limiter.in_flight == 0
-        finally:
-            await client.aclose()
+        first = await within(10, limiter.acquire())
+        assert limiter.using_local
+        second = await within(10, limiter.acquire())
+        third = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.05)
+        assert not third.done()  # the local limit of 2 holds
+        await limiter.release(first, throttled=False)
+        await limiter.release(await within(10, third), throttled=False)
+        await limiter.release(second, throttled=False)
+        assert limiter.in_flight == 0
 
 
 async def test_the_local_fallback_keeps_the_rate_limit_and_the_burst(key: str) -> None:
-    with redis_server_or_skip() as server:
-        client = server.client()
-        try:
-            # One token every 100 s: none comes back during the test.
-            limiter = RedisLimiter(
-                client,
-                key=key,
-                max_concurrency=4,
-                rate_limit=0.01,
-                burst=2,
-                on_redis_error="local",
-                timeout=1.0,
-            )
-            server.stop()
+    async with own_redis_server() as (server, client):
+        # One token every 100 s: none comes back during the test.
+        limiter = RedisLimiter(
+            client,
+            key=key,
+            max_concurrency=4,
+            rate_limit=0.01,
+            burst=2,
+            on_redis_error="local",
+            timeout=1.0,
+        )
+        server.stop()
 
-            permits = [await within(10, limiter.acquire()) for _ in range(2)]
-            assert limiter.using_local
-            third = asyncio.create_task(limiter.acquire())
-            await asyncio.sleep(0.05)
-            assert not third.done()  # the local bucket of 2 is empty, and slots are free
-            await cancel(third)
-            for permit in permits:
-                await limiter.release(permit, throttled=False)
-            assert limiter.in_flight == 0
-        finally:
-            await client.aclose()
+        permits = [await within(10, limiter.acquire()) for _ in range(2)]
+        assert limiter.using_local
+        third = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.05)
+        assert not third.done()  # the local bucket of 2 is empty, and slots are free
+        await cancel(third)
+        for permit in permits:
+            await limiter.release(permit, throttled=False)
+        assert limiter.in_flight == 0
 
 
 async def test_a_redis_that_never_answers_times_out(key: str) -> None:
@@ -1089,16 +1094,7 @@ async def test_four_worker_processes_share_one_cap_and_get_no_429(
             }
             for n in range(4)
         ]
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(WORKER),
-                json.dumps(job),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            for job in jobs
-        ]
+        workers = [await start_worker(job) for job in jobs]
         outputs = await within(45, asyncio.gather(*(worker.communicate() for worker in workers)))
         reports = []
         for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
@@ -1128,23 +1124,11 @@ async def test_four_worker_processes_share_one_bucket(
         "lease_seconds": lease,  # so that no renewal moves the recorded starts
         "take": each,
     }
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WORKER),
-            json.dumps(job),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
+    workers = [await start_worker(job) for _ in range(4)]
     clock = connect()
     try:
         for worker in workers:
-            assert worker.stdout is not None
-            line = await within(30, worker.stdout.readline())
-            assert json.loads(line or b"null") == {"took": each}
+            assert await first_report(worker) == {"took": each}
         starts = await lease_starts(clock, key, lease)
     finally:
         for worker in workers:
@@ -1159,3 +1143,26 @@ async def test_four_worker_processes_share_one_bucket(
     assert most_starts_over_the_bound(starts, rate) <= burst
     assert [worker.returncode for worker in workers] == [0, 0, 0, 0]
     assert (await RedisLimiter(clock, key=key, max_concurrency=1).read_state()).in_flight == 0
+
+
+# -- where it is imported from ------------------------------------------------------------
+
+
+def test_its_names_are_listed_by_flex_participants_redis_alone() -> None:
+    # So that flex_participants.__all__ does not change with what is installed.
+    assert set(flex_participants.redis.__all__) == {"RedisLimiter", "RedisLimitState"}
+    assert not set(flex_participants.redis.__all__) & set(flex_participants.__all__)
+
+
+@pytest.mark.parametrize(
+    ("name", "moved"), [("RedisLimiter", RedisLimiter), ("RedisLimitState", RedisLimitState)]
+)
+def test_the_old_import_path_still_works_but_warns_of_the_new_one(name: str, moved: type) -> None:
+    with pytest.warns(DeprecationWarning, match=r"import it from flex_participants\.redis$"):
+        assert getattr(flex_participants, name) is moved
+
+
+def test_importing_it_without_redis_names_the_extra() -> None:
+    with uninstalled("redis", "flex_participants.redis"):
+        with pytest.raises(ImportError, match=r"pip install 'flex-participants\[redis\]'"):
+            importlib.import_module("flex_participants.redis")

@@ -12,7 +12,8 @@ import sys
 
 from redis.asyncio import Redis
 
-from flex_participants import FlexClient, RedisLimiter
+from flex_participants import FlexClient
+from flex_participants.redis import RedisLimiter
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 

@@ -4,9 +4,10 @@ Twilio counts requests per account, not per process. Every `RedisLimiter` that u
 Redis ``key`` shares one cap on requests in flight, one optional token bucket of requests per
 second and one adaptive level, whichever process or machine it runs in.
 
-The protocol, all in Lua scripts that Redis runs atomically, on Redis's own clock, in
-microseconds (Redis ``TIME`` gives seconds and microseconds; microseconds since the epoch are
-whole numbers far below 2^53, so a Lua number, a double, holds them exactly):
+The protocol, all in the Lua scripts next to this module (``*.lua``), which Redis runs
+atomically, on Redis's own clock, in microseconds (Redis ``TIME`` gives seconds and
+microseconds; microseconds since the epoch are whole numbers far below 2^53, so a Lua number,
+a double, holds them exactly):
 
 * ``{key}:leases``, a sorted set of permit ids scored by the time their lease expires. A grant
   first drops the expired ones, so a worker that dies holding slots gives them back within
@@ -48,8 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
-import math
 import random
 import time
 import uuid
@@ -58,19 +59,13 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 import attrs
+import redis.asyncio as _redis_asyncio
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
-from ._arguments import check_burst, check_count, check_quantity, check_rate
-from ._errors import InvalidArgumentError, TransportError
-from ._limit import AdaptiveLimiter, Throttle, default_burst
-
-try:
-    import redis.asyncio as _redis_asyncio
-    from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "RedisLimiter needs the redis package: pip install 'flex-participants[redis]'"
-    ) from exc
+from .._arguments import check_burst, check_count, check_quantity, check_rate
+from .._errors import InvalidArgumentError, TransportError
+from .._limit import AdaptiveLimiter, SlotWindow, Throttle, default_burst
 
 __all__ = ["RedisLimitState", "RedisLimiter"]
 
@@ -96,226 +91,21 @@ _RETRY_REDIS_AFTER: Final = 5.0
 _RENEWALS_PER_LEASE: Final = 3
 _MICROSECONDS: Final = 1_000_000
 
-_LUA_PRELUDE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function fmt(x) return string.format('%.17g', x) end
-local function extend(key, us)
-  local ms = math.ceil(us / 1000)
-  local ttl = redis.call('PTTL', key)
-  if ttl >= 0 and ttl < ms or ttl == -1 then redis.call('PEXPIRE', key, ms) end
-end
-local function current_level(state, max)
-  local level = tonumber(redis.call('HGET', state, 'level') or max)
-  if level > max then level = max end
-  if level < 1 then level = 1 end
-  return level
-end
--- The share of rate_limit the fleet may use now: from the share kept at the last decrease,
--- back up linearly to all of it over recovery_us.
-local function current_share(state, recovery_us)
-  local cut = redis.call('HMGET', state, 'rate_share', 'rate_cut_at')
-  if not cut[1] then return 1 end
-  local share = tonumber(cut[1])
-  local elapsed = math.max(0, now - tonumber(cut[2] or now))
-  share = share + (1 - share) * elapsed / recovery_us
-  if share > 1 then share = 1 end
-  return share
-end
-"""
+# The scripts, read once: each is the prelude (Redis's clock and the helpers they share), then
+# its own file, which says what it takes and returns.
+_SCRIPTS = importlib.resources.files(__package__)
+_PRELUDE: Final = _SCRIPTS.joinpath("prelude.lua").read_text(encoding="utf-8")
 
-# KEYS: leases, queue, alive, seq, state
-# ARGV: id, max_concurrency, lease_us, waiter_grace_us, horizon_us, idle_us,
-#       rate_limit (0: none), burst, recovery_us
-# Returns: {granted, generation, rate_generation, level, rate, in_flight, waiting_ahead,
-# wait_us}: if granted, how long until the start it reserved; if not, how long the bucket
-# says to wait before asking again.
-_ACQUIRE = (
-    _LUA_PRELUDE
-    + """
-local leases, queue, alive, seq, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id = ARGV[1]
-local max = tonumber(ARGV[2])
-local lease_us = tonumber(ARGV[3])
-local grace_us = tonumber(ARGV[4])
-local horizon = tonumber(ARGV[5])
-local idle_us = tonumber(ARGV[6])
-local limit = tonumber(ARGV[7])
-local burst = tonumber(ARGV[8])
-local recovery_us = tonumber(ARGV[9])
 
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-local gone = redis.call('ZRANGEBYSCORE', alive, '-inf', now)
-for _, waiter in ipairs(gone) do redis.call('ZREM', queue, waiter) end
-redis.call('ZREMRANGEBYSCORE', alive, '-inf', now)
+def _script(name: str) -> str:
+    return _PRELUDE + _SCRIPTS.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
-local level = current_level(state, max)
-local slots = math.floor(level)
-local generations = redis.call('HMGET', state, 'generation', 'rate_generation')
-local generation = tonumber(generations[1] or 0)
-local rate_generation = tonumber(generations[2] or 0)
-local rate = 0
-if limit > 0 then rate = limit * current_share(state, recovery_us) end
-if not redis.call('ZSCORE', queue, id) then
-  redis.call('ZADD', queue, redis.call('INCR', seq), id)
-end
-redis.call('ZADD', alive, now + grace_us, id)
-local ahead = redis.call('ZRANK', queue, id)
-local in_flight = redis.call('ZCARD', leases)
-local granted, wait = 0, 0
-if ahead < slots - in_flight then
-  local start, tat, step = now, now, 0
-  if rate > 0 then
-    step = 1000000 / rate
-    -- A tat in the past is a full bucket: no saving up beyond burst.
-    tat = math.max(now, tonumber(redis.call('HGET', state, 'tat') or now))
-    start = math.max(now, tat - (burst - 1) * step)
-  end
-  if start - now > horizon then
-    wait = start - now - horizon
-  else
-    granted = 1
-    wait = start - now
-    if rate > 0 then
-      -- Who took the last start, and what it cost: a cancelled waiter may give it back.
-      redis.call('HSET', state, 'tat', fmt(tat + step), 'tat_id', id, 'tat_step', fmt(step))
-    end
-    -- The lease runs from the start: renewals before it change nothing (ZADD GT).
-    redis.call('ZADD', leases, start + lease_us, id)
-    redis.call('ZREM', queue, id)
-    redis.call('ZREM', alive, id)
-    in_flight = in_flight + 1
-    if in_flight > tonumber(redis.call('HGET', state, 'peak') or 0) then
-      redis.call('HSET', state, 'peak', in_flight)
-    end
-  end
-end
-if granted == 1 then extend(leases, lease_us + wait) end
-if redis.call('EXISTS', queue) == 1 then
-  extend(queue, grace_us)
-  extend(alive, grace_us)
-end
-extend(seq, idle_us)
-if redis.call('EXISTS', state) == 1 then extend(state, idle_us) end
-return {granted, generation, rate_generation, fmt(level), fmt(rate), in_flight, ahead, fmt(wait)}
-"""
-)
 
-# KEYS: leases. ARGV: lease_us, id...
-# Renews the leases still held; returns the ids whose lease had run out already.
-_RENEW = (
-    _LUA_PRELUDE
-    + """
-local leases = KEYS[1]
-local lease_us = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-local lapsed = {}
-for i = 2, #ARGV do
-  if redis.call('ZSCORE', leases, ARGV[i]) then
-    redis.call('ZADD', leases, 'XX', 'GT', now + lease_us, ARGV[i])
-  else
-    lapsed[#lapsed + 1] = ARGV[i]
-  end
-end
-extend(leases, lease_us)
-return lapsed
-"""
-)
-
-# KEYS: leases, state
-# ARGV: id, throttled (0/1), generation and rate_generation of the permit, concurrency (0/1:
-#       whether the 429 was for requests in flight), max_concurrency, growth, idle_us,
-#       rate_limit (0: none), burst, recovery_us, rate_cut, min_rate_share
-# Returns: {removed, level, rate}
-_RELEASE = (
-    _LUA_PRELUDE
-    + """
-local leases, state = KEYS[1], KEYS[2]
-local max = tonumber(ARGV[6])
-local limit = tonumber(ARGV[9])
-local burst = tonumber(ARGV[10])
-local recovery_us = tonumber(ARGV[11])
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-local removed = redis.call('ZREM', leases, ARGV[1])
-local level = current_level(state, max)
-local share = 1
-if limit > 0 then share = current_share(state, recovery_us) end
-if ARGV[2] == '1' then
-  redis.call('HINCRBY', state, 'throttled', 1)
-  -- One decrease per burst: a 429 to a request granted before the last decrease was
-  -- caused by the old level (or rate) and is already accounted for.
-  if limit > 0 and ARGV[5] ~= '1' then
-    local rate_generation = tonumber(redis.call('HGET', state, 'rate_generation') or 0)
-    if tonumber(ARGV[4]) == rate_generation then
-      share = math.max(tonumber(ARGV[13]), share * tonumber(ARGV[12]))
-      local step = 1000000 / (limit * share)
-      -- The bucket is emptied (but starts already reserved keep their place).
-      local tat = math.max(now + burst * step, tonumber(redis.call('HGET', state, 'tat') or 0))
-      redis.call('HSET', state, 'rate_share', fmt(share), 'rate_cut_at', now,
-        'rate_generation', rate_generation + 1, 'tat', fmt(tat))
-      redis.call('HDEL', state, 'tat_id', 'tat_step')
-    end
-  else
-    local generation = tonumber(redis.call('HGET', state, 'generation') or 0)
-    if tonumber(ARGV[3]) == generation then
-      level = math.max(1, level / 2)
-      redis.call('HSET', state, 'generation', generation + 1)
-    end
-  end
-else
-  local in_flight = redis.call('ZCARD', leases)
-  if in_flight + 1 >= math.floor(level) then
-    level = math.min(max, level + tonumber(ARGV[7]) / level)
-  end
-end
-redis.call('HSET', state, 'level', fmt(level))
-extend(state, tonumber(ARGV[8]))
-return {removed, fmt(level), fmt(limit * share)}
-"""
-)
-
-# KEYS: leases, queue, alive, state. ARGV: id
-# Forget a waiter that gave up: its place in the queue, and the lease and the start it may
-# have been granted meanwhile (even if the reply granting them never reached it).
-_FORGET = (
-    _LUA_PRELUDE
-    + """
-local leases, queue, alive, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id = ARGV[1]
-local held = redis.call('ZREM', leases, id)
-redis.call('ZREM', queue, id)
-redis.call('ZREM', alive, id)
-if held == 1 then
-  -- Its start was never used. If it was the last one granted, the bucket steps back as if it
-  -- had never been taken; if a start was granted after it, that one does not move, and
-  -- nothing is owed.
-  local last = redis.call('HMGET', state, 'tat_id', 'tat', 'tat_step')
-  if last[1] == id then
-    redis.call('HSET', state, 'tat', fmt(tonumber(last[2]) - tonumber(last[3])))
-    redis.call('HDEL', state, 'tat_id', 'tat_step')
-  end
-end
-return {held}
-"""
-)
-
-# KEYS: leases, queue, state. ARGV: max_concurrency, rate_limit (0: none), recovery_us
-# Returns: {level, in_flight, waiting, throttled, peak, generation, rate}
-_READ = (
-    _LUA_PRELUDE
-    + """
-local max = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local function field(name) return tonumber(redis.call('HGET', KEYS[3], name) or 0) end
-local rate = 0
-if limit > 0 then rate = limit * current_share(KEYS[3], tonumber(ARGV[3])) end
-return {
-  fmt(current_level(KEYS[3], max)), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-  field('throttled'), field('peak'), field('generation'), fmt(rate),
-}
-"""
-)
+_ACQUIRE: Final = _script("acquire")
+_RENEW: Final = _script("renew")
+_RELEASE: Final = _script("release")
+_FORGET: Final = _script("forget")
+_READ: Final = _script("read")
 
 
 class _RedisUnavailableError(Exception):
@@ -380,8 +170,9 @@ def _describe(client: object) -> str:
     return f"Redis at {host}:{port}/{settings.get('db', 0)}"
 
 
-class RedisLimiter:
-    """A `Limiter` whose slots are shared, through Redis, by every process using the same key.
+class RedisLimiter(SlotWindow):
+    """A `~flex_participants.Limiter` whose slots are shared, through Redis, by every process
+    using the same key.
 
     Pass one to each client, ``FlexClient(limiter=RedisLimiter(redis, max_concurrency=20))``, in
     every worker of the fleet: together they never have more than ``max_concurrency`` requests
@@ -418,9 +209,10 @@ class RedisLimiter:
             of a second of ``rate_limit``, at least 1 (4 at 20/s). Only with ``rate_limit``.
         lease_seconds: how long the slots of a worker that died stay taken.
         on_redis_error: what to do when Redis fails or does not answer within ``timeout``:
-            ``"raise"``: `acquire` raises `TransportError`; ``"local"``: log a warning and
-            limit this process alone with an `AdaptiveLimiter` of ``local_max_concurrency``
-            (with the same ``rate_limit`` and ``burst``), trying Redis again every few seconds.
+            ``"raise"``: `acquire` raises `~flex_participants.TransportError`; ``"local"``:
+            log a warning and limit this process alone with an
+            `~flex_participants.AdaptiveLimiter` of ``local_max_concurrency`` (with the same
+            ``rate_limit`` and ``burst``), trying Redis again every few seconds.
         local_max_concurrency: the local limit used after a Redis failure with
             ``on_redis_error="local"``; default ``max_concurrency`` (set it to this process's
             share of the budget if the fleet must stay under it even then).
@@ -514,25 +306,14 @@ class RedisLimiter:
     def __repr__(self) -> str:
         mode = " local" if self.using_local else ""
         rate = "" if self._rate is None else f" rate={self._rate:.4g}/s burst={self._burst}"
-        return (
-            f"<RedisLimiter{mode} key={self._key!r} level={self.level}/{self._max}{rate}"
-            f" in_flight={self._in_flight} waiting={len(self._wakers)} {self._where}>"
+        return self._repr(
+            f"RedisLimiter{mode} key={self._key!r}", rate, len(self._wakers), f" {self._where}"
         )
 
     @property
     def key(self) -> str:
         """The name shared by the fleet."""
         return self._key
-
-    @property
-    def max_concurrency(self) -> int:
-        """The ceiling of `level`."""
-        return self._max
-
-    @property
-    def level(self) -> int:
-        """The shared level as last seen from Redis (1 to `max_concurrency`)."""
-        return max(1, math.floor(self._level))
 
     @property
     def rate(self) -> float | None:
@@ -570,10 +351,10 @@ class RedisLimiter:
             except _RedisUnavailableError as failure:
                 self._on_failure(failure, "acquire")
             else:
-                self._took()
+                self._take()
                 return shared
         permit = _LocalPermit(await self._local.acquire())
-        self._took()
+        self._take()
         return permit
 
     async def release(
@@ -584,9 +365,10 @@ class RedisLimiter:
         Args:
             permit: what `acquire` returned.
             throttled: whether the request was answered with 429.
-            throttle: what the 429 said. One for requests in flight (`Throttle.concurrency`)
-                halves the shared level; any other, under ``rate_limit``, lowers the shared
-                rate and empties the bucket (without ``rate_limit``, it halves the level).
+            throttle: what the 429 said. One for requests in flight
+                (`~flex_participants.Throttle.concurrency`) halves the shared level; any other,
+                under ``rate_limit``, lowers the shared rate and empties the bucket (without
+                ``rate_limit``, it halves the level).
 
         A release never raises for Redis: if Redis cannot be reached, the lease runs out on its
         own within ``lease_seconds`` (a warning is logged, and the next `acquire` deals with
@@ -870,10 +652,6 @@ class RedisLimiter:
     def _seen_rate(self, rate: object) -> None:
         if self._rate_limit is not None:
             self._rate = float(_text(rate))
-
-    def _took(self) -> None:
-        self._in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
 
     def _wake_first(self) -> None:
         for waiter in self._wakers.values():
