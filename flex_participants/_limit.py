@@ -35,6 +35,7 @@ __all__ = [
     "AdaptiveLimiter",
     "Limiter",
     "RateLimit",
+    "SlotWindow",
     "Throttle",
     "default_burst",
 ]
@@ -121,6 +122,37 @@ def check_rate_limit(rate_limit: object, burst: object) -> tuple[RateLimit, int 
     return rate, check_burst(burst, rate)
 
 
+class SlotWindow:
+    """The window of slots of a limiter, as both limiters show it: the level (a float, so that
+    successes raise it by fractions of a slot), its ceiling and the permits out now."""
+
+    _max: int
+    _level: float
+    _in_flight: int
+    peak_in_flight: int
+
+    @property
+    def max_concurrency(self) -> int:
+        """The ceiling of `level`."""
+        return self._max
+
+    @property
+    def level(self) -> int:
+        """How many requests may be in flight now, 1 to `max_concurrency` (for a limiter shared
+        through Redis: across the fleet, as last seen from Redis)."""
+        return max(1, math.floor(self._level))
+
+    def _take(self) -> None:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _repr(self, head: str, rate: str, waiting: int, tail: str = "") -> str:
+        return (
+            f"<{head} level={self.level}/{self._max}{rate} in_flight={self._in_flight}"
+            f" waiting={waiting}{tail}>"
+        )
+
+
 @attrs.frozen
 class _Permit:
     """What `AdaptiveLimiter.acquire` hands out: the generations it was granted in, and the
@@ -132,7 +164,7 @@ class _Permit:
     from_burst: bool = False  # whether it started sooner after another than the rate allows
 
 
-class AdaptiveLimiter:
+class AdaptiveLimiter(SlotWindow):
     """The default `Limiter`: slots shared in one process, a rate, both adapting to 429s.
 
     Args:
@@ -178,20 +210,7 @@ class AdaptiveLimiter:
 
     def __repr__(self) -> str:
         rate = "" if self._bucket is None else f" rate={self._bucket.rate:.4g}/s"
-        return (
-            f"<AdaptiveLimiter level={self.level}/{self._max}{rate} in_flight={self._in_flight}"
-            f" waiting={len(self._waiters)}>"
-        )
-
-    @property
-    def max_concurrency(self) -> int:
-        """The ceiling of `level`."""
-        return self._max
-
-    @property
-    def level(self) -> int:
-        """How many requests may be in flight now (1 to `max_concurrency`)."""
-        return max(1, math.floor(self._level))
+        return self._repr("AdaptiveLimiter", rate, len(self._waiters))
 
     @property
     def in_flight(self) -> int:
@@ -286,10 +305,6 @@ class AdaptiveLimiter:
                 bucket.burst = max(1, bucket.burst // 2)
             # The server's bucket is empty now: so is ours, so that no burst follows.
             bucket.set_rate(control.rate, now, empty=True)
-
-    def _take(self) -> None:
-        self._in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
 
     def _wake(self) -> None:
         while self._waiters and self._in_flight < self.level:
