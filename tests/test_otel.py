@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +16,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from flex_participants import FlexClient, NotFoundError, RetryPolicy
 from flex_participants.emulator import Fault, FlexEmulator
 from flex_participants.otel import OpenTelemetryHook
+
+from .conftest import uninstalled
 
 STREAM = "flex_participants.participants"
 
@@ -205,12 +206,7 @@ async def test_no_span_holds_the_credentials(
     assert emulator.auth_token not in text
 
 
-def test_importing_it_without_opentelemetry_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in list(sys.modules):
-        if name == "opentelemetry" or name.startswith(("opentelemetry.", "flex_participants.otel")):
-            monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # what an absent package looks like
-    with pytest.raises(ImportError, match=r"pip install 'flex-participants\[otel\]'"):
-        importlib.import_module("flex_participants.otel")
+def test_importing_it_without_opentelemetry_names_the_extra() -> None:
+    with uninstalled("opentelemetry", "flex_participants.otel"):
+        with pytest.raises(ImportError, match=r"pip install 'flex-participants\[otel\]'"):
+            importlib.import_module("flex_participants.otel")

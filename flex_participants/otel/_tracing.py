@@ -8,16 +8,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 from yarl import URL
 
-from .._events import (
-    Event,
-    PageDelivered,
-    RequestFailed,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-    StreamClosed,
-    StreamOpened,
-)
+from .. import _events
 from .._version import __version__
 
 __all__ = ["OpenTelemetryHook"]
@@ -62,26 +53,26 @@ class OpenTelemetryHook:
     def __repr__(self) -> str:
         return f"<OpenTelemetryHook streams={len(self._streams)} requests={len(self._requests)}>"
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: _events.Event) -> None:
         """Start or end the span ``event`` is about (other events are ignored)."""
-        if isinstance(event, RequestSent):
+        if isinstance(event, _events.RequestSent):
             self._request_sent(event)
-        elif isinstance(event, ResponseReceived):
+        elif isinstance(event, _events.ResponseReceived):
             self._response_received(event)
-        elif isinstance(event, RequestFailed):
+        elif isinstance(event, _events.RequestFailed):
             self._request_failed(event)
-        elif isinstance(event, RetryScheduled):
+        elif isinstance(event, _events.RetryScheduled):
             self._retry_scheduled(event)
-        elif isinstance(event, StreamOpened):
+        elif isinstance(event, _events.StreamOpened):
             self._stream_opened(event)
-        elif isinstance(event, PageDelivered):
+        elif isinstance(event, _events.PageDelivered):
             self._page_delivered(event)
-        elif isinstance(event, StreamClosed):
+        elif isinstance(event, _events.StreamClosed):
             self._stream_closed(event)
 
     # -- a span per stream ----------------------------------------------------------------
 
-    def _stream_opened(self, event: StreamOpened) -> None:
+    def _stream_opened(self, event: _events.StreamOpened) -> None:
         self._streams[event.stream_id] = self._tracer.start_span(
             STREAM_SPAN,
             kind=SpanKind.INTERNAL,
@@ -91,12 +82,12 @@ class OpenTelemetryHook:
             },
         )
 
-    def _page_delivered(self, event: PageDelivered) -> None:
+    def _page_delivered(self, event: _events.PageDelivered) -> None:
         span = self._streams.get(event.stream_id) if event.stream_id is not None else None
         if span is not None:
             span.add_event("page delivered", {"flex.page": event.page, "flex.count": event.count})
 
-    def _stream_closed(self, event: StreamClosed) -> None:
+    def _stream_closed(self, event: _events.StreamClosed) -> None:
         span = self._streams.pop(event.stream_id, None)
         if span is None:
             return
@@ -108,7 +99,7 @@ class OpenTelemetryHook:
 
     # -- a span per HTTP attempt ----------------------------------------------------------
 
-    def _request_sent(self, event: RequestSent) -> None:
+    def _request_sent(self, event: _events.RequestSent) -> None:
         parent: Context | None = None
         stream = self._streams.get(event.stream_id) if event.stream_id is not None else None
         if stream is not None:
@@ -127,7 +118,7 @@ class OpenTelemetryHook:
             event.method, context=parent, kind=SpanKind.CLIENT, attributes=attributes
         )
 
-    def _response_received(self, event: ResponseReceived) -> None:
+    def _response_received(self, event: _events.ResponseReceived) -> None:
         span = self._requests.pop(event.id, None)
         if span is None:
             return
@@ -140,7 +131,7 @@ class OpenTelemetryHook:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
 
-    def _request_failed(self, event: RequestFailed) -> None:
+    def _request_failed(self, event: _events.RequestFailed) -> None:
         span = self._requests.pop(event.id, None)
         if span is None:
             return
@@ -148,7 +139,7 @@ class OpenTelemetryHook:
         span.set_status(Status(StatusCode.ERROR, str(event.error)))
         span.end()
 
-    def _retry_scheduled(self, event: RetryScheduled) -> None:
+    def _retry_scheduled(self, event: _events.RetryScheduled) -> None:
         stream = self._streams.get(event.stream_id) if event.stream_id is not None else None
         if stream is not None:
             stream.add_event(
