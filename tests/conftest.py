@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from aioresponses import aioresponses
 
 from flex_participants import FlexClient, RetryPolicy
 
-from .helpers import ACCOUNT_SID, AUTH_TOKEN, Credentials
+from .helpers import ACCOUNT_SID, AUTH_TOKEN, CLIENT_VARIABLES, Credentials
 from .server import PagedServer, serve
 
 if TYPE_CHECKING:
@@ -63,15 +64,7 @@ def mock_http() -> Iterator[aioresponses]:
 @pytest.fixture
 def credentials(monkeypatch: pytest.MonkeyPatch) -> Credentials:
     """Test credentials, with every TWILIO_* variable of the environment removed."""
-    for name in (
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        "TWILIO_API_KEY",
-        "TWILIO_API_SECRET",
-        "TWILIO_REGION",
-        "TWILIO_EDGE",
-        "FLEX_PARTICIPANTS_BASE_URL",
-    ):
+    for name in CLIENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
 
@@ -184,3 +177,27 @@ def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole session; tests that use it are skipped without one."""
     with redis_server_or_skip() as server:
         yield server
+
+
+# -- an optional dependency, as if it were not installed ---------------------------------
+
+
+@contextlib.contextmanager
+def uninstalled(package: str, *importers: str) -> Iterator[None]:
+    """Within the block, ``package`` cannot be imported, as if it were not installed, and the
+    modules ``importers`` (with their submodules) are imported afresh; all are put back after."""
+
+    def hidden(name: str) -> bool:
+        return any(name == top or name.startswith(f"{top}.") for top in (package, *importers))
+
+    saved = {name: module for name, module in sys.modules.items() if hidden(name)}
+    for name in saved:
+        del sys.modules[name]
+    # What an absent package looks like to the import system.
+    sys.modules[package] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in [name for name in sys.modules if hidden(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)

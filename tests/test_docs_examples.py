@@ -23,10 +23,10 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -38,22 +38,17 @@ from flex_participants import RetryPolicy
 from flex_participants.emulator import Fault, FlexEmulator
 
 from .conftest import RedisServer
-from .helpers import in_virtual_time
+from .helpers import CLIENT_VARIABLES, in_virtual_time, without_client_variables
 from .proxy_servers import ForwardingProxy, TLSFront
+
+if TYPE_CHECKING:
+    # The redis extra is optional: only the tests that talk to Redis import it at run time.
+    import redis.asyncio as aioredis
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 
-_ENVIRONMENT = (
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_REGION",
-    "TWILIO_EDGE",
-    "FLEX_PARTICIPANTS_BASE_URL",
-)
 MISSING_KD = "KD" + "0" * 32
 MISSING_UO = "UO" + "0" * 32
 # The Redis database the samples get, emptied before each test: the other tests use db 0.
@@ -78,7 +73,7 @@ def load(name: str) -> Any:
 @contextlib.asynccontextmanager
 async def serving(monkeypatch: pytest.MonkeyPatch, **options: Any) -> AsyncIterator[FlexEmulator]:
     """Run a `FlexEmulator(**options)`, with TWILIO_* and FLEX_PARTICIPANTS_BASE_URL at it."""
-    for name in _ENVIRONMENT:
+    for name in CLIENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     async with FlexEmulator(seed=2024, **options) as running:
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", running.account_sid)
@@ -94,17 +89,24 @@ async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FlexEmulato
         yield running
 
 
+@contextlib.asynccontextmanager
+async def samples_db(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the samples' database of the session's redis-server, closed after."""
+    client = redis_server.client(SAMPLES_DB)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest_asyncio.fixture
 async def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """REDIS_URL pointing at an empty database of the session's redis-server."""
     pytest.importorskip(
         "redis", reason="the redis extra is not installed: pip install -e '.[redis]'"
     )
-    client = redis_server.client(SAMPLES_DB)
-    try:
+    async with samples_db(redis_server) as client:
         await client.flushdb()
-    finally:
-        await client.aclose()
     url = redis_server.url(SAMPLES_DB)
     monkeypatch.setenv("REDIS_URL", url)
     return url
@@ -133,7 +135,7 @@ async def test_quickstart_prints_every_participant_of_the_channel(
 async def test_try_emulator_needs_no_account(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in _ENVIRONMENT:
+    for name in CLIENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
     await load("try_emulator").main()
@@ -341,11 +343,8 @@ async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis
     summary = re.fullmatch(r"fleet: 0 in flight now, at most (\d+) at once", fleet)
     assert summary is not None, fleet
     assert 1 <= int(summary[1]) <= 20
-    client = redis_server.client(SAMPLES_DB)
-    try:
+    async with samples_db(redis_server) as client:
         assert await client.dbsize() > 0  # emptied before the test
-    finally:
-        await client.aclose()
 
 
 async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
@@ -355,8 +354,10 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
 ) -> None:
     cap = 2
     monkeypatch.setenv("FLEET_MAX_CONCURRENCY", str(cap))
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the sample builds on worker_arq.py, next to it
     fleet = load("arq_fleet")
-    assert fleet.WorkerSettings.functions == (fleet.fetch_channel,)
+    job = fleet.worker_arq.count_participants
+    assert fleet.WorkerSettings.functions == (job,)
     # The emulator answers 429 to any request above the cap: a fleet that kept it sees none.
     async with serving(monkeypatch, latency=0.02, max_in_flight=cap) as emulator:
         channels = [emulator.add_channel(participants=n) for n in (1, 60, 120, 7, 200, 40)]
@@ -364,32 +365,23 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
         for ctx in workers:
             await fleet.startup(ctx)
         try:
-            jobs = [
-                fleet.fetch_channel(workers[n % 2], kd, uo) for n, (kd, uo) in enumerate(channels)
-            ]
-            *fetched, missing = await asyncio.gather(
-                *jobs, fleet.fetch_channel(workers[0], MISSING_KD, MISSING_UO)
-            )
+            jobs = [job(workers[n % 2], kd, uo) for n, (kd, uo) in enumerate(channels)]
+            *counts, missing = await asyncio.gather(*jobs, job(workers[0], MISSING_KD, MISSING_UO))
         finally:
             for ctx in workers:
                 await fleet.shutdown(ctx)
 
-        assert fetched == [
-            [{"sid": p["sid"], "type": p["type"]} for p in emulator.participants_of(kd, uo)]
-            for kd, uo in channels
-        ]
+        assert counts == [dict(types_of(emulator.participants_of(kd, uo))) for kd, uo in channels]
         assert missing is None
         assert emulator.stats.throttled == 0
         assert 1 < emulator.stats.peak_in_flight <= cap
     assert all(ctx["flex_client"].closed for ctx in workers)
 
-    client = redis_server.client(SAMPLES_DB)
-    try:
-        state = await flex_participants.RedisLimiter(
-            client, key="flex_participants:my-account", max_concurrency=cap
-        ).read_state()
-    finally:
-        await client.aclose()
+    from flex_participants.redis import RedisLimiter  # here: the redis extra is optional
+
+    async with samples_db(redis_server) as client:
+        limiter = RedisLimiter(client, key="flex_participants:my-account", max_concurrency=cap)
+        state = await limiter.read_state()
     assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
     assert state.peak_in_flight == emulator.stats.peak_in_flight
 
@@ -500,20 +492,35 @@ def test_rate_budget_sample_told_provokes_no_429(capsys: pytest.CaptureFixture[s
 # -- observing.md -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def client_log_shown(sample: Any, *, verbose: bool) -> Iterator[None]:
+    """The logging sample's ``show_client_log(verbose)``, undone on exit: its handler removed
+    and the logger's level put back, so that no other test sees them."""
+    logger = logging.getLogger("flex_participants")
+    level = logger.level
+    handler = sample.show_client_log(verbose=verbose)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def retrying_at_once(sample: Any) -> Any:
+    """The sample, its `FlexClient` made with a retry policy that does not wait, so that a
+    test of its retries does not sleep."""
+    sample.FlexClient = functools.partial(sample.FlexClient, retry=RetryPolicy(backoff_base=0.0))
+    return sample
+
+
 async def test_observe_logging_sample_shows_the_retries_at_info_and_no_request_lines(
     emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kd, uo = emulator.add_channel(participants=70)
     emulator.add_fault(Fault("status", status=503, times=1))
     sample = load("observe_logging")
-    logger = logging.getLogger("flex_participants")
-    level = logger.level
-    handler = sample.show_client_log(verbose=False)
-    try:
+    with client_log_shown(sample, verbose=False):
         await sample.main(kd, uo)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
     captured = capsys.readouterr()
     assert captured.out.splitlines() == ["participants: 70"]
@@ -527,30 +534,26 @@ async def test_observe_logging_sample_shows_every_request_when_verbose(
 ) -> None:
     kd, uo = emulator.add_channel(participants=70)
     sample = load("observe_logging")
-    logger = logging.getLogger("flex_participants")
-    level = logger.level
-    handler = sample.show_client_log(verbose=True)
-    try:
+    with client_log_shown(sample, verbose=True):
         await sample.main(kd, uo)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2
     assert all(line.startswith("DEBUG flex_participants: GET ") for line in lines)
 
 
-async def test_observe_hooks_sample_tallies_responses_retries_and_pages(
-    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
-) -> None:
-    kd, uo = emulator.add_channel(participants=120)
+@pytest.fixture
+def failing_once(emulator: FlexEmulator) -> tuple[str, str]:
+    """A channel of 120 participants (3 pages), whose first request is answered 503."""
+    channel = emulator.add_channel(participants=120)
     emulator.add_fault(Fault("status", status=503, times=1))
-    sample = load("observe_hooks")
-    # The sample's client, with no waiting before its retry.
-    sample.FlexClient = functools.partial(sample.FlexClient, retry=RetryPolicy(backoff_base=0.0))
+    return channel
 
-    await sample.main(kd, uo)
+
+async def test_observe_hooks_sample_tallies_responses_retries_and_pages(
+    failing_once: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    await retrying_at_once(load("observe_hooks")).main(*failing_once)
 
     assert capsys.readouterr().out.splitlines() == [
         "participants: 120 in 3 pages",
@@ -590,17 +593,13 @@ async def test_observe_otel_sample_traces_the_stream_under_the_apps_span(
 
 
 async def test_observe_prometheus_sample_counts_responses_retries_and_participants(
-    emulator: FlexEmulator, capsys: pytest.CaptureFixture[str]
+    failing_once: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    kd, uo = emulator.add_channel(participants=120)
-    emulator.add_fault(Fault("status", status=503, times=1))
-    sample = load("observe_prometheus")
-    sample.FlexClient = functools.partial(sample.FlexClient, retry=RetryPolicy(backoff_base=0.0))
     registry = CollectorRegistry()
 
-    await sample.main(kd, uo, registry)
+    await retrying_at_once(load("observe_prometheus")).main(*failing_once, registry)
 
     assert capsys.readouterr().out.splitlines() == ["participants: 120"]
     value = registry.get_sample_value
@@ -616,7 +615,7 @@ async def test_observe_prometheus_sample_counts_responses_retries_and_participan
 
 def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
     # Run as a user runs them: pytest on the files, with the fixture from the installed plugin.
-    environment = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
+    environment = without_client_variables(os.environ)
     environment.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(  # noqa: S603 - our own interpreter, our own files
         [
@@ -714,11 +713,22 @@ def test_every_sample_is_run_by_a_test_here() -> None:
     }
 
 
-def test_api_page_documents_every_public_name() -> None:
+def documented_on_the_api_page() -> set[str]:
     api = (DOCS / "api.md").read_text()
-    documented = set(re.findall(r"^\.\. (?:auto\w+|data):: (\w+)", api, flags=re.MULTILINE))
+    return set(re.findall(r"^\.\. (?:auto\w+|data):: (\w+)", api, flags=re.MULTILINE))
+
+
+def test_api_page_documents_every_public_name() -> None:
+    documented = documented_on_the_api_page()
     assert set(flex_participants.__all__) <= documented
     assert set(flex_participants.emulator.__all__) <= documented
+
+
+@pytest.mark.parametrize("extra", ["flex_participants.redis", "flex_participants.otel"])
+def test_api_page_documents_every_public_name_of_the_optional_parts(extra: str) -> None:
+    # Skipped where the extra is not installed: the subpackage does not import without it.
+    module = pytest.importorskip(extra, exc_type=ImportError)
+    assert set(module.__all__) <= documented_on_the_api_page()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")

@@ -1,6 +1,8 @@
 """A fleet of arq workers that share one request budget for the Twilio account.
 
-Start as many workers as you like, on as many machines, all with the same REDIS_URL:
+The worker of worker_arq.py, with its job, count_participants, made one of a fleet: its
+client takes its slots from a limiter kept in Redis. Start as many workers as you like, on as
+many machines, all with the same REDIS_URL:
 
     arq arq_fleet.WorkerSettings
 
@@ -17,9 +19,11 @@ import os
 import sys
 from typing import Any
 
+import worker_arq  # the single worker, next to this file
 from redis.asyncio import Redis
 
-from flex_participants import FlexClient, NotFoundError, RedisLimiter
+from flex_participants import FlexClient
+from flex_participants.redis import RedisLimiter
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 # The budget of the whole fleet, not of one worker.
@@ -44,28 +48,15 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     # The client first: it may still give slots back to Redis while it closes.
-    await ctx["flex_client"].close()
+    await worker_arq.shutdown(ctx)
     await ctx["limiter_redis"].aclose()
 
 
-async def fetch_channel(
-    ctx: dict[str, Any], interaction_sid: str, channel_sid: str
-) -> list[dict[str, Any]] | None:
-    """The job: every participant of one channel, as dicts; ``None`` if the channel is gone."""
-    client: FlexClient = ctx["flex_client"]
-    try:
-        async with client.participants(interaction_sid, channel_sid) as stream:
-            return [{"sid": p.sid, "type": str(p.type)} async for p in stream]
-    except NotFoundError:
-        return None  # not worth a retry; other errors fail the job and arq may retry it
-
-
-class WorkerSettings:
-    functions = (fetch_channel,)
+class WorkerSettings(worker_arq.WorkerSettings):
+    # The single worker's job and max_jobs, with this startup and shutdown. The limiter bounds
+    # the requests of the whole fleet; max_jobs, the jobs run at once by this worker.
     on_startup = startup
     on_shutdown = shutdown
-    # Jobs run at once by this worker; the limiter bounds the requests of the whole fleet.
-    max_jobs = 20
     # arq's queue is at localhost:6379 unless redis_settings says otherwise, for example
     # RedisSettings.from_dsn(REDIS_URL) from arq.connections; it may be the limiter's Redis.
 
@@ -77,7 +68,7 @@ async def enqueue(pairs: list[tuple[str, str]]) -> None:
     queue = await create_pool()
     try:
         for interaction_sid, channel_sid in pairs:
-            await queue.enqueue_job("fetch_channel", interaction_sid, channel_sid)
+            await queue.enqueue_job("count_participants", interaction_sid, channel_sid)
     finally:
         await queue.aclose()
 
