@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import itertools
 import logging
 import os
 import ssl
@@ -17,7 +16,6 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._arguments import check_count, check_quantity
@@ -28,22 +26,10 @@ from ._errors import (
     FlexAPIError,
     FlexError,
     InvalidArgumentError,
-    InvalidResponseError,
     TransportError,
     _transport_errors,
 )
-from ._events import (
-    ClientStats,
-    Event,
-    LimitChanged,
-    RequestFailed,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
-    StreamEvents,
-    check_hooks,
-    emit,
-)
+from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
 from ._interrupt import Interrupts
 from ._limit import AdaptiveLimiter, Limiter, Throttle, check_rate_limit
 from ._models import Participant, ParticipantPage
@@ -208,22 +194,6 @@ def _check_trace_configs(
     return checked
 
 
-def _limits(limiter: Limiter) -> tuple[int | None, float | None]:
-    """The limiter's ``level`` and ``rate``, where it has them (the protocol asks for neither)."""
-    try:
-        level = getattr(limiter, "level", None)
-        rate = getattr(limiter, "rate", None)
-    except Exception:  # a limiter of one's own whose property fails: it has none to tell
-        return None, None
-    if type(level) is not int:
-        level = None
-    if type(rate) is int:
-        rate = float(rate)
-    elif type(rate) is not float:
-        rate = None
-    return level, rate
-
-
 class FlexClient:
     """An asyncio client for Flex's "List all Participants for a Channel" endpoint.
 
@@ -278,6 +248,13 @@ class FlexClient:
         trace_configs: `aiohttp.TraceConfig` objects for the session the client makes, so
             that aiohttp's own request tracing (and instrumentation built on it) plugs in;
             not with ``session=``, whose own trace configs are used.
+
+    Each call (`participants`, `fetch_page`, `fetch_page_url`, `participants_for_channels`)
+    takes three options of its own, each defaulting to the client's: ``timeout``, the seconds
+    one attempt may take; ``retry``, the `RetryPolicy`; and ``deadline``, the seconds for the
+    whole call: its requests, retries, backoffs and waits for the limiter (default: none).
+    When the deadline runs out the call fails with `DeadlineExceededError`; a backoff that
+    would end past it fails at once.
 
     A client belongs to the event loop it is first used in; using it from another raises
     `FlexError`.
@@ -374,14 +351,11 @@ class FlexClient:
         self.retries = 0
         """How many of them were retries."""
         # -- observing: the hooks, and the counters of stats() -----------------------
-        self._hooks = check_hooks(hooks)
+        checked_hooks = check_hooks(hooks)
+        self._events = ClientEvents(checked_hooks, limiter) if checked_hooks else None
         self._trace_configs = _check_trace_configs(trace_configs, session)
-        self._event_ids = itertools.count(1)
-        self._stream_ids = itertools.count(1)
         self._throttled = 0
         self._in_flight = 0
-        self._initial_limits = _limits(limiter)
-        self._last_limits: tuple[int | None, float | None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -416,7 +390,7 @@ class FlexClient:
         Cheap enough to call on every tick of a progress bar; the counters are kept whether
         or not the client has hooks.
         """
-        level, rate = _limits(self._limiter)
+        level, rate = read_limits(self._limiter)
         return ClientStats(
             requests=self.requests_sent,
             retries=self.retries,
@@ -516,12 +490,8 @@ class FlexClient:
             prefetch: how many pages to request ahead of the one being consumed; 0 for none.
             cursor: a `ParticipantStream.cursor` of this channel and client origin: the stream
                 goes on right after the last participant that stream delivered.
-            timeout: seconds one attempt may take, for this call only; default the client's.
-            retry: the `RetryPolicy` of this call only; default the client's.
-            deadline: seconds for the whole call, from the stream's first request to its end: its requests, retries, backoffs
-                and waits for the limiter; when it runs out the call fails with
-                `DeadlineExceededError` (a backoff that would end past it fails at once).
-                Default: none.
+            timeout, retry, deadline: this call's own (see `FlexClient`); the deadline runs
+                from the stream's first request to its end.
 
         Raises:
             InvalidArgumentError: (a `ValueError`, raised here, before any request) a bad SID,
@@ -543,7 +513,7 @@ class FlexClient:
             start, skip = resume(cursor, self._origin, channel, page_size=page_size)
             ended = start is None
             url = start or participants_url(self._origin, *channel)
-        events = self._stream_events(channel) if self._hooks else None
+        events = self._events.stream_opened(*channel) if self._events else None
         stream = ParticipantStream(
             functools.partial(
                 self._fetch,
@@ -584,12 +554,7 @@ class FlexClient:
             page_size: participants per page, 1 to 1000; default: the server's.
             page: the page index (``Page``), as the API's own URLs carry it.
             page_token: the ``PageToken`` from a ``next_page_url``.
-            timeout: seconds one attempt may take, for this call only; default the client's.
-            retry: the `RetryPolicy` of this call only; default the client's.
-            deadline: seconds for the whole call: its requests, retries, backoffs
-                and waits for the limiter; when it runs out the call fails with
-                `DeadlineExceededError` (a backoff that would end past it fails at once).
-                Default: none.
+            timeout, retry, deadline: this call's own (see `FlexClient`).
 
         Raises:
             InvalidArgumentError: a bad argument, before any request.
@@ -621,12 +586,7 @@ class FlexClient:
 
         Args:
             url: the page's URL.
-            timeout: seconds one attempt may take, for this call only; default the client's.
-            retry: the `RetryPolicy` of this call only; default the client's.
-            deadline: seconds for the whole call: its requests, retries, backoffs
-                and waits for the limiter; when it runs out the call fails with
-                `DeadlineExceededError` (a backoff that would end past it fails at once).
-                Default: none.
+            timeout, retry, deadline: this call's own (see `FlexClient`).
 
         Raises:
             UnsafeURLError: ``url`` is not on the client's origin (another host, scheme or
@@ -666,15 +626,10 @@ class FlexClient:
             page_size: participants per page for every channel.
             concurrency: how many channels are fetched at once; default ``max_concurrency``.
                 Requests in flight stay bounded by the client's limit either way.
-            timeout: seconds one attempt may take, for this call only; default the client's.
-            retry: the `RetryPolicy` of this call only; default the client's.
-            deadline: seconds for the whole call of each channel, from that channel's first request: its requests, retries, backoffs
-                and waits for the limiter; when it runs out the call fails with
-                `DeadlineExceededError` (a backoff that would end past it fails at once).
-                Default: none.
-                A channel that runs out has a `DeadlineExceededError` as its result's
-                ``error``, and the batch goes on; to bound the whole batch, wrap the loop in
-                ``asyncio.timeout``.
+            timeout, retry, deadline: each channel's own (see `FlexClient`); the deadline
+                runs from that channel's first request. A channel that runs out has a
+                `DeadlineExceededError` as its result's ``error``, and the batch goes on; to
+                bound the whole batch, wrap the loop in ``asyncio.timeout``.
 
         Raises:
             InvalidArgumentError: a bad ``page_size``, ``concurrency``, ``timeout``, ``retry``
@@ -726,15 +681,12 @@ class FlexClient:
             while True:
                 attempt += 1
                 deadline.attempts = attempt
-                event_id = next(self._event_ids) if self._hooks else 0
+                events = (
+                    self._events.request(str(url), attempt, stream_id) if self._events else None
+                )
                 try:
                     return await self._attempt(
-                        url,
-                        attempt,
-                        channel,
-                        event_id=event_id,
-                        stream_id=stream_id,
-                        attempt_timeout=options.timeout,
+                        url, attempt, channel, events=events, attempt_timeout=options.timeout
                     )
                 except FlexError as error:
                     error.attempts = attempt
@@ -764,9 +716,8 @@ class FlexClient:
                         note,
                     )
                     self.retries += 1
-                    if self._hooks:
-                        retry = RetryScheduled(event_id, str(url), attempt, delay, error, stream_id)
-                        emit(self._hooks, retry)
+                    if events is not None:
+                        events.retry_scheduled(delay, error)
                 # The slot was released before this sleep: a waiting retry holds no capacity.
                 await asyncio.sleep(delay)
         # Only an interrupt by close() leaves the loop.
@@ -778,8 +729,7 @@ class FlexClient:
         attempt: int,
         channel: _Channel,
         *,
-        event_id: int = 0,
-        stream_id: int | None = None,
+        events: RequestEvents | None = None,
         attempt_timeout: aiohttp.ClientTimeout | None = None,
     ) -> FetchedPage:
         self._get_session()  # a closed client fails before it waits for a slot
@@ -798,9 +748,9 @@ class FlexClient:
             # Asked again after the wait for a slot: the session may have closed meanwhile.
             session = self._get_session()
             self.requests_sent += 1
-            if self._hooks:
+            if events is not None:
                 told = True
-                emit(self._hooks, RequestSent(event_id, "GET", url_text, attempt, stream_id))
+                events.sent()
             with _transport_errors(url_text):
                 async with session.get(
                     url,
@@ -849,15 +799,16 @@ class FlexClient:
             # The slot is back before any hook runs: a hook that raises what `emit` lets
             # through (a cancellation, KeyboardInterrupt) can cost no slot.
             if told:
+                assert events is not None
+                assert self._events is not None
                 try:
                     if finished:
-                        self._emit_response(
-                            event_id, url_text, attempt, stream_id, started, status, headers, body
-                        )
+                        assert isinstance(status, int)
+                        events.received(status, headers, len(body))
                     else:
-                        self._emit_failure(event_id, url_text, attempt, stream_id, started, failure)
+                        events.failed(failure)
                 finally:
-                    self._emit_limits()
+                    self._events.limits_read()
             logger.debug(
                 "GET %s -> %s (attempt %d, %.1f ms)",
                 url_text,
@@ -865,78 +816,7 @@ class FlexClient:
                 attempt,
                 (time.perf_counter() - started) * 1000,
             )
-        assert isinstance(status, int)
-        if status == 200:
-            return decode_response(url_text, status, headers, body, channel)
-        if 300 <= status < 400:
-            raise InvalidResponseError(
-                f"unexpected redirect to {headers.get('Location', 'nowhere')!r}; redirects are not "
-                "followed, so that credentials go nowhere else",
-                url=url_text,
-                status=status,
-            )
         if api_error is not None:
             raise api_error
-        raise InvalidResponseError(f"unexpected status {status}", url=url_text, status=status)
-
-    # -- events of a client with hooks (never called without) ----------------------------
-
-    def _emit_limits(self) -> None:
-        """`LimitChanged`, once per change: the level moved, or the rate by 1% or more since
-        the last event (a rate probing upwards moves a little with every request)."""
-        now = _limits(self._limiter)
-        last = self._last_limits
-        if last is None:
-            last = self._last_limits = self._initial_limits
-        level, rate = now
-        if level == last[0] and (
-            rate == last[1]
-            or (rate is not None and last[1] is not None and abs(rate - last[1]) < 0.01 * last[1])
-        ):
-            return
-        self._last_limits = now
-        emit(self._hooks, LimitChanged(level, rate))
-
-    def _stream_events(self, channel: _Channel) -> StreamEvents:
-        events = StreamEvents(self._hooks, next(self._stream_ids), *channel)
-        events.opened()
-        return events
-
-    def _emit_response(
-        self,
-        event_id: int,
-        url: str,
-        attempt: int,
-        stream_id: int | None,
-        started: float,
-        status: int | str,
-        headers: CIMultiDictProxy[str],
-        body: bytes,
-    ) -> None:
         assert isinstance(status, int)
-        event = ResponseReceived(
-            event_id,
-            "GET",
-            url,
-            attempt,
-            status,
-            elapsed=time.perf_counter() - started,
-            size=len(body),
-            request_id=headers.get("Twilio-Request-Id"),
-            concurrent_requests=concurrent_requests(headers),
-            stream_id=stream_id,
-        )
-        emit(self._hooks, event)
-
-    def _emit_failure(
-        self,
-        event_id: int,
-        url: str,
-        attempt: int,
-        stream_id: int | None,
-        started: float,
-        failure: BaseException | None,
-    ) -> None:
-        error = failure if failure is not None else FlexError("the request failed")
-        elapsed = time.perf_counter() - started
-        emit(self._hooks, RequestFailed(event_id, "GET", url, attempt, elapsed, error, stream_id))
+        return decode_response(url_text, status, headers, body, channel)

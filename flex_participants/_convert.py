@@ -1,8 +1,8 @@
 """JSON bytes -> `ParticipantPage`: the one cattrs converter and its hooks, registered at import.
 
-Everything the server sends is checked here: a body that is not JSON, or JSON of the wrong
-shape or with a field of the wrong type, becomes `_ShapeError` / `_DecodeError` with a message
-that names the offending place; the client turns those into `InvalidResponseError`.
+Everything the server sends is checked here. The hooks raise a `ValueError` naming the
+offending place; `decode_page` and `structure_page`, the boundary, turn it into the typed
+`InvalidResponseError` of the response it came from, so that no caller translates errors.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from ._errors import InvalidResponseError
 from ._models import PageMeta, Participant, ParticipantPage, ParticipantType
 
 __all__ = [
-    "DecodedPage",
-    "build_page",
     "converter",
     "decode_page",
     "loads",
     "parse_page",
+    "structure_page",
     "to_dict",
 ]
 
@@ -48,20 +48,16 @@ except ImportError:  # pragma: no cover - exercised by the stdlib-json test sess
     JSON_LIBRARY = "json"
 
 
-class _DecodeError(Exception):
-    """The body is not JSON at all (empty, cut off, HTML, not UTF-8)."""
-
-
-class _ShapeError(Exception):
-    """The body is JSON, but not of the shape the API promises."""
-
-
 def loads(body: bytes) -> Any:
-    """Decode JSON bytes with the fastest library installed; `_DecodeError` if they are not JSON."""
+    """Decode JSON bytes with the fastest library installed.
+
+    Raises:
+        ValueError: the bytes are not JSON (empty, cut off, HTML, not UTF-8).
+    """
     try:
         return _loads(body)
     except _JSON_ERRORS as exc:
-        raise _DecodeError(f"body is not valid JSON ({exc})") from None
+        raise ValueError(f"body is not valid JSON ({exc})") from None
 
 
 def _kind(value: object) -> str:
@@ -79,7 +75,7 @@ def _freeze(value: Any, depth: int) -> Any:
         return _freeze_object(value, depth)
     if type(value) is list:
         if depth > MAX_NESTING:
-            raise _ShapeError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
+            raise ValueError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
         return tuple([_freeze(v, depth + 1) for v in value])
     return value
 
@@ -93,43 +89,43 @@ def _freeze_object(value: dict[str, Any], depth: int = 1) -> MappingProxyType[st
         # else holds it, so a read-only view of it needs no copy.
         return MappingProxyType(value)
     if depth > MAX_NESTING:
-        raise _ShapeError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
+        raise ValueError(f"routing_properties: nested too deeply (over {MAX_NESTING} levels)")
     return MappingProxyType({k: _freeze(v, depth + 1) for k, v in value.items()})
 
 
 _TYPES: dict[str, ParticipantType] = {member.value: member for member in ParticipantType}
 
-# Participant is built without its attrs __init__, by setting its slots directly: a third of
-# the cost of structuring a participant was that __init__. This is only right while
-# Participant has exactly these fields and nothing attrs would run on them; checked here,
-# at import, so that a change to the model cannot silently skip a validator.
-_FIELDS = ("sid", "type", "interaction_sid", "channel_sid", "url", "routing_properties")
-if tuple(f.name for f in attrs.fields(Participant)) != _FIELDS or any(
-    f.validator is not None or f.converter is not None for f in attrs.fields(Participant)
-):  # pragma: no cover - a guard against future edits of the model
-    raise RuntimeError("Participant changed: build it through its __init__ again")
-_new = object.__new__
-_set_sid, _set_type, _set_interaction, _set_channel, _set_url, _set_routing = (
-    getattr(Participant, name).__set__ for name in _FIELDS
+# Participant is built without its attrs __init__, by setting its slots directly: that
+# __init__ was a fifth to a third of the cost of structuring a participant. It is right only
+# while attrs would run nothing on the fields (no validator, converter, pre- or post-init, no
+# hash cache); tests/test_convert.py proves it, and that the result equals the __init__'s.
+_FIELDS = tuple(field.name for field in attrs.fields(Participant))
+_STRING_FIELDS = frozenset(
+    field.name
+    for field in attrs.fields(attrs.resolve_types(Participant))
+    if field.type == str | None
 )
+_SETTERS = {name: getattr(Participant, name).__set__ for name in _FIELDS}
 
 
 def _structure_participants(raw: list[Any]) -> tuple[Participant, ...]:
-    """Build the participants of a page, or raise `_ShapeError` for the first bad one.
+    """Build the participants of a page, or raise `ValueError` for the first bad one.
 
     Written by hand, one loop for the whole page, rather than generated: this is the hot
     path, run once per participant, so the checks are inlined, names are local, and error
     messages are built only on failure.
     """
-    new, model, listed, proxy = _new, Participant, _TYPES, MappingProxyType
+    new, model, listed, proxy = object.__new__, Participant, _TYPES, MappingProxyType
     containers = _CONTAINERS
-    set_sid, set_type, set_interaction = _set_sid, _set_type, _set_interaction
-    set_channel, set_url, set_routing = _set_channel, _set_url, _set_routing
+    setters = _SETTERS
+    set_sid, set_type, set_url = setters["sid"], setters["type"], setters["url"]
+    set_interaction, set_channel = setters["interaction_sid"], setters["channel_sid"]
+    set_routing = setters["routing_properties"]
     participants: list[Participant] = []
     append = participants.append
     for obj in raw:
         if type(obj) is not dict:
-            raise _ShapeError(f"expected an object, got {_kind(obj)}")
+            raise ValueError(f"expected an object, got {_kind(obj)}")
         try:
             # Subscripts are cheaper than get() calls, and the API sends every field.
             sid = obj["sid"]
@@ -152,7 +148,14 @@ def _structure_participants(raw: list[Any]) -> tuple[Participant, ...]:
             or (type(url) is not str and url is not None)
             or (type(routing) is not dict and routing is not None)
         ):
-            member = _check_participant(sid, kind, interaction_sid, channel_sid, url, routing)
+            member = _check_participant(
+                sid=sid,
+                type=kind,
+                interaction_sid=interaction_sid,
+                channel_sid=channel_sid,
+                url=url,
+                routing_properties=routing,
+            )
         if routing is not None:
             if containers.isdisjoint(map(type, routing.values())):
                 routing = proxy(routing)
@@ -169,20 +172,18 @@ def _structure_participants(raw: list[Any]) -> tuple[Participant, ...]:
     return tuple(participants)
 
 
-def _check_participant(*fields: Any) -> ParticipantType:
+def _check_participant(**fields: Any) -> ParticipantType:
     """The slow path: a type the API does not list, or a field of the wrong type."""
-    kind, routing = fields[1], fields[5]
+    kind, routing = fields["type"], fields["routing_properties"]
     if type(kind) is not str:
-        raise _ShapeError(f"type: expected a string, got {_kind(kind)}")
-    for name, value in zip(_FIELDS, fields, strict=True):
+        raise ValueError(f"type: expected a string, got {_kind(kind)}")
+    for name in _FIELDS:
+        value = fields[name]
         if name in _STRING_FIELDS and value is not None and type(value) is not str:
-            raise _ShapeError(f"{name}: expected a string or null, got {_kind(value)}")
+            raise ValueError(f"{name}: expected a string or null, got {_kind(value)}")
     if routing is not None and type(routing) is not dict:
-        raise _ShapeError(f"routing_properties: expected an object or null, got {_kind(routing)}")
+        raise ValueError(f"routing_properties: expected an object or null, got {_kind(routing)}")
     return ParticipantType(kind)
-
-
-_STRING_FIELDS = frozenset({"sid", "interaction_sid", "channel_sid", "url"})
 
 
 def _structure_participant(obj: Any, _: Any) -> Participant:
@@ -201,18 +202,6 @@ def _strict_int(value: Any, _: Any) -> int:
     return value
 
 
-converter = cattrs.Converter()
-"""The one converter: structures pages from decoded JSON and unstructures models to plain dicts."""
-
-converter.register_structure_hook(str, _strict_str)
-converter.register_structure_hook(int, _strict_int)
-converter.register_structure_hook(Participant, _structure_participant)
-converter.register_structure_hook(PageMeta, make_dict_structure_fn(PageMeta, converter))
-converter.register_unstructure_hook(MappingProxyType, lambda m: {k: _thaw(v) for k, v in m.items()})
-# A StrEnum is a str, so cattrs passes it through as is; plain data wants the plain string.
-converter.register_unstructure_hook(ParticipantType, lambda member: member.value)
-
-
 def _thaw(value: Any) -> Any:
     if isinstance(value, MappingProxyType):
         return {k: _thaw(v) for k, v in value.items()}
@@ -221,38 +210,58 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _structure_meta(raw: Any) -> PageMeta:
+def _structure_meta(raw: Any, converter: cattrs.Converter) -> PageMeta:
     if type(raw) is not dict:
-        raise _ShapeError(f"meta: expected an object, got {_kind(raw)}")
+        raise ValueError(f"meta: expected an object, got {_kind(raw)}")
     try:
         meta: PageMeta = converter.structure(raw, PageMeta)
     except Exception as exc:  # cattrs raises a tree of errors: flatten it into one line
         problems = "; ".join(cattrs.transform_error(exc, path="meta"))
-        raise _ShapeError(problems) from None
+        raise ValueError(problems) from None
     return meta
 
 
-def _structure_page(obj: Any, _: Any) -> ParticipantPage:
+def _structure_page(obj: Any, converter: cattrs.Converter) -> ParticipantPage:
     if type(obj) is not dict:
-        raise _ShapeError(f"expected a JSON object, got {_kind(obj)}")
-    meta = _structure_meta(obj.get("meta"))
+        raise ValueError(f"expected a JSON object, got {_kind(obj)}")
+    meta = _structure_meta(obj.get("meta"), converter)
     raw = obj.get("participants")
     if type(raw) is not list:
-        raise _ShapeError(f"participants: expected a list, got {_kind(raw)}")
+        raise ValueError(f"participants: expected a list, got {_kind(raw)}")
     try:
         participants = _structure_participants(raw)
-    except _ShapeError:
+    except ValueError:
         # Only on the error path: find which item failed, to name it.
         for index, item in enumerate(raw):
             try:
                 _structure_participants([item])
-            except _ShapeError as exc:
-                raise _ShapeError(f"participants[{index}]: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"participants[{index}]: {exc}") from None
         raise  # pragma: no cover - the loop above always finds the culprit
     return ParticipantPage(participants, meta)
 
 
-converter.register_structure_hook(ParticipantPage, _structure_page)
+def configure_converter(converter: cattrs.Converter) -> None:
+    """Register every hook of this package on ``converter``, as cattrs' preconf converters do:
+    strict strings and integers (no coercion of what the server sent), the hand-written
+    participant loop, pages, and plain data back out of the models."""
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(Participant, _structure_participant)
+    converter.register_structure_hook(PageMeta, make_dict_structure_fn(PageMeta, converter))
+    converter.register_structure_hook(
+        ParticipantPage, lambda obj, _: _structure_page(obj, converter)
+    )
+    converter.register_unstructure_hook(
+        MappingProxyType, lambda m: {k: _thaw(v) for k, v in m.items()}
+    )
+    # A StrEnum is a str, so cattrs passes it through as is; plain data wants the plain string.
+    converter.register_unstructure_hook(ParticipantType, lambda member: member.value)
+
+
+converter = cattrs.Converter()
+"""The one converter: structures pages from decoded JSON and unstructures models to plain dicts."""
+configure_converter(converter)
 
 
 def _participant_from_data(data: dict[str, Any]) -> Participant:
@@ -271,65 +280,66 @@ def _reduce_participant(participant: Participant) -> tuple[Any, ...]:
 copyreg.pickle(Participant, _reduce_participant)
 
 
-class DecodedPage:
-    """A page decoded from JSON but not yet built into models.
-
-    Paging needs only ``next_page_url`` and the number of participants, read here at once;
-    the models are built by `build_page` when the caller takes the page, so that a stream
-    can request the next page before it spends time on this one.
-    """
-
-    __slots__ = ("count", "data", "next_page_url")
-
-    def __init__(self, data: dict[str, Any], next_page_url: str | None, count: int) -> None:
-        self.data = data
-        self.next_page_url = next_page_url
-        self.count = count
+# -- the boundary: a response body becomes a page, or InvalidResponseError --------------
 
 
-def decode_page(body: bytes) -> DecodedPage:
-    """Decode a response body and check what paging relies on.
+def _not_a_page(problem: object, url: str) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"not a page of participants: {problem}", url=url, status=200, is_json=True
+    )
+
+
+def decode_page(body: bytes, url: str) -> dict[str, Any]:
+    """Decode the body of a 200 from ``url`` and check what paging relies on.
+
+    Returns the decoded object, whose ``meta.next_page_url`` is a string or null and whose
+    ``participants`` is a list; its models are built by `structure_page`.
 
     Raises:
-        _DecodeError: the body is not JSON.
-        _ShapeError: the body is JSON, but not an object with a ``meta`` object, a
-            ``next_page_url`` string or null, and a ``participants`` list.
+        InvalidResponseError: the body is not JSON (``is_json`` false, so it is retried),
+            or JSON that is not an object with a ``meta`` object, a ``next_page_url``
+            string or null, and a ``participants`` list.
     """
-    data = loads(body)
+    try:
+        data = loads(body)
+    except ValueError as exc:
+        raise InvalidResponseError(str(exc), url=url, status=200) from None
     if type(data) is not dict:
-        raise _ShapeError(f"expected a JSON object, got {_kind(data)}")
+        raise _not_a_page(f"expected a JSON object, got {_kind(data)}", url)
     meta = data.get("meta")
     if type(meta) is not dict:
-        raise _ShapeError(f"meta: expected an object, got {_kind(meta)}")
+        raise _not_a_page(f"meta: expected an object, got {_kind(meta)}", url)
     next_page_url = meta.get("next_page_url")
     if next_page_url is not None and type(next_page_url) is not str:
-        raise _ShapeError(
-            f"meta.next_page_url: expected a string or null, got {_kind(next_page_url)}"
+        raise _not_a_page(
+            f"meta.next_page_url: expected a string or null, got {_kind(next_page_url)}", url
         )
     participants = data.get("participants")
     if type(participants) is not list:
-        raise _ShapeError(f"participants: expected a list, got {_kind(participants)}")
-    return DecodedPage(data, next_page_url, len(participants))
+        raise _not_a_page(f"participants: expected a list, got {_kind(participants)}", url)
+    return data
 
 
-def build_page(decoded: DecodedPage) -> ParticipantPage:
-    """Build the models of a decoded page.
+def structure_page(data: dict[str, Any], url: str) -> ParticipantPage:
+    """Build the models of a page that `decode_page` returned for ``url``.
 
     Raises:
-        _ShapeError: a field is missing or of the wrong type.
+        InvalidResponseError: a field is missing or of the wrong type.
     """
-    page: ParticipantPage = converter.structure(decoded.data, ParticipantPage)
+    try:
+        page: ParticipantPage = converter.structure(data, ParticipantPage)
+    except ValueError as exc:
+        raise _not_a_page(exc, url) from None
     return page
 
 
-def parse_page(body: bytes) -> ParticipantPage:
-    """Build a `ParticipantPage` from a response body.
+def parse_page(body: bytes, url: str) -> ParticipantPage:
+    """Build a `ParticipantPage` from the body of a 200 from ``url``.
 
     Raises:
-        _DecodeError: the body is not JSON.
-        _ShapeError: the body is JSON but not a page of participants.
+        InvalidResponseError: the body is not JSON, or not a page of participants.
     """
-    return build_page(decode_page(body))
+    return structure_page(decode_page(body, url), url)
 
 
 def to_dict(model: Participant | PageMeta | ParticipantPage) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """What a client tells its hooks: the events, as frozen attrs classes, and how they are sent.
 
 A client with hooks (``FlexClient(hooks=[...])``) calls each hook with each event, in the
-task that caused it, before it goes on. The request path builds an event only when the client
-has hooks, so that a client without any pays nothing for them.
+task that caused it, before it goes on. Events are built here only, by `ClientEvents` and
+what it hands out (`RequestEvents`, `StreamEvents`): each site in the client tells one of
+them in one call. A client without hooks has no `ClientEvents`, so that it pays nothing.
 
 The events of one HTTP request (one attempt) share its ``id``: `RequestSent`, then either
 `ResponseReceived` or `RequestFailed`, then, if it is retried, `RetryScheduled`. The events of
@@ -13,23 +14,28 @@ one stream share its ``stream_id``: `StreamOpened`, the requests of its pages, a
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
-from ._errors import InvalidArgumentError
+from ._errors import FlexError, InvalidArgumentError
+from ._response import concurrent_requests
 
 if TYPE_CHECKING:
-    from ._errors import FlexError
+    from multidict import CIMultiDictProxy
 
 __all__ = [
+    "ClientEvents",
     "ClientStats",
     "Event",
     "Hook",
     "LimitChanged",
     "PageDelivered",
+    "RequestEvents",
     "RequestFailed",
     "RequestSent",
     "ResponseReceived",
@@ -39,6 +45,7 @@ __all__ = [
     "StreamOpened",
     "check_hooks",
     "emit",
+    "read_limits",
 ]
 
 logger = logging.getLogger("flex_participants")
@@ -332,3 +339,115 @@ class StreamEvents:
                 self.stream_id, self._interaction_sid, self._channel_sid, delivered, error
             ),
         )
+
+
+def read_limits(limiter: object) -> tuple[int | None, float | None]:
+    """The limiter's ``level`` and ``rate``, where it has them (the `Limiter` protocol asks for
+    neither)."""
+    try:
+        level = getattr(limiter, "level", None)
+        rate = getattr(limiter, "rate", None)
+    except Exception:  # a limiter of one's own whose property fails: it has none to tell
+        return None, None
+    if type(level) is not int:
+        level = None
+    if type(rate) is int:
+        rate = float(rate)
+    elif type(rate) is not float:
+        rate = None
+    return level, rate
+
+
+class RequestEvents:
+    """What one HTTP attempt of a client with hooks tells them, all under one ``id``."""
+
+    __slots__ = ("_hooks", "_started", "attempt", "id", "stream_id", "url")
+
+    def __init__(
+        self, hooks: tuple[Hook, ...], event_id: int, url: str, attempt: int, stream_id: int | None
+    ) -> None:
+        self._hooks = hooks
+        self.id = event_id
+        self.url = url
+        self.attempt = attempt
+        self.stream_id = stream_id
+        self._started = 0.0  # set when the request is sent
+
+    def sent(self) -> None:
+        """`RequestSent`; the elapsed times of the events after it count from here."""
+        self._started = time.perf_counter()
+        emit(self._hooks, RequestSent(self.id, "GET", self.url, self.attempt, self.stream_id))
+
+    def received(self, status: int, headers: CIMultiDictProxy[str], size: int) -> None:
+        """`ResponseReceived`, for a response read whole."""
+        event = ResponseReceived(
+            self.id,
+            "GET",
+            self.url,
+            self.attempt,
+            status,
+            elapsed=time.perf_counter() - self._started,
+            size=size,
+            request_id=headers.get("Twilio-Request-Id"),
+            concurrent_requests=concurrent_requests(headers),
+            stream_id=self.stream_id,
+        )
+        emit(self._hooks, event)
+
+    def failed(self, failure: BaseException | None) -> None:
+        """`RequestFailed`, for an attempt that got no whole response."""
+        error = failure if failure is not None else FlexError("the request failed")
+        elapsed = time.perf_counter() - self._started
+        emit(
+            self._hooks,
+            RequestFailed(self.id, "GET", self.url, self.attempt, elapsed, error, self.stream_id),
+        )
+
+    def retry_scheduled(self, delay: float, error: FlexError) -> None:
+        """`RetryScheduled`: this attempt failed and will be sent again after ``delay``."""
+        emit(
+            self._hooks,
+            RetryScheduled(self.id, self.url, self.attempt, delay, error, self.stream_id),
+        )
+
+
+class ClientEvents:
+    """What a client with hooks tells them: it numbers requests and streams, and tells each
+    change of its limiter once."""
+
+    __slots__ = ("_hooks", "_last_limits", "_limiter", "_request_ids", "_stream_ids")
+
+    def __init__(self, hooks: tuple[Hook, ...], limiter: object) -> None:
+        self._hooks = hooks
+        self._limiter = limiter
+        self._request_ids = itertools.count(1)
+        self._stream_ids = itertools.count(1)
+        self._last_limits = read_limits(limiter)
+
+    def request(self, url: str, attempt: int, stream_id: int | None) -> RequestEvents:
+        """The events of a new attempt, with an ``id`` of its own."""
+        return RequestEvents(self._hooks, next(self._request_ids), url, attempt, stream_id)
+
+    def stream_opened(self, interaction_sid: str, channel_sid: str) -> StreamEvents:
+        """`StreamOpened` for a new stream, and what that stream will tell."""
+        events = StreamEvents(self._hooks, next(self._stream_ids), interaction_sid, channel_sid)
+        events.opened()
+        return events
+
+    def limits_read(self) -> None:
+        """`LimitChanged`, once per change: the level moved, or the rate by 1% or more since
+        the last event (a rate probing upwards moves a little with every request)."""
+        now = read_limits(self._limiter)
+        level, rate = now
+        last_level, last_rate = self._last_limits
+        if level == last_level and (
+            rate == last_rate
+            or (
+                rate is not None
+                and last_rate is not None
+                and abs(rate - last_rate) < 0.01 * last_rate
+            )
+        ):
+            return
+        self._last_limits = now
+        emit(self._hooks, LimitChanged(level, rate))

@@ -1,17 +1,20 @@
 """The response step: an HTTP answer becomes a page of this channel, or the typed error.
 
 `read_body` reads a body under the size cap; `error_from_response` builds the typed error of
-an error status from Twilio's body; `decode_response` checks the content type and decodes a
-success into a `FetchedPage`, whose paging fields are read at once and whose models are
-built (and checked to be of the channel asked for) on `FetchedPage.build`.
+an error status from Twilio's body; `decode_response` turns any other status into a
+`FetchedPage` or `InvalidResponseError`. A `FetchedPage` is the one page type of the flow:
+its paging fields are read at once, its models are built (and checked to be of the channel
+asked for) on `FetchedPage.build`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from ._convert import DecodedPage, _DecodeError, _ShapeError, build_page, decode_page, loads
+from ._convert import decode_page, loads, structure_page
 from ._errors import (
     AuthenticationError,
     FlexAPIError,
@@ -44,7 +47,7 @@ def error_from_response(
     message = reason or "error"
     try:
         data = loads(body)
-    except _DecodeError:
+    except ValueError:
         content_type = headers.get("Content-Type", "no content type")
         message = f"{message} (body is not JSON: {len(body)} bytes of {content_type})"
     else:
@@ -99,57 +102,68 @@ def _too_large(how: str, limit: int, url: str, status: int) -> ResponseTooLargeE
 def decode_response(
     url: str, status: int, headers: CIMultiDictProxy[str], body: bytes, channel: _Channel
 ) -> FetchedPage:
+    """The page of a 200 from ``url``, for ``channel``; any other status below 400 (a
+    redirect, which is never followed) is an `InvalidResponseError`.
+
+    Raises:
+        InvalidResponseError: not a 200, not JSON, or not a page of participants.
+    """
+    if status != 200:
+        if 300 <= status < 400:
+            location = headers.get("Location", "nowhere")
+            raise InvalidResponseError(
+                f"unexpected redirect to {location!r}; redirects are not followed, so that "
+                "credentials go nowhere else",
+                url=url,
+                status=status,
+            )
+        raise InvalidResponseError(f"unexpected status {status}", url=url, status=status)
     content_type = headers.get("Content-Type", "")
     if content_type and "json" not in content_type.lower():
         raise InvalidResponseError(
             f"expected JSON, got {content_type!r} ({len(body)} bytes)", url=url, status=status
         )
-    try:
-        return FetchedPage(decode_page(body), url, channel)
-    except _DecodeError as exc:
-        raise InvalidResponseError(str(exc), url=url, status=status) from None
-    except _ShapeError as exc:
-        raise _not_a_page(exc, url) from None
-
-
-def _not_a_page(problem: _ShapeError, url: str) -> InvalidResponseError:
-    return InvalidResponseError(
-        f"not a page of participants: {problem}", url=url, status=200, is_json=True
-    )
+    return FetchedPage(decode_page(body, url), url, channel)
 
 
 class FetchedPage:
-    """A page as it arrived: paging reads it at once, its models are built on `build`."""
+    """A page as it arrived: paging reads it at once, its models are built on `build`.
 
-    __slots__ = ("_channel", "_decoded", "_url")
+    Built only from a body `decode_page` checked, so that a stream can request the next page
+    before it spends time on the models of this one.
 
-    def __init__(self, decoded: DecodedPage, url: str, channel: _Channel) -> None:
-        self._decoded = decoded
-        self._url = url
+    Attributes:
+        url: the URL the page was fetched from.
+        next_page_url: the page's ``meta.next_page_url`` (a string or ``None``).
+        count: how many participants the page holds.
+    """
+
+    __slots__ = ("_channel", "_data", "count", "next_page_url", "url")
+
+    def __init__(self, data: dict[str, Any], url: str, channel: _Channel) -> None:
+        self._data = data
         self._channel = channel
-
-    @property
-    def next_page_url(self) -> str | None:
-        return self._decoded.next_page_url
-
-    @property
-    def count(self) -> int:
-        return self._decoded.count
+        self.url = url
+        self.next_page_url: str | None = data["meta"].get("next_page_url")
+        self.count: int = len(data["participants"])
 
     @property
     def first_sid(self) -> str | None:
         """The ``sid`` of the page's first participant, if it has a string one."""
-        participants = self._decoded.data["participants"]
+        participants = self._data["participants"]
         first = participants[0] if participants else None
         sid = first.get("sid") if type(first) is dict else None
         return sid if type(sid) is str else None
 
     def build(self) -> ParticipantPage:
-        try:
-            page = build_page(self._decoded)
-        except _ShapeError as exc:
-            raise _not_a_page(exc, self._url) from None
-        _check_channel(page, self._channel, self._url)
+        """The page's models, checked to be of the channel asked for.
+
+        Raises:
+            InvalidResponseError: a participant is not of the shape the API promises, or
+                belongs to another channel.
+        """
+        page = structure_page(self._data, self.url)
+        _check_channel(page, self._channel, self.url)
         return page
 
 

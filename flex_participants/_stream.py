@@ -20,26 +20,12 @@ from ._errors import ClientClosedError, FlexError, InvalidResponseError
 from ._interrupt import Interrupts
 from ._models import Participant, ParticipantPage
 from ._request import check_same_origin
+from ._response import FetchedPage
 
 __all__ = ["ParticipantStream"]
 
 
-class _Fetched(Protocol):
-    """A page as it arrived: what paging needs, and its models built on demand."""
-
-    @property
-    def next_page_url(self) -> str | None: ...
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def first_sid(self) -> str | None: ...
-
-    def build(self) -> ParticipantPage: ...
-
-
-_FetchPage = Callable[[URL], Awaitable[_Fetched]]
+_FetchPage = Callable[[URL], Awaitable[FetchedPage]]
 # The cursor of a stream whose next participant is number `skip` of the page at `url`
 # (None: the stream had ended).
 _CursorOf = Callable[[URL | None, int], str]
@@ -50,31 +36,19 @@ class _Placed:
     (``ended``: there is none, the channel ends here). ``skip`` participants at its start
     were delivered before (by the stream a cursor came from) and are left out of `build`."""
 
-    __slots__ = ("_page", "ended", "next_url", "skip", "url")
+    __slots__ = ("ended", "next_url", "page", "skip", "url")
 
     def __init__(
-        self, page: _Fetched, url: URL, next_url: URL | None, *, ended: bool, skip: int
+        self, page: FetchedPage, url: URL, next_url: URL | None, *, ended: bool, skip: int
     ) -> None:
-        self._page = page
+        self.page = page
         self.url = url
         self.next_url = next_url
         self.ended = ended
         self.skip = skip
 
-    @property
-    def next_page_url(self) -> str | None:
-        return self._page.next_page_url
-
-    @property
-    def count(self) -> int:
-        return self._page.count
-
-    @property
-    def first_sid(self) -> str | None:
-        return self._page.first_sid
-
     def build(self) -> ParticipantPage:
-        page = self._page.build()
+        page = self.page.build()
         if self.skip:
             page = ParticipantPage(page.participants[self.skip :], page.meta)
         return page
@@ -340,7 +314,7 @@ class ParticipantStream:
         if place is None or encode is None or delivered <= 0:
             return None
         taken = place.skip + delivered - self._page_start
-        if taken >= place.count:
+        if taken >= place.page.count:
             if place.ended:
                 return encode(None, 0)
             if place.next_url is not None:

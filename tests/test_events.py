@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
@@ -81,19 +81,40 @@ def first_page_url(emulator: FlexEmulator, kd: str, uo: str) -> str:
     return f"{emulator.base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
 
 
+class OneFetch(NamedTuple):
+    """What `fetch_once` saw: the hook's events, the client (closed) and the page's URL."""
+
+    hook: Recorder
+    client: FlexClient
+    url: str
+
+
+async def fetch_once(
+    emulator: FlexEmulator,
+    client_of: Callable[..., FlexClient],
+    *faults: Fault,
+    participants: int = 3,
+    **options: Any,
+) -> OneFetch:
+    """One `fetch_page` of a new channel through ``faults``, by a client with a hook."""
+    kd, uo = emulator.add_channel(participants=participants)
+    for fault in faults:
+        emulator.add_fault(fault)
+    hook = Recorder()
+    async with client_of(hooks=[hook], **options) as client:
+        await client.fetch_page(kd, uo)
+    return OneFetch(hook, client, first_page_url(emulator, kd, uo))
+
+
 # -- one request ---------------------------------------------------------------------------
 
 
 async def test_a_success_is_a_request_sent_then_its_response_with_the_same_id(
     emulator: FlexEmulator, client_of: Callable[..., FlexClient]
 ) -> None:
-    kd, uo = emulator.add_channel(participants=3)
-    hook = Recorder()
-    async with client_of(hooks=[hook]) as client:
-        await client.fetch_page(kd, uo)
+    hook, _, url = await fetch_once(emulator, client_of)
 
     sent, received = hook.events
-    url = first_page_url(emulator, kd, uo)
     assert isinstance(sent, RequestSent)
     assert sent == RequestSent(id=sent.id, method="GET", url=url, attempt=1, stream_id=None)
     assert isinstance(received, ResponseReceived)
@@ -131,11 +152,7 @@ async def test_a_response_tells_its_size_twilio_request_id_and_concurrent_reques
 async def test_a_retried_503_is_its_response_a_retry_then_a_new_request(
     emulator: FlexEmulator, client_of: Callable[..., FlexClient]
 ) -> None:
-    kd, uo = emulator.add_channel(participants=3)
-    emulator.add_fault(Fault("status", status=503, times=1))
-    hook = Recorder()
-    async with client_of(hooks=[hook]) as client:
-        await client.fetch_page(kd, uo)
+    hook, _, url = await fetch_once(emulator, client_of, Fault("status", status=503, times=1))
 
     assert hook.kinds() == [
         "RequestSent",
@@ -152,7 +169,7 @@ async def test_a_retried_503_is_its_response_a_retry_then_a_new_request(
     assert failed.status == 503
     assert (retry.id, retry.attempt, retry.delay) == (first.id, 1, 0.0)
     assert isinstance(retry.error, ServerError)
-    assert retry.url == first_page_url(emulator, kd, uo)
+    assert retry.url == url
     assert isinstance(second, RequestSent)
     assert second.attempt == 2
     assert second.id != first.id
@@ -162,11 +179,9 @@ async def test_a_retried_503_is_its_response_a_retry_then_a_new_request(
 async def test_a_429_is_its_response_the_limit_lowered_then_a_retry(
     emulator: FlexEmulator, client_of: Callable[..., FlexClient]
 ) -> None:
-    kd, uo = emulator.add_channel(participants=3)
-    emulator.add_fault(Fault("status", status=429, times=1))
-    hook = Recorder()
-    async with client_of(hooks=[hook], max_concurrency=8) as client:
-        await client.fetch_page(kd, uo)
+    hook, _, _ = await fetch_once(
+        emulator, client_of, Fault("status", status=429, times=1), max_concurrency=8
+    )
 
     assert hook.kinds() == [
         "RequestSent",
@@ -184,11 +199,9 @@ async def test_a_429_is_its_response_the_limit_lowered_then_a_retry(
 async def test_a_429_under_a_rate_tells_the_lowered_rate(
     emulator: FlexEmulator, client_of: Callable[..., FlexClient]
 ) -> None:
-    kd, uo = emulator.add_channel(participants=3)
-    emulator.add_fault(Fault("status", status=429, times=1))
-    hook = Recorder()
-    async with client_of(hooks=[hook], rate_limit=20.0) as client:
-        await client.fetch_page(kd, uo)
+    hook, client, _ = await fetch_once(
+        emulator, client_of, Fault("status", status=429, times=1), rate_limit=20.0
+    )
 
     [changed] = hook.of(LimitChanged)
     assert changed.level == 10
@@ -200,11 +213,7 @@ async def test_a_429_under_a_rate_tells_the_lowered_rate(
 async def test_a_transport_error_ends_its_request_with_request_failed(
     emulator: FlexEmulator, client_of: Callable[..., FlexClient]
 ) -> None:
-    kd, uo = emulator.add_channel(participants=60)
-    emulator.add_fault(Fault("reset", times=1))
-    hook = Recorder()
-    async with client_of(hooks=[hook]) as client:
-        await client.fetch_page(kd, uo)
+    hook, _, _ = await fetch_once(emulator, client_of, Fault("reset", times=1), participants=60)
 
     assert hook.kinds() == [
         "RequestSent",
@@ -412,6 +421,8 @@ _EVENT_NAMES = (
     "RequestFailed",
     "RetryScheduled",
     "LimitChanged",
+    "ClientEvents",
+    "RequestEvents",
     "StreamEvents",
 )
 

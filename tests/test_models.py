@@ -29,7 +29,7 @@ def agent(n: int = 1, routing: Any = ROUTING) -> Participant:
     """An agent as the client builds it from a response, with nested routing properties."""
     body = page_body([])
     body["participants"] = [participant(n, kind="agent", routing_properties=routing)]
-    (built,) = parse_page(json.dumps(body).encode()).participants
+    (built,) = parse_page(json.dumps(body).encode(), participants_url()).participants
     return built
 
 
@@ -72,7 +72,7 @@ def test_a_page_of_agents_is_hashable_and_equal_pages_hash_equal() -> None:
     body = page_body(range(3))
     for raw in body["participants"]:
         raw.update(type="agent", routing_properties=ROUTING)
-    first, second = (parse_page(json.dumps(body).encode()) for _ in range(2))
+    first, second = (parse_page(json.dumps(body).encode(), participants_url()) for _ in range(2))
     assert first == second
     assert hash(first) == hash(second)
     assert len({first, second}) == 1
@@ -139,7 +139,7 @@ def test_a_participant_with_nested_routing_properties_pickles_equal(protocol: in
 def test_a_participant_of_a_type_added_later_pickles_with_its_raw_type() -> None:
     body = page_body([])
     body["participants"] = [participant(1, kind="a-kind-added-later")]
-    (built,) = parse_page(json.dumps(body).encode()).participants
+    (built,) = parse_page(json.dumps(body).encode(), participants_url()).participants
     restored = pickle.loads(pickle.dumps(built))  # noqa: S301 - our own bytes
     assert restored == built
     assert restored.type.value == "a-kind-added-later"
