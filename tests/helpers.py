@@ -8,10 +8,13 @@ import contextlib
 import selectors
 import types
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import aiohttp
 import attrs
+
+if TYPE_CHECKING:  # for annotations only: the server imports this module
+    from .server import PagedServer, Seen
 
 T = TypeVar("T")
 
@@ -261,3 +264,20 @@ def without_client_variables(environ: Mapping[str, str]) -> dict[str, str]:
     not reach the account of whoever runs them."""
     return {name: value for name, value in environ.items() if name not in CLIENT_VARIABLES}
 
+
+# -- holding the requests of the tests' loopback server -----------------------------------
+
+
+def hold_requests(
+    server: PagedServer, held: Callable[[Seen], bool] = lambda seen: True
+) -> asyncio.Event:
+    """Hold each request to ``server`` that ``held`` picks (default: every one) until the
+    returned event is set; set it at the end of the test, so that no handler is left waiting."""
+    release = asyncio.Event()
+
+    async def hook(seen: Seen) -> None:
+        if held(seen):
+            await release.wait()
+
+    server.hook = hook
+    return release

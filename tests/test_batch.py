@@ -25,7 +25,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, Credentials, sid, twilio_error
+from .helpers import KD, Credentials, hold_requests, sid, twilio_error
 from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle
 
 ClientFor = Callable[..., FlexClient]
@@ -59,13 +59,7 @@ async def test_results_arrive_in_completion_order(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     slow, fast = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
-    fast_done = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.channel_sid == slow:
-            await fast_done.wait()
-
-    paged_server.hook = hook
+    fast_done = hold_requests(paged_server, lambda seen: seen.channel_sid == slow)
     async with client_for(paged_server) as client:
         async with client.participants_for_channels([(KD, slow), (KD, fast)]) as batch:
             first = await anext(batch)
@@ -154,15 +148,20 @@ async def test_tasks_stay_bounded_by_the_window_however_long_the_input(
     assert peak_tasks <= 6
 
 
-async def test_requests_in_flight_never_exceed_the_client_limit(
-    paged_server: PagedServer, client_for: ClientFor
-) -> None:
-    channels = [paged_server.add_channel(n, 25) for n in range(20)]
+def answer_slowly(server: PagedServer) -> None:
+    """Make each response take a moment, so that requests overlap."""
 
     async def hook(seen: Seen) -> None:
         await asyncio.sleep(0.002)
 
-    paged_server.hook = hook
+    server.hook = hook
+
+
+async def test_requests_in_flight_never_exceed_the_client_limit(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    channels = [paged_server.add_channel(n, 25) for n in range(20)]
+    answer_slowly(paged_server)
     async with client_for(paged_server, max_concurrency=4) as client:
         results = await run(client, [(KD, uo) for uo in channels], page_size=10)
     assert len(results) == 20
@@ -173,11 +172,7 @@ async def test_a_smaller_concurrency_narrows_the_window(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     channels = [paged_server.add_channel(n, 5) for n in range(10)]
-
-    async def hook(seen: Seen) -> None:
-        await asyncio.sleep(0.002)
-
-    paged_server.hook = hook
+    answer_slowly(paged_server)
     async with client_for(paged_server, max_concurrency=8) as client:
         await run(client, [(KD, uo) for uo in channels], concurrency=2)
     assert paged_server.peak_in_flight <= 2
@@ -211,13 +206,7 @@ async def test_breaking_out_cancels_the_channels_still_running(
 ) -> None:
     fast = paged_server.add_channel(1, 1)
     stuck = [paged_server.add_channel(n, 1) for n in range(2, 6)]
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.channel_sid != fast:
-            await release.wait()
-
-    paged_server.hook = hook
+    release = hold_requests(paged_server, lambda seen: seen.channel_sid != fast)
     async with client_for(paged_server) as client:
         async for result in client.participants_for_channels([(KD, uo) for uo in [fast, *stuck]]):
             assert result.channel_sid == fast
@@ -341,13 +330,7 @@ async def test_closing_the_client_during_a_batch_raises_after_the_results_alread
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     quick, held = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.channel_sid == held:
-            await release.wait()
-
-    paged_server.hook = hook
+    release = hold_requests(paged_server, lambda seen: seen.channel_sid == held)
     client = client_for(paged_server)
     got: list[ChannelResult] = []
     first_in = asyncio.Event()
@@ -374,12 +357,7 @@ async def test_a_batch_whose_worker_is_cancelled_from_outside_raises_instead_of_
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     channels = [paged_server.add_channel(n, 5) for n in range(3)]
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        await release.wait()
-
-    paged_server.hook = hook
+    release = hold_requests(paged_server)
     async with client_for(paged_server) as client:
         batch = client.participants_for_channels([(KD, uo) for uo in channels])
         consumer = asyncio.create_task(run_batch(batch))

@@ -55,23 +55,26 @@ def request_count(mock: aioresponses) -> int:
 # -- credentials ---------------------------------------------------------------------
 
 
-async def test_sends_account_sid_and_token_as_basic_auth(
-    mock_http: aioresponses, credentials: Credentials
-) -> None:
+async def headers_of_one_fetch(mock_http: aioresponses, credentials: Credentials) -> dict[str, str]:
+    """The headers of the one request that a client's `fetch_page` sends."""
     mock_http.get(participants_url(), payload=page_body(range(1)))
     async with FlexClient(**credentials) as client:
         await client.fetch_page(KD, UO)
     [headers] = sent_headers(mock_http, participants_url())
+    return headers
+
+
+async def test_sends_account_sid_and_token_as_basic_auth(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    headers = await headers_of_one_fetch(mock_http, credentials)
     assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)
 
 
 async def test_sends_a_user_agent_naming_the_package_version(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
-    mock_http.get(participants_url(), payload=page_body(range(1)))
-    async with FlexClient(**credentials) as client:
-        await client.fetch_page(KD, UO)
-    [headers] = sent_headers(mock_http, participants_url())
+    headers = await headers_of_one_fetch(mock_http, credentials)
     assert headers["User-Agent"].startswith(f"flex-participants/{flex_participants.__version__} ")
 
 

@@ -29,7 +29,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, assert_no_secret, secrets_of, sid, twilio_error
+from .helpers import KD, assert_no_secret, hold_requests, secrets_of, sid, twilio_error
 from .server import (
     Hook,
     PagedServer,
@@ -306,12 +306,7 @@ async def test_a_stalled_server_yields_a_transport_error_after_the_attempts(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 10)
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        await release.wait()
-
-    paged_server.hook = hook
+    release = hold_requests(paged_server)
     retry = RetryPolicy(max_attempts=2, backoff_base=0.0)
     loop = asyncio.get_running_loop()
     async with client_for(paged_server, timeout=0.2, retry=retry) as client:
@@ -324,27 +319,26 @@ async def test_a_stalled_server_yields_a_transport_error_after_the_attempts(
     assert 0.35 <= elapsed < 3.0
 
 
+async def cancel_leaving_nothing_running(task: asyncio.Task[object], client: FlexClient) -> None:
+    """Cancel ``task``, a consumer of ``client``; it ends promptly, and leaves no task running
+    and no slot of the limiter held."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    await settle()
+    assert idle_tasks() == set()
+    assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
+
+
 async def test_cancelling_during_a_request_leaves_nothing_running(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 10)
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        arrived.set()
-        await release.wait()
-
-    paged_server.hook = hook
+    release = hold_requests(paged_server)
     async with client_for(paged_server) as client:
         task = asyncio.create_task(client.participants(KD, uo).collect())
-        await arrived.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        await settle()
-        assert idle_tasks() == set()
-        assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
+        await paged_server.wait_for_requests(1)
+        await cancel_leaving_nothing_running(task, client)
     release.set()
 
 
@@ -358,12 +352,7 @@ async def test_cancelling_during_a_backoff_sleep_is_prompt(
         task = asyncio.create_task(client.participants(KD, uo).collect())
         await paged_server.wait_for_requests(1)
         await settle()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        await settle()
-        assert idle_tasks() == set()
-        assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
+        await cancel_leaving_nothing_running(task, client)
 
 
 async def test_a_waiting_retry_holds_no_slot(

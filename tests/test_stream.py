@@ -23,7 +23,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, sid, twilio_error
+from .helpers import KD, hold_requests, sid, twilio_error
 from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle, sids_until
 
 ClientFor = Callable[..., FlexClient]
@@ -31,6 +31,11 @@ ClientFor = Callable[..., FlexClient]
 
 def sids(numbers: range) -> list[str]:
     return [sid("UT", n) for n in numbers]
+
+
+def hold_pages_from(server: PagedServer, first_held: int) -> asyncio.Event:
+    """Hold every request for page ``first_held`` and after until the returned event is set."""
+    return hold_requests(server, lambda seen: seen.page >= first_held)
 
 
 # -- order and completeness ----------------------------------------------------------------
@@ -248,19 +253,31 @@ async def test_an_error_page_comes_after_every_participant_before_it(
     assert got == sids(range(20))
 
 
+async def assert_refused_after_the_first_page(
+    paged_server: PagedServer,
+    client_for: ClientFor,
+    uo: str,
+    error: type[FlexError],
+    match: str,
+    **options: Any,
+) -> None:
+    """A stream of ``uo`` in pages of 10 delivers the first page whole, then fails with
+    ``error``, and requests nothing after that page."""
+    async with client_for(paged_server) as client:
+        stream = client.participants(KD, uo, page_size=10, **options)
+        got = await sids_until(error, stream, match=match)
+    assert got == sids(range(10))
+    assert len(paged_server.seen) == 1
+
+
 async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_response(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 30)
-
     rewrite_next_page_url(paged_server, uo, lambda seen: str(seen.request.url))
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10)
-        got = await sids_until(
-            InvalidResponseError, stream, match="leads back to a page already fetched"
-        )
-    assert got == sids(range(10))
-    assert len(paged_server.seen) == 1
+    await assert_refused_after_the_first_page(
+        paged_server, client_for, uo, InvalidResponseError, "leads back to a page already fetched"
+    )
 
 
 @pytest.mark.parametrize("bad", ["http://[::1", "http://127.0.0.1:99999/x"])
@@ -269,10 +286,9 @@ async def test_a_next_page_url_that_is_not_a_url_is_an_invalid_response(
 ) -> None:
     uo = paged_server.add_channel(1, 30)
     rewrite_next_page_url(paged_server, uo, lambda seen: bad)
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10, prefetch=0)
-        got = await sids_until(InvalidResponseError, stream, match="next_page_url is not a URL")
-    assert got == sids(range(10))
+    await assert_refused_after_the_first_page(
+        paged_server, client_for, uo, InvalidResponseError, "next_page_url is not a URL", prefetch=0
+    )
 
 
 def page_url(server: PagedServer, seen: Seen, page: int, **query: str) -> str:
@@ -388,13 +404,9 @@ async def test_a_next_page_url_for_another_channel_or_endpoint_is_refused_unrequ
     other = paged_server.add_channel(2, 30)
     target = elsewhere.format(kd=KD, uo=uo, other=other, zeros="0" * 32)
     rewrite_next_page_url(paged_server, uo, lambda seen: target)
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10)
-        got = await sids_until(
-            InvalidResponseError, stream, match="not to this channel's participants"
-        )
-    assert got == sids(range(10))
-    assert len(paged_server.seen) == 1
+    await assert_refused_after_the_first_page(
+        paged_server, client_for, uo, InvalidResponseError, "not to this channel's participants"
+    )
 
 
 @pytest.mark.parametrize(
@@ -414,14 +426,9 @@ async def test_a_next_page_url_with_a_scheme_and_no_host_is_unsafe_and_not_reque
 ) -> None:
     uo = paged_server.add_channel(1, 30)
     rewrite_next_page_url(paged_server, uo, lambda seen: no_host)
-    async with client_for(paged_server) as client:
-        got = await sids_until(
-            UnsafeURLError,
-            client.participants(KD, uo, page_size=10),
-            match="URL without a host",
-        )
-    assert got == sids(range(10))
-    assert len(paged_server.seen) == 1
+    await assert_refused_after_the_first_page(
+        paged_server, client_for, uo, UnsafeURLError, "URL without a host"
+    )
 
 
 async def test_a_scheme_relative_next_page_url_to_another_host_is_unsafe_and_not_sent(
@@ -429,12 +436,9 @@ async def test_a_scheme_relative_next_page_url_to_another_host_is_unsafe_and_not
 ) -> None:
     uo = paged_server.add_channel(1, 30)
     rewrite_next_page_url(paged_server, uo, lambda seen: "//evil.example/v1/x?Page=1")
-    async with client_for(paged_server) as client:
-        got = await sids_until(
-            UnsafeURLError, client.participants(KD, uo, page_size=10), match="evil.example"
-        )
-    assert got == sids(range(10))
-    assert len(paged_server.seen) == 1
+    await assert_refused_after_the_first_page(
+        paged_server, client_for, uo, UnsafeURLError, "evil.example"
+    )
 
 
 @pytest.mark.parametrize("field", ["channel_sid", "interaction_sid"])
@@ -595,13 +599,7 @@ async def test_breaking_out_of_the_loop_cancels_the_prefetch(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 100)
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.page >= 1:
-            await release.wait()  # the prefetch hangs until the test ends
-
-    paged_server.hook = hook
+    release = hold_pages_from(paged_server, 1)  # the prefetch hangs until the test ends
     async with client_for(paged_server) as client:
         async for _ in client.participants(KD, uo, page_size=10):
             await paged_server.wait_for_requests(2)
@@ -644,13 +642,7 @@ async def test_cancelling_the_consumer_cancels_the_prefetch(
 ) -> None:
     uo = paged_server.add_channel(1, 100)
     first_page_in = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.page >= 1:
-            await release.wait()
-
-    paged_server.hook = hook
+    release = hold_pages_from(paged_server, 1)
 
     async def consume(client: FlexClient) -> None:
         async for p in client.participants(KD, uo, page_size=10):
@@ -672,13 +664,7 @@ async def test_closing_the_client_cancels_its_open_streams(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 100)
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.page >= 1:
-            await release.wait()
-
-    paged_server.hook = hook
+    release = hold_pages_from(paged_server, 1)
     client = client_for(paged_server)
     stream = client.participants(KD, uo, page_size=10)
     await anext(stream)
@@ -689,18 +675,6 @@ async def test_closing_the_client_cancels_its_open_streams(
 
 
 # -- close and cancel from another task ---------------------------------------------------
-
-
-def hold_pages_from(server: PagedServer, first_held: int) -> asyncio.Event:
-    """Hold every request for page ``first_held`` and after until the returned event is set."""
-    release = asyncio.Event()
-
-    async def hook(seen: Seen) -> None:
-        if seen.page >= first_held:
-            await release.wait()
-
-    server.hook = hook
-    return release
 
 
 async def consumer_waiting_for_page_1(
