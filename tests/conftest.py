@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,13 @@ from .server import PagedServer, serve
 if TYPE_CHECKING:
     # The redis extra is optional: only the tests that talk to Redis import it at run time.
     import redis.asyncio as aioredis
+
+
+# A run of the tests started in the background (`nox &` in a script) inherits SIGINT ignored,
+# and so would every program the tests start and then interrupt with it: their Pythons would
+# never raise KeyboardInterrupt. A handler, unlike an ignored signal, is not inherited.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _StreamWriterStandIn:
