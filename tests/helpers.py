@@ -281,3 +281,15 @@ def hold_requests(
 
     server.hook = hook
     return release
+
+
+# -- the SDK's tasks --------------------------------------------------------------------------
+
+
+async def assert_no_task_left() -> None:
+    """Let cancelled tasks run to their end, then fail if any of the SDK's tasks is left."""
+    # Imported here: the server imports this module.
+    from .server import idle_tasks, settle
+
+    await settle()
+    assert idle_tasks() == set()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from typing import Any
 
 import pytest
@@ -25,7 +33,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, Credentials, hold_requests, sid, twilio_error
+from .helpers import KD, Credentials, assert_no_task_left, hold_requests, sid, twilio_error
 from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle
 
 ClientFor = Callable[..., FlexClient]
@@ -148,22 +156,33 @@ async def test_tasks_stay_bounded_by_the_window_however_long_the_input(
     assert peak_tasks <= 6
 
 
-def answer_slowly(server: PagedServer) -> None:
-    """Make each response take a moment, so that requests overlap."""
+async def run_slowly(
+    server: PagedServer,
+    client_for: ClientFor,
+    *,
+    channels: int,
+    size: int,
+    max_concurrency: int,
+    **options: int,
+) -> list[ChannelResult]:
+    """A batch of ``channels`` new channels of ``size`` participants each, every response
+    taking a moment, so that requests overlap."""
+    pairs = [(KD, server.add_channel(n, size)) for n in range(channels)]
 
     async def hook(seen: Seen) -> None:
         await asyncio.sleep(0.002)
 
     server.hook = hook
+    async with client_for(server, max_concurrency=max_concurrency) as client:
+        return await run(client, pairs, **options)
 
 
 async def test_requests_in_flight_never_exceed_the_client_limit(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    channels = [paged_server.add_channel(n, 25) for n in range(20)]
-    answer_slowly(paged_server)
-    async with client_for(paged_server, max_concurrency=4) as client:
-        results = await run(client, [(KD, uo) for uo in channels], page_size=10)
+    results = await run_slowly(
+        paged_server, client_for, channels=20, size=25, max_concurrency=4, page_size=10
+    )
     assert len(results) == 20
     assert paged_server.peak_in_flight == 4
 
@@ -171,10 +190,9 @@ async def test_requests_in_flight_never_exceed_the_client_limit(
 async def test_a_smaller_concurrency_narrows_the_window(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    channels = [paged_server.add_channel(n, 5) for n in range(10)]
-    answer_slowly(paged_server)
-    async with client_for(paged_server, max_concurrency=8) as client:
-        await run(client, [(KD, uo) for uo in channels], concurrency=2)
+    await run_slowly(
+        paged_server, client_for, channels=10, size=5, max_concurrency=8, concurrency=2
+    )
     assert paged_server.peak_in_flight <= 2
 
 
@@ -212,8 +230,7 @@ async def test_breaking_out_cancels_the_channels_still_running(
             assert result.channel_sid == fast
             break
         gc.collect()
-        await settle()
-        assert idle_tasks() == set()
+        await assert_no_task_left()
         release.set()
 
 
@@ -326,30 +343,38 @@ async def test_a_retry_after_date_that_overflows_is_ignored_not_fatal(
     assert len(paged_server.seen) == 3
 
 
-async def test_closing_the_client_during_a_batch_raises_after_the_results_already_made(
-    paged_server: PagedServer, client_for: ClientFor
-) -> None:
-    quick, held = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
-    release = hold_requests(paged_server, lambda seen: seen.channel_sid == held)
-    client = client_for(paged_server)
+async def consumer_after_the_first_result(
+    client: FlexClient, channels: Iterable[tuple[str, str]] | AsyncIterable[tuple[str, str]]
+) -> tuple[asyncio.Task[None], list[ChannelResult]]:
+    """A task consuming a batch of ``channels``, returned once it has its first result; and
+    the results it has had."""
     got: list[ChannelResult] = []
     first_in = asyncio.Event()
 
     async def consume() -> None:
-        async with client.participants_for_channels([(KD, quick), (KD, held)]) as batch:
+        async with client.participants_for_channels(channels) as batch:
             async for result in batch:
                 got.append(result)
                 first_in.set()
 
     task = asyncio.create_task(consume())
     await first_in.wait()
+    return task, got
+
+
+async def test_closing_the_client_during_a_batch_raises_after_the_results_already_made(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    quick, held = paged_server.add_channel(1, 5), paged_server.add_channel(2, 5)
+    release = hold_requests(paged_server, lambda seen: seen.channel_sid == held)
+    client = client_for(paged_server)
+    task, got = await consumer_after_the_first_result(client, [(KD, quick), (KD, held)])
     await client.close()
     async with asyncio.timeout(5):
         with pytest.raises(ClientClosedError, match="1 of the 2 channels started"):
             await task
     assert [r.channel_sid for r in got] == [quick]
-    await settle()
-    assert idle_tasks() == set()
+    await assert_no_task_left()
     release.set()
 
 
@@ -445,17 +470,7 @@ async def test_closing_the_client_while_the_input_is_awaited_raises_not_ends(
         yield (KD, second)
 
     client = client_for(paged_server, max_concurrency=1)
-    got: list[ChannelResult] = []
-    first_in = asyncio.Event()
-
-    async def consume() -> None:
-        async with client.participants_for_channels(channels()) as batch:
-            async for result in batch:
-                got.append(result)
-                first_in.set()
-
-    task = asyncio.create_task(consume())
-    await first_in.wait()
+    task, got = await consumer_after_the_first_result(client, channels())
     await settle()
     await client.close()
     async with asyncio.timeout(5):

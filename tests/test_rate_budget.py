@@ -15,6 +15,7 @@ from flex_participants import (
     AdaptiveLimiter,
     FlexClient,
     InvalidArgumentError,
+    Limiter,
     RateLimitError,
     RetryPolicy,
     Throttle,
@@ -45,6 +46,23 @@ def throttled(
             payload=twilio_error(429, code, "Too many requests"),
             headers=headers,
         )
+
+
+async def fetch_after_one_429(
+    mock: aioresponses,
+    credentials: Credentials,
+    limiter: Limiter,
+    *,
+    retry: RetryPolicy = NO_WAIT,
+    code: int = 20429,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Fetch a page through ``limiter`` that is answered 429 once (with ``code`` and
+    ``headers``), then served."""
+    throttled(mock, 1, code=code, headers=headers)
+    mock.get(participants_url(), payload=page_body(range(2)))
+    async with FlexClient(**credentials, limiter=limiter, retry=retry) as client:
+        await client.fetch_page(KD, UO)
 
 
 class Recorder:
@@ -136,18 +154,15 @@ def test_a_bad_rate_or_burst_is_refused_before_any_request(
 async def test_a_limiter_that_takes_throttle_is_told_the_code_retry_after_and_concurrency(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
-    throttled(
+    limiter = Recorder()
+    await fetch_after_one_429(
         mock_http,
-        1,
+        credentials,
+        limiter,
+        retry=RetryPolicy(backoff_base=0.0, retry_after_max=0.0),
         code=45780,
         headers={"Retry-After": "2", "Twilio-Concurrent-Requests": "31"},
     )
-    mock_http.get(participants_url(), payload=page_body(range(2)))
-    limiter = Recorder()
-    retry = RetryPolicy(backoff_base=0.0, retry_after_max=0.0)
-
-    async with FlexClient(**credentials, limiter=limiter, retry=retry) as client:
-        await client.fetch_page(KD, UO)
 
     assert limiter.released == [
         (True, Throttle(code=45780, retry_after=2.0, concurrent_requests=31)),
@@ -160,13 +175,8 @@ async def test_a_limiter_that_takes_throttle_is_told_the_code_retry_after_and_co
 async def test_a_limiter_forwarding_its_keywords_is_called_as_the_protocol_first_said(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
-    throttled(mock_http, 1)
-    mock_http.get(participants_url(), payload=page_body(range(2)))
     inner = OldRecorder()
-    limiter = Forwarder(inner)
-
-    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
-        await client.fetch_page(KD, UO)
+    await fetch_after_one_429(mock_http, credentials, Forwarder(inner))
 
     # Only a limiter that names `throttle` is given it: a wrapper that passes **keywords on
     # to one written before it existed keeps working.
@@ -176,12 +186,8 @@ async def test_a_limiter_forwarding_its_keywords_is_called_as_the_protocol_first
 async def test_a_limiter_without_the_throttle_keyword_is_called_as_before(
     mock_http: aioresponses, credentials: Credentials
 ) -> None:
-    throttled(mock_http, 1)
-    mock_http.get(participants_url(), payload=page_body(range(2)))
     limiter = OldRecorder()
-
-    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
-        await client.fetch_page(KD, UO)
+    await fetch_after_one_429(mock_http, credentials, limiter)
 
     assert limiter.released == [True, False]
 
@@ -190,12 +196,10 @@ async def test_a_limiter_without_the_throttle_keyword_is_called_as_before(
 async def test_an_unusable_concurrent_requests_header_is_no_number(
     mock_http: aioresponses, credentials: Credentials, value: str
 ) -> None:
-    throttled(mock_http, 1, headers={"Twilio-Concurrent-Requests": value})
-    mock_http.get(participants_url(), payload=page_body(range(2)))
     limiter = Recorder()
-
-    async with FlexClient(**credentials, limiter=limiter, retry=NO_WAIT) as client:
-        await client.fetch_page(KD, UO)
+    await fetch_after_one_429(
+        mock_http, credentials, limiter, headers={"Twilio-Concurrent-Requests": value}
+    )
 
     assert limiter.released[0] == (True, Throttle(code=20429))
 

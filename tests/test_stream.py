@@ -23,7 +23,7 @@ from flex_participants import (
     UnsafeURLError,
 )
 
-from .helpers import KD, hold_requests, sid, twilio_error
+from .helpers import KD, assert_no_task_left, hold_requests, sid, twilio_error
 from .server import PagedServer, Seen, idle_tasks, rewrite_next_page_url, settle, sids_until
 
 ClientFor = Callable[..., FlexClient]
@@ -33,9 +33,23 @@ def sids(numbers: range) -> list[str]:
     return [sid("UT", n) for n in numbers]
 
 
+async def streamed(
+    server: PagedServer, client_for: ClientFor, uo: str, **options: Any
+) -> list[str | None]:
+    """The SIDs a stream of ``uo`` with ``options`` yields, from a client of its own."""
+    async with client_for(server) as client:
+        return [p.sid async for p in client.participants(KD, uo, **options)]
+
+
 def hold_pages_from(server: PagedServer, first_held: int) -> asyncio.Event:
     """Hold every request for page ``first_held`` and after until the returned event is set."""
     return hold_requests(server, lambda seen: seen.page >= first_held)
+
+
+def channel_held_after_page_0(server: PagedServer) -> tuple[str, asyncio.Event]:
+    """A channel of 100 whose requests for page 1 and after are held until the returned event
+    is set."""
+    return server.add_channel(1, 100), hold_pages_from(server, 1)
 
 
 # -- order and completeness ----------------------------------------------------------------
@@ -45,8 +59,7 @@ async def test_yields_every_participant_once_in_server_order_across_many_pages(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 1234)
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo)]
+    got = await streamed(paged_server, client_for, uo)
     assert got == sids(range(1234))
     assert [s.page for s in paged_server.seen] == list(range(25))
 
@@ -113,8 +126,7 @@ async def test_a_limit_smaller_than_a_page_becomes_the_page_size(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 500)
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo, limit=7)]
+    got = await streamed(paged_server, client_for, uo, limit=7)
     assert got == sids(range(7))
     assert [s.query for s in paged_server.seen] == [{"PageSize": "7"}]
 
@@ -123,8 +135,7 @@ async def test_a_limit_requests_only_the_pages_it_needs(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
     uo = paged_server.add_channel(1, 1000)
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo, limit=120)]
+    got = await streamed(paged_server, client_for, uo, limit=120)
     assert got == sids(range(120))
     assert [s.page for s in paged_server.seen] == [0, 1, 2]
     assert paged_server.seen[0].query == {}
@@ -248,35 +259,53 @@ async def test_an_error_page_comes_after_every_participant_before_it(
         got = await sids_until(
             NotFoundError, client.participants(KD, uo, page_size=10), match="gone"
         )
-        await settle()
-        assert idle_tasks() == set()
+        await assert_no_task_left()
     assert got == sids(range(20))
 
 
-async def assert_refused_after_the_first_page(
-    paged_server: PagedServer,
+async def delivered_before(
+    server: PagedServer,
     client_for: ClientFor,
     uo: str,
     error: type[FlexError],
     match: str,
     **options: Any,
+) -> list[str | None]:
+    """The SIDs a stream of ``uo`` in pages of 10 delivers before it fails with ``error``
+    (failing the test if it does not)."""
+    async with client_for(server) as client:
+        return await sids_until(
+            error, client.participants(KD, uo, page_size=10, **options), match=match
+        )
+
+
+async def assert_next_page_url_refused(
+    server: PagedServer,
+    client_for: ClientFor,
+    next_page_url: Callable[[Seen], str | None],
+    error: type[FlexError],
+    match: str,
+    **options: Any,
 ) -> None:
-    """A stream of ``uo`` in pages of 10 delivers the first page whole, then fails with
-    ``error``, and requests nothing after that page."""
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10, **options)
-        got = await sids_until(error, stream, match=match)
+    """A stream of a channel of 30, whose pages name ``next_page_url(seen)`` as the next,
+    delivers the first page of 10 whole, then fails with ``error``, and requests nothing after
+    that page."""
+    uo = server.add_channel(1, 30)
+    rewrite_next_page_url(server, uo, next_page_url)
+    got = await delivered_before(server, client_for, uo, error, match, **options)
     assert got == sids(range(10))
-    assert len(paged_server.seen) == 1
+    assert len(server.seen) == 1
 
 
 async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_response(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    uo = paged_server.add_channel(1, 30)
-    rewrite_next_page_url(paged_server, uo, lambda seen: str(seen.request.url))
-    await assert_refused_after_the_first_page(
-        paged_server, client_for, uo, InvalidResponseError, "leads back to a page already fetched"
+    await assert_next_page_url_refused(
+        paged_server,
+        client_for,
+        lambda seen: str(seen.request.url),
+        InvalidResponseError,
+        "leads back to a page already fetched",
     )
 
 
@@ -284,10 +313,13 @@ async def test_a_next_page_url_pointing_back_at_its_own_page_is_an_invalid_respo
 async def test_a_next_page_url_that_is_not_a_url_is_an_invalid_response(
     paged_server: PagedServer, client_for: ClientFor, bad: str
 ) -> None:
-    uo = paged_server.add_channel(1, 30)
-    rewrite_next_page_url(paged_server, uo, lambda seen: bad)
-    await assert_refused_after_the_first_page(
-        paged_server, client_for, uo, InvalidResponseError, "next_page_url is not a URL", prefetch=0
+    await assert_next_page_url_refused(
+        paged_server,
+        client_for,
+        lambda seen: bad,
+        InvalidResponseError,
+        "next_page_url is not a URL",
+        prefetch=0,
     )
 
 
@@ -310,11 +342,14 @@ async def test_a_paging_cycle_of_any_period_fails_at_the_first_repeat_with_nothi
     rewrite_next_page_url(
         paged_server, uo, lambda seen: page_url(paged_server, seen, seen.page % period + 1)
     )
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
-        got = await sids_until(
-            InvalidResponseError, stream, match="leads back to a page already fetched"
-        )
+    got = await delivered_before(
+        paged_server,
+        client_for,
+        uo,
+        InvalidResponseError,
+        "leads back to a page already fetched",
+        prefetch=prefetch,
+    )
     assert got == sids(range(10 * (period + 1)))
     assert [s.page for s in paged_server.seen] == list(range(period + 1))
 
@@ -329,9 +364,9 @@ async def test_a_cycle_back_to_the_first_page_by_another_url_delivers_nothing_tw
     rewrite_next_page_url(
         paged_server, uo, lambda seen: page_url(paged_server, seen, (seen.page + 1) % 3)
     )
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
-        got = await sids_until(InvalidResponseError, stream, match="already delivered")
+    got = await delivered_before(
+        paged_server, client_for, uo, InvalidResponseError, "already delivered", prefetch=prefetch
+    )
     assert got == sids(range(30))
     assert [s.page for s in paged_server.seen] == [0, 1, 2, 0]
 
@@ -361,9 +396,9 @@ async def test_a_page_spelled_another_way_is_still_the_same_page(
             page_url(paged_server, seen, 1) if seen.page == 0 else spelling(paged_server, seen)
         ),
     )
-    async with client_for(paged_server) as client:
-        stream = client.participants(KD, uo, page_size=10)
-        got = await sids_until(InvalidResponseError, stream, match="already fetched")
+    got = await delivered_before(
+        paged_server, client_for, uo, InvalidResponseError, "already fetched"
+    )
     assert got == sids(range(20))
     assert [s.page for s in paged_server.seen] == [0, 1]
 
@@ -379,8 +414,7 @@ async def test_a_relative_next_page_url_resolves_against_the_pages_own_url(
         uo,
         lambda seen: None if seen.page == 2 else f"Participants?PageSize=10&Page={seen.page + 1}",
     )
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo, page_size=10)]
+    got = await streamed(paged_server, client_for, uo, page_size=10)
     assert got == sids(range(25))
     assert {s.request.path for s in paged_server.seen} == {
         f"/v1/Interactions/{KD}/Channels/{uo}/Participants"
@@ -400,12 +434,13 @@ async def test_a_relative_next_page_url_resolves_against_the_pages_own_url(
 async def test_a_next_page_url_for_another_channel_or_endpoint_is_refused_unrequested(
     paged_server: PagedServer, client_for: ClientFor, elsewhere: str
 ) -> None:
-    uo = paged_server.add_channel(1, 30)
     other = paged_server.add_channel(2, 30)
-    target = elsewhere.format(kd=KD, uo=uo, other=other, zeros="0" * 32)
-    rewrite_next_page_url(paged_server, uo, lambda seen: target)
-    await assert_refused_after_the_first_page(
-        paged_server, client_for, uo, InvalidResponseError, "not to this channel's participants"
+    await assert_next_page_url_refused(
+        paged_server,
+        client_for,
+        lambda seen: elsewhere.format(kd=KD, uo=seen.channel_sid, other=other, zeros="0" * 32),
+        InvalidResponseError,
+        "not to this channel's participants",
     )
 
 
@@ -424,20 +459,20 @@ async def test_a_next_page_url_for_another_channel_or_endpoint_is_refused_unrequ
 async def test_a_next_page_url_with_a_scheme_and_no_host_is_unsafe_and_not_requested(
     paged_server: PagedServer, client_for: ClientFor, no_host: str
 ) -> None:
-    uo = paged_server.add_channel(1, 30)
-    rewrite_next_page_url(paged_server, uo, lambda seen: no_host)
-    await assert_refused_after_the_first_page(
-        paged_server, client_for, uo, UnsafeURLError, "URL without a host"
+    await assert_next_page_url_refused(
+        paged_server, client_for, lambda seen: no_host, UnsafeURLError, "URL without a host"
     )
 
 
 async def test_a_scheme_relative_next_page_url_to_another_host_is_unsafe_and_not_sent(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    uo = paged_server.add_channel(1, 30)
-    rewrite_next_page_url(paged_server, uo, lambda seen: "//evil.example/v1/x?Page=1")
-    await assert_refused_after_the_first_page(
-        paged_server, client_for, uo, UnsafeURLError, "evil.example"
+    await assert_next_page_url_refused(
+        paged_server,
+        client_for,
+        lambda seen: "//evil.example/v1/x?Page=1",
+        UnsafeURLError,
+        "evil.example",
     )
 
 
@@ -457,12 +492,13 @@ async def test_a_page_whose_participants_name_another_channel_fails_without_retr
         return web.json_response(body)
 
     paged_server.hook = hook
-    async with client_for(paged_server) as client:
-        got = await sids_until(
-            InvalidResponseError,
-            client.participants(KD, uo, page_size=10),
-            match=r"not a page of this channel: participants\[3\] belongs to",
-        )
+    got = await delivered_before(
+        paged_server,
+        client_for,
+        uo,
+        InvalidResponseError,
+        r"not a page of this channel: participants\[3\] belongs to",
+    )
     assert got == sids(range(10))
     assert [s.page for s in paged_server.seen].count(1) == 1  # not retried
 
@@ -480,8 +516,7 @@ async def test_participants_with_null_or_differently_cased_sids_belong_to_the_ch
         return web.json_response(body)
 
     paged_server.hook = hook
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo)]
+    got = await streamed(paged_server, client_for, uo)
     assert got == sids(range(3))
 
 
@@ -494,8 +529,7 @@ async def test_an_empty_next_page_url_ends_the_stream_as_null_does(
         uo,
         lambda seen: "" if seen.page == 2 else page_url(paged_server, seen, seen.page + 1),
     )
-    async with client_for(paged_server) as client:
-        got = [p.sid async for p in client.participants(KD, uo, page_size=10)]
+    got = await streamed(paged_server, client_for, uo, page_size=10)
     assert got == sids(range(25))
 
 
@@ -598,15 +632,13 @@ async def test_an_empty_page_ends_the_stream_even_if_it_names_a_next_page(
 async def test_breaking_out_of_the_loop_cancels_the_prefetch(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    uo = paged_server.add_channel(1, 100)
-    release = hold_pages_from(paged_server, 1)  # the prefetch hangs until the test ends
+    uo, release = channel_held_after_page_0(paged_server)  # the prefetch hangs until the test ends
     async with client_for(paged_server) as client:
         async for _ in client.participants(KD, uo, page_size=10):
             await paged_server.wait_for_requests(2)
             break
         gc.collect()
-        await settle()
-        assert idle_tasks() == set()
+        await assert_no_task_left()
         release.set()
 
 
@@ -655,16 +687,14 @@ async def test_cancelling_the_consumer_cancels_the_prefetch(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await settle()
-        assert idle_tasks() == set()
+        await assert_no_task_left()
         release.set()
 
 
 async def test_closing_the_client_cancels_its_open_streams(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    uo = paged_server.add_channel(1, 100)
-    release = hold_pages_from(paged_server, 1)
+    uo, release = channel_held_after_page_0(paged_server)
     client = client_for(paged_server)
     stream = client.participants(KD, uo, page_size=10)
     await anext(stream)
@@ -701,8 +731,7 @@ async def consumer_waiting_for_page_1(
 async def test_closing_the_client_from_another_task_fails_a_waiting_consumer_at_once(
     paged_server: PagedServer, client_for: ClientFor, prefetch: int
 ) -> None:
-    uo = paged_server.add_channel(1, 100)
-    release = hold_pages_from(paged_server, 1)
+    uo, release = channel_held_after_page_0(paged_server)
     client = client_for(paged_server)
     task, got = await consumer_waiting_for_page_1(
         paged_server, client.participants(KD, uo, page_size=10, prefetch=prefetch)
@@ -713,8 +742,7 @@ async def test_closing_the_client_from_another_task_fails_a_waiting_consumer_at_
         with pytest.raises(ClientClosedError, match="10 participants were delivered"):
             await task
     assert got == sids(range(10))
-    await settle()
-    assert idle_tasks() == set()
+    await assert_no_task_left()
     assert client.limiter.in_flight == 0  # type: ignore[attr-defined]
     release.set()
 
@@ -723,8 +751,7 @@ async def test_closing_the_client_from_another_task_fails_a_waiting_consumer_at_
 async def test_aclose_from_another_task_ends_a_waiting_consumer_cleanly_at_once(
     paged_server: PagedServer, client_for: ClientFor, prefetch: int
 ) -> None:
-    uo = paged_server.add_channel(1, 100)
-    release = hold_pages_from(paged_server, 1)
+    uo, release = channel_held_after_page_0(paged_server)
     async with client_for(paged_server) as client:
         stream = client.participants(KD, uo, page_size=10, prefetch=prefetch)
         task, got = await consumer_waiting_for_page_1(paged_server, stream)
@@ -788,8 +815,7 @@ async def test_closing_the_client_ends_a_wait_for_a_limiter_slot(
 async def test_a_cancelled_close_finishes_its_work_when_called_again(
     paged_server: PagedServer, client_for: ClientFor
 ) -> None:
-    uo = paged_server.add_channel(1, 100)
-    release = hold_pages_from(paged_server, 1)
+    uo, release = channel_held_after_page_0(paged_server)
     client = client_for(paged_server)
     stream = client.participants(KD, uo, page_size=10, prefetch=2)
     await anext(stream)

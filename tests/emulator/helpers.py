@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,7 +16,7 @@ import attrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Fault, FlexEmulator
 
 AUTH = aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
 MIB = 1 << 20
@@ -38,6 +38,11 @@ def participants_url(base_url: str, channel: tuple[str, str]) -> str:
     """The participants endpoint of ``channel`` on the emulator at ``base_url``."""
     kd, uo = channel
     return f"{base_url}/v1/Interactions/{kd}/Channels/{uo}/Participants"
+
+
+def new_channel_url(emulator: FlexEmulator, participants: int = 2) -> str:
+    """The participants URL of a new channel of ``participants`` participants."""
+    return participants_url(emulator.base_url, emulator.add_channel(participants=participants))
 
 
 async def fetch(
@@ -64,3 +69,7 @@ async def opened(session: aiohttp.ClientSession, url: str) -> AsyncIterator[aioh
     its body left for the test to read (or not)."""
     async with session.get(URL(url, encoded=True), headers={"Authorization": AUTH}) as response:
         yield response
+
+
+AnswerWith = Callable[[Fault], Awaitable[Answer]]
+"""The ``answer_with`` fixture: add a fault, then GET the first page of the channel."""

@@ -27,7 +27,7 @@ from flex_participants.emulator import Fault, FlexEmulator
 from flex_participants.emulator._budget import TokenBucket, default_burst
 
 from ..cli.helpers import SCRIPT, cli_command, environment, finish
-from .helpers import MIB, Answer, fetch, opened, participants_url
+from .helpers import MIB, Answer, fetch, new_channel_url, opened
 
 HEADER = "Twilio-Concurrent-Requests"
 
@@ -62,11 +62,6 @@ async def held(
         for response in responses:
             response.close()
     await settled(emulator)
-
-
-def new_channel_url(emulator: FlexEmulator) -> str:
-    """The participants URL of a new channel of two participants."""
-    return participants_url(emulator.base_url, emulator.add_channel(participants=2))
 
 
 async def settled(emulator: FlexEmulator) -> None:
@@ -276,12 +271,20 @@ async def test_the_first_burst_requests_pass_and_the_next_is_429_code_20429(
     assert "Retry-After" not in answers[3].headers
 
 
-async def test_a_rate_429_carries_retry_after_if_set(session: aiohttp.ClientSession) -> None:
-    async with FlexEmulator(rate_limit=0.001, burst=1, retry_after=1.5) as emulator:
+async def rate_refused(
+    session: aiohttp.ClientSession, **settings: Any
+) -> tuple[FlexEmulator, Answer]:
+    """The answer to a second request to an emulator of one token and ``settings``, and the
+    emulator (stopped)."""
+    async with FlexEmulator(rate_limit=0.001, burst=1, **settings) as emulator:
         url = new_channel_url(emulator)
-        await fetch(session, url)
-
+        await fetch(session, url)  # the one token
         answer = await fetch(session, url)
+    return emulator, answer
+
+
+async def test_a_rate_429_carries_retry_after_if_set(session: aiohttp.ClientSession) -> None:
+    _, answer = await rate_refused(session, retry_after=1.5)
 
     assert answer.status == 429
     assert answer.headers["Retry-After"] == "1.5"
@@ -302,11 +305,7 @@ async def test_the_limits_are_checked_before_the_credentials(
 
 
 async def test_a_rate_429_is_answered_after_the_latency(session: aiohttp.ClientSession) -> None:
-    async with FlexEmulator(rate_limit=0.001, burst=1, latency=0.2) as emulator:
-        url = new_channel_url(emulator)
-        await fetch(session, url)
-
-        answer = await fetch(session, url)
+    emulator, answer = await rate_refused(session, latency=0.2)
 
     assert answer.status == 429
     record = emulator.stats.log[-1]
@@ -414,8 +413,7 @@ async def test_a_request_above_max_in_flight_is_429_with_the_concurrency_code(
     session: aiohttp.ClientSession, code: int, message: str
 ) -> None:
     async with FlexEmulator(max_in_flight=1, concurrency_code=code) as emulator:
-        channel = emulator.add_channel(participants=2)
-        url = participants_url(emulator.base_url, channel)
+        url = new_channel_url(emulator)
         async with held(session, emulator, url) as [first]:
             refused = await fetch(session, url)
 
@@ -424,14 +422,24 @@ async def test_a_request_above_max_in_flight_is_429_with_the_concurrency_code(
     assert [record.throttle for record in emulator.stats.log] == ["concurrency", None]
 
 
-async def test_the_concurrency_code_may_change_while_it_runs(
-    session: aiohttp.ClientSession,
-) -> None:
+async def concurrency_refused(
+    session: aiohttp.ClientSession, **changes: Any
+) -> tuple[FlexEmulator, Answer]:
+    """The answer to a request to an emulator of ``max_in_flight=1`` while another is held,
+    ``changes`` set on it once the first is in flight; and the emulator (stopped)."""
     async with FlexEmulator(max_in_flight=1) as emulator:
         url = new_channel_url(emulator)
         async with held(session, emulator, url):
-            emulator.concurrency_code = 45780
+            for name, value in changes.items():
+                setattr(emulator, name, value)
             refused = await fetch(session, url)
+    return emulator, refused
+
+
+async def test_the_concurrency_code_may_change_while_it_runs(
+    session: aiohttp.ClientSession,
+) -> None:
+    _, refused = await concurrency_refused(session, concurrency_code=45780)
 
     assert_throttled(refused, 45780, "Too many concurrent requests")
 
@@ -457,11 +465,7 @@ async def test_a_concurrency_429_takes_no_token(session: aiohttp.ClientSession) 
 async def test_a_concurrency_429_is_answered_after_the_latency(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with FlexEmulator(max_in_flight=1) as emulator:
-        url = new_channel_url(emulator)
-        async with held(session, emulator, url):
-            emulator.latency = 0.2
-            refused = await fetch(session, url)
+    emulator, refused = await concurrency_refused(session, latency=0.2)
 
     assert refused.status == 429
     record = emulator.stats.log[0]
@@ -575,28 +579,9 @@ async def test_a_reset_zeroes_the_throttle_counters(session: aiohttp.ClientSessi
 MODULE = [sys.executable, "-m", "flex_participants.emulator"]
 
 
-@contextlib.asynccontextmanager
-async def module_emulator(*options: str) -> AsyncIterator[str]:
-    """``python -m flex_participants.emulator OPTIONS``, serving; its base URL."""
-    process = await asyncio.create_subprocess_exec(
-        *MODULE, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            first = (await process.stdout.readline()).decode().strip()
-        assert first.startswith("base_url="), first
-        yield first.removeprefix("base_url=")
-    finally:
-        process.send_signal(signal.SIGINT)
-        run = await finish(process)
-    assert run.code == 0, run
-
-
-@contextlib.asynccontextmanager
-async def command_emulator(*options: str) -> AsyncIterator[tuple[str, list[str]]]:
-    """``flex-participants emulator OPTIONS``, serving; its base URL and what it printed."""
-    process = await asyncio.create_subprocess_exec(
+async def start_command(*options: str) -> asyncio.subprocess.Process:
+    """``flex-participants emulator OPTIONS``, started, its output piped."""
+    return await asyncio.create_subprocess_exec(
         *cli_command(),
         "emulator",
         *options,
@@ -604,9 +589,40 @@ async def command_emulator(*options: str) -> AsyncIterator[tuple[str, list[str]]
         stderr=asyncio.subprocess.PIPE,
         env=environment(None),
     )
+
+
+@contextlib.asynccontextmanager
+async def stopped_by_ctrl_c(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Interrupt ``process`` as Ctrl-C would when the block ends; it must then exit 0."""
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        run = await finish(process)
+    assert run.code == 0, run
+
+
+@contextlib.asynccontextmanager
+async def module_emulator(*options: str) -> AsyncIterator[str]:
+    """``python -m flex_participants.emulator OPTIONS``, serving; its base URL."""
+    process = await asyncio.create_subprocess_exec(
+        *MODULE, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    async with stopped_by_ctrl_c(process):
+        async with asyncio.timeout(30):
+            first = (await process.stdout.readline()).decode().strip()
+        assert first.startswith("base_url="), first
+        yield first.removeprefix("base_url=")
+
+
+@contextlib.asynccontextmanager
+async def command_emulator(*options: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """``flex-participants emulator OPTIONS``, serving; its base URL and what it printed."""
+    process = await start_command(*options)
     assert process.stderr is not None
     lines: list[str] = []
-    try:
+    async with stopped_by_ctrl_c(process):
         async with asyncio.timeout(30):
             while not lines or lines[-1] != "Press Ctrl-C to stop.":
                 line = await process.stderr.readline()
@@ -614,10 +630,6 @@ async def command_emulator(*options: str) -> AsyncIterator[tuple[str, list[str]]
                 lines.append(line.decode().rstrip("\n"))
         [base_url] = [line.split()[-1] for line in lines if line.startswith("  base URL ")]
         yield base_url, lines
-    finally:
-        process.send_signal(signal.SIGINT)
-        run = await finish(process)
-    assert run.code == 0, run
 
 
 async def statuses_and_codes(
@@ -723,15 +735,7 @@ async def test_the_command_without_limits_names_none() -> None:
     ],
 )
 async def test_the_command_refuses_bad_limits_with_exit_2(options: list[str], message: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *cli_command(),
-        "emulator",
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment(None),
-    )
-    run = await finish(process)
+    run = await finish(await start_command(*options))
 
     assert run.code == 2, run
     assert message in run.stderr

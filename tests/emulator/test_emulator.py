@@ -24,7 +24,7 @@ from flex_participants.emulator import (
     RequestRecord,
 )
 
-from .helpers import Answer, fetch, opened, participants_url
+from .helpers import Answer, AnswerWith, fetch, new_channel_url, opened, participants_url
 
 TYPES = {"agent", "customer", "supervisor", "external", "unknown"}
 KD_UNKNOWN = "KD" + "f" * 32
@@ -82,19 +82,18 @@ async def test_walking_next_page_urls_returns_exactly_the_channel(
 
 
 async def test_first_page_meta_has_absolute_urls_on_the_emulator(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
-    url = participants_url(emulator.base_url, channel)
-    answer = await fetch(session, url, PageSize=50)
+    answer = await fetch(session, channel_url, PageSize=50)
     meta = answer.json()["meta"]
     assert meta["key"] == "participants"
-    assert meta["url"] == f"{url}?PageSize=50&Page=0"
-    assert meta["first_page_url"] == f"{url}?PageSize=50&Page=0"
+    assert meta["url"] == f"{channel_url}?PageSize=50&Page=0"
+    assert meta["first_page_url"] == f"{channel_url}?PageSize=50&Page=0"
     assert meta["page"] == 0
     assert meta["page_size"] == 50
     assert meta["previous_page_url"] is None
     assert re.fullmatch(
-        re.escape(url) + r"\?PageSize=50&Page=1&PageToken=PT[\w-]+", meta["next_page_url"]
+        re.escape(channel_url) + r"\?PageSize=50&Page=1&PageToken=PT[\w-]+", meta["next_page_url"]
     )
     assert list(answer.json()) == ["participants", "meta"]
 
@@ -107,10 +106,8 @@ async def test_page_size_defaults_to_50(
     assert body["participants"] == emulator.participants_of(*channel)[:50]
 
 
-async def test_a_page_is_application_json(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
-) -> None:
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def test_a_page_is_application_json(session: aiohttp.ClientSession, channel_url: str) -> None:
+    answer = await fetch(session, channel_url)
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.headers["Twilio-Request-Id"].startswith("RQ")
 
@@ -136,19 +133,17 @@ async def test_page_without_token_starts_at_page_times_page_size(
 
 
 async def test_a_page_past_the_end_is_empty_and_last(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
-    body = (
-        await fetch(session, participants_url(emulator.base_url, channel), PageSize=50, Page=9)
-    ).json()
+    body = (await fetch(session, channel_url, PageSize=50, Page=9)).json()
     assert body["participants"] == []
     assert body["meta"]["next_page_url"] is None
 
 
 async def test_previous_page_url_leads_back_to_the_page_before(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
-    first = (await fetch(session, participants_url(emulator.base_url, channel), PageSize=30)).json()
+    first = (await fetch(session, channel_url, PageSize=30)).json()
     second = (await fetch(session, first["meta"]["next_page_url"])).json()
     back = (await fetch(session, second["meta"]["previous_page_url"])).json()
     assert back["participants"] == first["participants"]
@@ -181,13 +176,10 @@ async def test_flex_client_reads_every_participant_through_client_kwargs(
 )
 async def test_bad_credentials_are_refused_with_401_code_20003(
     session: aiohttp.ClientSession,
-    emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
     authorization: str | None,
 ) -> None:
-    answer = await fetch(
-        session, participants_url(emulator.base_url, channel), authorization=authorization
-    )
+    answer = await fetch(session, channel_url, authorization=authorization)
     assert answer.status == 401
     assert answer.json() == {
         "code": 20003,
@@ -208,7 +200,7 @@ async def test_api_key_and_secret_are_accepted_as_well_as_the_auth_token(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(api_key="SK" + "2" * 32, api_secret="key-secret") as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=1))
+        url = new_channel_url(emulator, participants=1)
         with_key = aiohttp.encode_basic_auth("SK" + "2" * 32, "key-secret")
         assert (await fetch(session, url, authorization=with_key)).status == 200
         assert (await fetch(session, url)).status == 200
@@ -217,11 +209,10 @@ async def test_api_key_and_secret_are_accepted_as_well_as_the_auth_token(
 
 
 async def test_an_api_key_is_refused_when_none_is_configured(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
     with_key = aiohttp.encode_basic_auth("SK" + "2" * 32, "key-secret")
-    url = participants_url(emulator.base_url, channel)
-    assert (await fetch(session, url, authorization=with_key)).status == 401
+    assert (await fetch(session, channel_url, authorization=with_key)).status == 401
 
 
 # -- not found, bad requests --------------------------------------------------------------
@@ -258,9 +249,9 @@ async def test_another_path_is_404_code_20404(
 
 
 async def test_a_method_other_than_get_is_405(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
-    answer = await fetch(session, participants_url(emulator.base_url, channel), method="POST")
+    answer = await fetch(session, channel_url, method="POST")
     assert_twilio_error(answer, 405, 20004)
 
 
@@ -281,32 +272,31 @@ async def test_a_method_other_than_get_is_405(
 )
 async def test_bad_paging_parameters_are_400_code_20001(
     session: aiohttp.ClientSession,
-    emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
     query: dict[str, str],
 ) -> None:
-    answer = await fetch(session, participants_url(emulator.base_url, channel), **query)
+    answer = await fetch(session, channel_url, **query)
     body = assert_twilio_error(answer, 400, 20001)
     assert next(iter(query)) in body["message"]
 
 
 async def test_a_garbled_page_token_is_400(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str
 ) -> None:
-    first = (await fetch(session, participants_url(emulator.base_url, channel), PageSize=10)).json()
+    first = (await fetch(session, channel_url, PageSize=10)).json()
     token = URL(first["meta"]["next_page_url"]).query["PageToken"]
     garbled = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
-    answer = await fetch(session, participants_url(emulator.base_url, channel), PageToken=garbled)
+    answer = await fetch(session, channel_url, PageToken=garbled)
     assert_twilio_error(answer, 400, 20001)
 
 
 async def test_a_page_token_of_another_channel_is_400(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     other = emulator.add_channel(participants=120)
     first = (await fetch(session, participants_url(emulator.base_url, other), PageSize=10)).json()
     token = URL(first["meta"]["next_page_url"]).query["PageToken"]
-    answer = await fetch(session, participants_url(emulator.base_url, channel), PageToken=token)
+    answer = await fetch(session, channel_url, PageToken=token)
     assert_twilio_error(answer, 400, 20001)
 
 
@@ -318,7 +308,7 @@ async def test_requests_above_max_in_flight_are_429_code_20429(
     session: aiohttp.ClientSession, retry_after: float | None
 ) -> None:
     async with FlexEmulator(latency=0.5, max_in_flight=3, retry_after=retry_after) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         answers = await asyncio.gather(*(fetch(session, url) for _ in range(5)))
         statuses = sorted(answer.status for answer in answers)
         assert statuses == [200, 200, 200, 429, 429]
@@ -337,7 +327,7 @@ async def test_in_flight_counts_requests_until_they_are_answered(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(latency=0.3) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         answers = await asyncio.gather(*(fetch(session, url) for _ in range(6)))
         assert [answer.status for answer in answers] == [200] * 6
         assert emulator.stats.peak_in_flight == 6
@@ -349,7 +339,7 @@ async def test_max_in_flight_admits_again_once_requests_finish(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(max_in_flight=1) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=2))
+        url = new_channel_url(emulator)
         for _ in range(4):
             assert (await fetch(session, url)).status == 200
         assert emulator.stats.throttled == 0
@@ -359,11 +349,10 @@ async def test_max_in_flight_admits_again_once_requests_finish(
 
 
 async def test_status_fault_answers_a_twilio_error_exactly_times_times(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("status", status=503, times=2, retry_after=1))
-    url = participants_url(emulator.base_url, channel)
-    answers = [await fetch(session, url) for _ in range(3)]
+    answers = [await fetch(session, channel_url) for _ in range(3)]
     for answer in answers[:2]:
         assert_twilio_error(answer, 503, 20503)
         assert answer.headers["Retry-After"] == "1"
@@ -372,37 +361,31 @@ async def test_status_fault_answers_a_twilio_error_exactly_times_times(
     assert [record.fault for record in emulator.stats.log] == ["status", "status", None]
 
 
-async def test_html_fault_answers_a_proxy_502_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
-) -> None:
-    emulator.add_fault(Fault("html"))
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def test_html_fault_answers_a_proxy_502_page(answer_with: AnswerWith) -> None:
+    answer = await answer_with(Fault("html"))
     assert answer.status == 502
     assert answer.headers["Content-Type"] == "text/html"
     assert b"502 Bad Gateway" in answer.body
 
 
 async def test_reset_fault_cuts_the_connection_mid_body(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("reset"))
-    url = participants_url(emulator.base_url, channel)
-    async with opened(session, url) as response:
+    async with opened(session, channel_url) as response:
         assert response.status == 200
         assert int(response.headers["Content-Length"]) > 0
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
-    assert (await fetch(session, url)).status == 200
+    assert (await fetch(session, channel_url)).status == 200
     assert emulator.stats.log[0].fault == "reset"
 
 
 async def test_truncated_fault_sends_half_the_json_with_a_matching_length(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str, answer_with: AnswerWith
 ) -> None:
-    url = participants_url(emulator.base_url, channel)
-    whole = await fetch(session, url)
-    emulator.add_fault(Fault("truncated"))
-    answer = await fetch(session, url)
+    whole = await fetch(session, channel_url)
+    answer = await answer_with(Fault("truncated"))
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "application/json"
     assert int(answer.headers["Content-Length"]) == len(answer.body) == len(whole.body) // 2
@@ -411,11 +394,8 @@ async def test_truncated_fault_sends_half_the_json_with_a_matching_length(
         answer.json()
 
 
-async def test_empty_fault_answers_200_without_a_body(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
-) -> None:
-    emulator.add_fault(Fault("empty"))
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def test_empty_fault_answers_200_without_a_body(answer_with: AnswerWith) -> None:
+    answer = await answer_with(Fault("empty"))
     assert answer.status == 200
     assert answer.body == b""
 
@@ -431,11 +411,10 @@ async def test_slow_fault_answers_normally_after_its_delay(
     assert emulator.stats.log[0].duration >= 0.19
 
 
-async def test_body_fault_answers_the_raw_body_given(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
-) -> None:
-    emulator.add_fault(Fault("body", body=b'{"participants": 3}', content_type="text/plain"))
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def test_body_fault_answers_the_raw_body_given(answer_with: AnswerWith) -> None:
+    answer = await answer_with(
+        Fault("body", body=b'{"participants": 3}', content_type="text/plain")
+    )
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "text/plain"
     assert answer.body == b'{"participants": 3}'
@@ -452,43 +431,40 @@ async def test_a_fault_for_a_channel_fires_only_for_that_channel(
 
 
 async def test_a_fault_for_a_page_fires_only_for_that_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("status", status=500, page=1, times=2))
-    url = participants_url(emulator.base_url, channel)
-    first = await fetch(session, url, PageSize=50)
+    first = await fetch(session, channel_url, PageSize=50)
     assert first.status == 200
     next_url = first.json()["meta"]["next_page_url"]
     assert [(await fetch(session, next_url)).status for _ in range(3)] == [500, 500, 200]
-    assert (await fetch(session, url, PageSize=50, Page=2)).status == 200
+    assert (await fetch(session, channel_url, PageSize=50, Page=2)).status == 200
 
 
 async def test_faults_do_not_fire_for_refused_requests(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("empty"))
-    url = participants_url(emulator.base_url, channel)
-    assert (await fetch(session, url, authorization=None)).status == 401
-    assert (await fetch(session, url, PageSize=0)).status == 400
+    assert (await fetch(session, channel_url, authorization=None)).status == 401
+    assert (await fetch(session, channel_url, PageSize=0)).status == 400
     assert emulator.pending_faults == [(Fault("empty"), 1)]
 
 
 async def test_faults_fire_in_the_order_they_were_added(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("status", status=500))
     emulator.add_fault(Fault("status", status=503))
-    url = participants_url(emulator.base_url, channel)
-    assert [(await fetch(session, url)).status for _ in range(3)] == [500, 503, 200]
+    assert [(await fetch(session, channel_url)).status for _ in range(3)] == [500, 503, 200]
 
 
 async def test_clear_faults_drops_the_faults_not_fired(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("status", status=500, times=5))
     emulator.clear_faults()
     assert emulator.pending_faults == []
-    assert (await fetch(session, participants_url(emulator.base_url, channel))).status == 200
+    assert (await fetch(session, channel_url)).status == 200
 
 
 @pytest.mark.parametrize(
@@ -533,11 +509,11 @@ async def test_the_log_records_each_request(
 
 
 async def test_stats_count_requests_and_service_time(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.latency = 0.05
     for _ in range(3):
-        await fetch(session, participants_url(emulator.base_url, channel))
+        await fetch(session, channel_url)
     stats = emulator.stats
     assert (stats.requests, stats.in_flight, stats.peak_in_flight) == (3, 0, 1)
     assert stats.service_time >= 3 * 0.049
@@ -545,9 +521,9 @@ async def test_stats_count_requests_and_service_time(
 
 
 async def test_reset_stats_zeroes_the_counters_and_starts_a_new_log(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
-    await fetch(session, participants_url(emulator.base_url, channel))
+    await fetch(session, channel_url)
     old_log = emulator.stats.log
     emulator.reset_stats()
     assert emulator.stats.requests == 0
@@ -559,7 +535,7 @@ async def test_the_log_stops_at_its_limit_and_counts_what_it_dropped(
     session: aiohttp.ClientSession,
 ) -> None:
     async with FlexEmulator(log_limit=2) as emulator:
-        url = participants_url(emulator.base_url, emulator.add_channel(participants=1))
+        url = new_channel_url(emulator, participants=1)
         for _ in range(5):
             await fetch(session, url)
         assert len(emulator.stats.log) == 2
@@ -568,9 +544,9 @@ async def test_the_log_stops_at_its_limit_and_counts_what_it_dropped(
 
 
 async def test_stats_are_served_as_json_without_auth_and_reset_by_post(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
-    await fetch(session, participants_url(emulator.base_url, channel), PageSize=5)
+    await fetch(session, channel_url, PageSize=5)
     served = await fetch(session, f"{emulator.base_url}/__emulator__/stats", authorization=None)
     data = served.json()
     assert data["requests"] == 1

@@ -18,7 +18,7 @@ from yarl import URL
 
 from flex_participants.emulator import Fault, FlexEmulator
 
-from .helpers import MIB, Answer, fetch, opened, participants_url
+from .helpers import MIB, Answer, AnswerWith, fetch, opened, participants_url
 
 SPACES = b" " * MIB
 
@@ -77,11 +77,9 @@ async def raw_session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client_session
 
 
-async def normal_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
-) -> Answer:
-    """The first page of ``channel``, as it is served without a fault."""
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def normal_page(session: aiohttp.ClientSession, url: str) -> Answer:
+    """The first page at ``url``, as it is served without a fault."""
+    answer = await fetch(session, url)
     assert answer.status == 200
     return answer
 
@@ -90,10 +88,13 @@ async def normal_page(
 
 
 async def test_a_cycle_of_period_1_names_the_page_itself_once_per_time(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession,
+    emulator: FlexEmulator,
+    channel: tuple[str, str],
+    channel_url: str,
 ) -> None:
     emulator.add_fault(Fault("cycle", times=3))
-    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=50", 6)
+    pages = await walk(session, f"{channel_url}?PageSize=50", 6)
     assert [page["meta"]["page"] for page in pages] == [0, 0, 0, 0, 1, 2]
     for page in pages[:3]:
         assert page["meta"]["next_page_url"] == page["meta"]["url"]
@@ -103,10 +104,13 @@ async def test_a_cycle_of_period_1_names_the_page_itself_once_per_time(
 
 
 async def test_a_cycle_of_period_2_leads_page_b_back_to_page_a(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession,
+    emulator: FlexEmulator,
+    channel: tuple[str, str],
+    channel_url: str,
 ) -> None:
     emulator.add_fault(Fault("cycle", period=2, times=3))
-    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=20", 12)
+    pages = await walk(session, f"{channel_url}?PageSize=20", 12)
     assert [page["meta"]["page"] for page in pages] == [0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 4, 5]
     # Page 1 leads back to the URL the server names page 0 by.
     assert pages[1]["meta"]["next_page_url"] == pages[0]["meta"]["first_page_url"]
@@ -119,19 +123,22 @@ async def test_a_cycle_of_period_2_leads_page_b_back_to_page_a(
 
 
 async def test_a_cycle_leads_back_to_the_url_the_client_followed_to_that_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("cycle", period=3, page=3, times=2))
-    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=10", 12)
+    pages = await walk(session, f"{channel_url}?PageSize=10", 12)
     assert [page["meta"]["page"] for page in pages] == [0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5]
     assert pages[3]["meta"]["next_page_url"] == pages[0]["meta"]["next_page_url"]
 
 
 async def test_a_cycle_goes_on_as_long_as_times_lasts(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession,
+    emulator: FlexEmulator,
+    channel: tuple[str, str],
+    channel_url: str,
 ) -> None:
     emulator.add_fault(Fault("cycle", period=2, times=10**9, channel_sid=channel[1]))
-    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=50", 40)
+    pages = await walk(session, f"{channel_url}?PageSize=50", 40)
     assert [page["meta"]["page"] for page in pages] == [0, 1] * 20
     assert emulator.pending_faults[0][1] == 10**9 - 20
 
@@ -174,9 +181,10 @@ async def test_respelled_names_the_page_itself_spelled_otherwise(
     session: aiohttp.ClientSession,
     emulator: FlexEmulator,
     channel: tuple[str, str],
+    channel_url: str,
     spelling: str,
 ) -> None:
-    first = await normal_page(session, emulator, channel)
+    first = await normal_page(session, channel_url)
     second_url = first.json()["meta"]["next_page_url"]
     emulator.add_fault(Fault("respelled", spelling=spelling, page=1))  # type: ignore[arg-type]
     second = (await fetch(session, second_url)).json()
@@ -191,10 +199,10 @@ async def test_respelled_names_the_page_itself_spelled_otherwise(
 
 
 async def test_respelled_with_a_period_leads_back_to_an_earlier_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("respelled", spelling="reordered", period=2, page=2))
-    pages = await walk(session, f"{participants_url(emulator.base_url, channel)}?PageSize=30", 3)
+    pages = await walk(session, f"{channel_url}?PageSize=30", 3)
     page_1_url = pages[0]["meta"]["next_page_url"]
     assert pages[2]["meta"]["next_page_url"] == respelled(page_1_url, "reordered", emulator)
 
@@ -203,11 +211,15 @@ async def test_respelled_with_a_period_leads_back_to_an_earlier_page(
 
 
 async def test_other_channel_next_page_url_leads_to_another_channels_next_page(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession,
+    emulator: FlexEmulator,
+    channel: tuple[str, str],
+    answer_with: AnswerWith,
 ) -> None:
     other = emulator.add_channel(participants=120)
-    emulator.add_fault(Fault("other_channel", target="next_page_url", as_channel=other))
-    first = (await fetch(session, participants_url(emulator.base_url, channel))).json()
+    first = (
+        await answer_with(Fault("other_channel", target="next_page_url", as_channel=other))
+    ).json()
     assert first["participants"] == emulator.participants_of(*channel)[:50]
     next_url = first["meta"]["next_page_url"]
     assert next_url.startswith(
@@ -241,12 +253,16 @@ async def test_other_channel_defaults_to_the_complement_of_the_requested_sids(
 
 
 async def test_other_channel_participants_name_another_channel_and_nothing_else(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession,
+    channel: tuple[str, str],
+    channel_url: str,
+    answer_with: AnswerWith,
 ) -> None:
-    normal = (await normal_page(session, emulator, channel)).json()
+    normal = (await normal_page(session, channel_url)).json()
     other = ("KD" + "e" * 32, "UO" + "e" * 32)
-    emulator.add_fault(Fault("other_channel", target="participants", as_channel=other))
-    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
+    served = (
+        await answer_with(Fault("other_channel", target="participants", as_channel=other))
+    ).json()
     assert served["meta"] == normal["meta"]
     own_path = "/Interactions/{}/Channels/{}/".format(*channel)
     other_path = "/Interactions/{}/Channels/{}/".format(*other)
@@ -275,10 +291,11 @@ async def test_other_channel_leaves_participants_given_by_the_user_unchanged(
 
 
 async def test_next_page_url_serves_the_url_given_as_is(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    emulator: FlexEmulator,
+    channel: tuple[str, str],
+    answer_with: AnswerWith,
 ) -> None:
-    emulator.add_fault(Fault("next_page_url", url="ht tp://\u00e9\n"))
-    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
+    served = (await answer_with(Fault("next_page_url", url="ht tp://\u00e9\n"))).json()
     assert served["meta"]["next_page_url"] == "ht tp://\u00e9\n"
     assert served["participants"] == emulator.participants_of(*channel)[:50]
 
@@ -298,13 +315,13 @@ async def test_next_page_url_serves_the_url_given_as_is(
 async def test_next_page_url_forms_are_the_malformed_urls_documented(
     session: aiohttp.ClientSession,
     emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
+    answer_with: AnswerWith,
     form: str | None,
     expected: str,
 ) -> None:
-    real_next = (await normal_page(session, emulator, channel)).json()["meta"]["next_page_url"]
-    emulator.add_fault(Fault("next_page_url", form=form))  # type: ignore[arg-type]
-    served = (await fetch(session, participants_url(emulator.base_url, channel))).json()
+    real_next = (await normal_page(session, channel_url)).json()["meta"]["next_page_url"]
+    served = (await answer_with(Fault("next_page_url", form=form))).json()  # type: ignore[arg-type]
     path = real_next.removeprefix(emulator.base_url)
     assert path.startswith("/v1/Interactions/")
     assert served["meta"]["next_page_url"] == expected.format(path=path)
@@ -326,13 +343,13 @@ async def read_counting(response: aiohttp.ClientResponse) -> Inflated:
 async def test_oversized_streams_a_page_of_size_bytes(
     session: aiohttp.ClientSession,
     emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
     size: int,
     content_length: bool | None,
 ) -> None:
-    normal = await normal_page(session, emulator, channel)
+    normal = await normal_page(session, channel_url)
     emulator.add_fault(Fault("oversized", size=size, content_length=content_length))
-    async with opened(session, participants_url(emulator.base_url, channel)) as response:
+    async with opened(session, channel_url) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/json"
         if content_length is False:
@@ -347,34 +364,32 @@ async def test_oversized_streams_a_page_of_size_bytes(
 
 
 async def test_oversized_is_64_mib_by_default(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("oversized"))
-    async with opened(session, participants_url(emulator.base_url, channel)) as response:
+    async with opened(session, channel_url) as response:
         assert int(response.headers["Content-Length"]) == 64 * MIB
         assert (await read_counting(response)).size == 64 * MIB
 
 
 async def test_oversized_sends_a_page_longer_than_size_as_it_is(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, channel_url: str, answer_with: AnswerWith
 ) -> None:
-    normal = await normal_page(session, emulator, channel)
-    emulator.add_fault(Fault("oversized", size=10))
-    assert (await fetch(session, participants_url(emulator.base_url, channel))).body == normal.body
+    normal = await normal_page(session, channel_url)
+    assert (await answer_with(Fault("oversized", size=10))).body == normal.body
 
 
 async def test_oversized_ends_quietly_when_the_client_stops_reading(
     session: aiohttp.ClientSession,
     emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     emulator.add_fault(Fault("oversized", size=256 * MIB))
-    url = participants_url(emulator.base_url, channel)
-    async with opened(session, url) as response:
+    async with opened(session, channel_url) as response:
         await response.content.readexactly(MIB)
         response.close()
-    assert (await fetch(session, url)).status == 200
+    assert (await fetch(session, channel_url)).status == 200
     # Stopping waits for the handler that was streaming: it has ended, and logged no error.
     await emulator.stop()
     assert {(record.fault, record.status) for record in emulator.stats.log} == {
@@ -391,11 +406,11 @@ async def test_gzip_bomb_sends_about_200_kib_that_inflate_to_200_mib_of_the_page
     session: aiohttp.ClientSession,
     raw_session: aiohttp.ClientSession,
     emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
 ) -> None:
-    normal = await normal_page(session, emulator, channel)
+    normal = await normal_page(session, channel_url)
     emulator.add_fault(Fault("gzip_bomb"))
-    answer = await fetch(raw_session, participants_url(emulator.base_url, channel))
+    answer = await fetch(raw_session, channel_url)
     assert answer.status == 200
     assert answer.headers["Content-Encoding"] == "gzip"
     assert answer.headers["Content-Type"] == "application/json"
@@ -410,14 +425,14 @@ async def test_gzip_bomb_inflates_to_size_bytes_in_either_encoding(
     session: aiohttp.ClientSession,
     raw_session: aiohttp.ClientSession,
     emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
     encoding: str,
     wbits: int,
 ) -> None:
-    normal = await normal_page(session, emulator, channel)
+    normal = await normal_page(session, channel_url)
     size = 5 * MIB + 3
     emulator.add_fault(Fault("gzip_bomb", size=size, encoding=encoding))  # type: ignore[arg-type]
-    answer = await fetch(raw_session, participants_url(emulator.base_url, channel))
+    answer = await fetch(raw_session, channel_url)
     assert answer.headers["Content-Encoding"] == encoding
     assert len(answer.body) < 16 * 1024
     inflated = inflate(answer.body, wbits)
@@ -428,13 +443,12 @@ async def test_gzip_bomb_inflates_to_size_bytes_in_either_encoding(
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_gzip_bomb_is_a_body_aiohttp_itself_inflates_to_the_page(
     session: aiohttp.ClientSession,
-    emulator: FlexEmulator,
-    channel: tuple[str, str],
+    channel_url: str,
+    answer_with: AnswerWith,
     encoding: str,
 ) -> None:
-    normal = await normal_page(session, emulator, channel)
-    emulator.add_fault(Fault("gzip_bomb", size=MIB, encoding=encoding))  # type: ignore[arg-type]
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+    normal = await normal_page(session, channel_url)
+    answer = await answer_with(Fault("gzip_bomb", size=MIB, encoding=encoding))  # type: ignore[arg-type]
     assert len(answer.body) == MIB
     assert answer.json() == normal.json()
 
@@ -443,10 +457,9 @@ async def test_gzip_bomb_is_a_body_aiohttp_itself_inflates_to_the_page(
 
 
 async def test_bad_retry_after_is_a_429_with_a_date_8000_years_away_by_default(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    emulator: FlexEmulator, answer_with: AnswerWith
 ) -> None:
-    emulator.add_fault(Fault("bad_retry_after"))
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+    answer = await answer_with(Fault("bad_retry_after"))
     assert answer.status == 429
     assert answer.json()["code"] == 20429
     assert answer.headers["Retry-After"] == "Fri, 31 Dec 9999 23:59:59 GMT"
@@ -457,11 +470,8 @@ async def test_bad_retry_after_is_a_429_with_a_date_8000_years_away_by_default(
 @pytest.mark.parametrize(
     "value", ["Fri, 31 Dec 99999 23:59:59 GMT", "1e999", "nan", "-5", "99999999999999999999", ""]
 )
-async def test_bad_retry_after_sends_the_string_given(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str], value: str
-) -> None:
-    emulator.add_fault(Fault("bad_retry_after", status=503, retry_after=value))
-    answer = await fetch(session, participants_url(emulator.base_url, channel))
+async def test_bad_retry_after_sends_the_string_given(answer_with: AnswerWith, value: str) -> None:
+    answer = await answer_with(Fault("bad_retry_after", status=503, retry_after=value))
     assert answer.status == 503
     assert answer.json()["code"] == 20503
     assert answer.headers["Retry-After"] == value
@@ -476,21 +486,21 @@ def test_a_99999_year_retry_after_overflows_parsedate_to_datetime() -> None:
 
 
 async def test_oversized_header_is_past_aiohttps_default_limit(
-    session: aiohttp.ClientSession, emulator: FlexEmulator, channel: tuple[str, str]
+    session: aiohttp.ClientSession, emulator: FlexEmulator, channel_url: str
 ) -> None:
     emulator.add_fault(Fault("oversized_header"))
     with pytest.raises(aiohttp.ClientResponseError, match="8190"):
-        await fetch(session, participants_url(emulator.base_url, channel))
+        await fetch(session, channel_url)
 
 
 @pytest.mark.parametrize(("size", "expected"), [(None, 16384), (9000, 9000)])
 async def test_oversized_header_carries_a_value_of_size_bytes_on_the_page(
-    emulator: FlexEmulator, channel: tuple[str, str], size: int | None, expected: int
+    emulator: FlexEmulator, channel_url: str, size: int | None, expected: int
 ) -> None:
     async with aiohttp.ClientSession(max_field_size=32768) as lenient:
-        normal = await normal_page(lenient, emulator, channel)
+        normal = await normal_page(lenient, channel_url)
         emulator.add_fault(Fault("oversized_header", size=size))
-        answer = await fetch(lenient, participants_url(emulator.base_url, channel))
+        answer = await fetch(lenient, channel_url)
     assert answer.status == 200
     assert answer.headers["X-Padding"] == "x" * expected
     assert answer.body == normal.body
