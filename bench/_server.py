@@ -2,23 +2,21 @@
 its own, so that serving does not share the client's CPU.
 
 The emulator's command line seeds channels of random sizes only; a scenario needs channels of
-given sizes, so this adds them with `FlexEmulator.add_channel`, in the order given. The same
-seed and the same ``--group`` arguments give the same SIDs, which is how the harness knows
-what every system should return.
+given sizes, so this adds them with `FlexEmulator.add_channel`, in the order given, and serves
+them as that command line does (`serve_until_stopped`). The same seed and the same ``--group``
+arguments give the same SIDs, which is how the harness knows what every system should return.
+Its options are `build`'s, as the harness passes them: ``--latency`` in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flex_participants.emulator import FlexEmulator
+from flex_participants.emulator import FlexEmulator, serve_until_stopped
 
 __all__ = ["build", "main", "parse_group"]
 
@@ -61,40 +59,28 @@ def build(
     return emulator
 
 
-async def _serve(emulator: FlexEmulator) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    # The harness closes our stdin to stop us, too, should it die without a signal.
-    loop.add_reader(sys.stdin.fileno(), stop.set)
-    async with emulator:
-        print(json.dumps({"base_url": emulator.base_url}), flush=True)
-        await stop.wait()
+def _print_base_url(emulator: FlexEmulator) -> None:
+    # One JSON line: what the harness reads to find the server.
+    print(json.dumps({"base_url": emulator.base_url}), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGTERM, SIGINT or the end of standard input."""
+    """Serve until SIGTERM, SIGINT or the end of standard input (the harness closes it to
+    stop the server, should it die without a signal)."""
     parser = argparse.ArgumentParser(prog="python -m bench._server")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--group", dest="groups", action="append", default=[], help="COUNTxSIZE[-SIZE]"
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds")
     parser.add_argument("--max-in-flight", type=int, default=None)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
     parser.add_argument("--burst", type=int, default=None, help="the token bucket's size")
     parser.add_argument("--log-limit", type=int, default=0, help="requests kept in the log")
-    parser.add_argument("--group", action="append", default=[], help="COUNTxSIZE[-SIZE]")
-    args = parser.parse_args(argv)
-    emulator = build(
-        args.seed,
-        args.group,
-        latency=args.latency,
-        max_in_flight=args.max_in_flight,
-        rate_limit=args.rate_limit,
-        burst=args.burst,
-        log_limit=args.log_limit,
+    # Each option is the `build` argument of the same name.
+    serve_until_stopped(
+        build(**vars(parser.parse_args(argv))), _print_base_url, until_stdin_closes=True
     )
-    asyncio.run(_serve(emulator))
     return 0
 
 

@@ -8,10 +8,13 @@ no Twilio account::
             kd, uo = emulator.channels[0]
             participants = await client.participants(kd, uo).collect()
 
-Run it on its own with ``python -m flex_participants.emulator --help``. With pytest and
-pytest-asyncio installed, the ``flex_emulator`` fixture yields a running one.
+Run it on its own with ``python -m flex_participants.emulator --help``; a program of your own
+can serve one the same way, with `add_emulator_arguments`, `emulator_from_arguments` and
+`serve_until_stopped`. With pytest and pytest-asyncio installed, the ``flex_emulator``
+fixture yields a running one.
 """
 
+from ._command import add_emulator_arguments, emulator_from_arguments, serve_until_stopped
 from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, ClientKwargs, FlexEmulator
 from ._faults import Fault, FaultKind
 from ._stats import EmulatorStats, RequestRecord
@@ -25,4 +28,7 @@ __all__ = [
     "FaultKind",
     "FlexEmulator",
     "RequestRecord",
+    "add_emulator_arguments",
+    "emulator_from_arguments",
+    "serve_until_stopped",
 ]

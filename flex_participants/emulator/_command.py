@@ -1,4 +1,10 @@
-"""``python -m flex_participants.emulator``: serve an emulator until interrupted."""
+"""Starting an emulator from a command line: its options, the emulator they describe, and
+serving it until a signal stops it.
+
+The three programs that serve an emulator share this: ``python -m flex_participants.emulator``
+(`main`, below), ``flex-participants emulator``, and the benchmark's server process. Each says
+in its own way, through ``ready``, where the emulator listens.
+"""
 
 from __future__ import annotations
 
@@ -7,56 +13,109 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from .._arguments import check_count, check_quantity, check_rate
 from ._app import CONCURRENCY_CODES
 from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FlexEmulator
 
-__all__ = ["main"]
+__all__ = ["add_emulator_arguments", "emulator_from_arguments", "main", "serve_until_stopped"]
+
+_T = TypeVar("_T", int, float)
+
+# The options whose destination is the `FlexEmulator` argument of that name, as parsed.
+_AS_PARSED = (
+    "host",
+    "port",
+    "seed",
+    "channels",
+    "rate_limit",
+    "burst",
+    "max_in_flight",
+    "concurrency_code",
+    "retry_after",
+    "account_sid",
+    "auth_token",
+    "api_key",
+    "api_secret",
+)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m flex_participants.emulator",
-        description=(
-            "Serve Flex's 'List all Participants for a Channel' endpoint on loopback, "
-            "with seeded data, until interrupted."
-        ),
+def _checked(convert: type[_T], check: Callable[[_T], object]) -> Callable[[str], _T]:
+    """An argparse type: ``convert`` the text, then hold it to the emulator's own rule, so
+    that a bad value is a usage error naming the option before anything starts."""
+    noun = "an integer" if convert is int else "a number"
+
+    def parse(text: str) -> _T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        try:
+            check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of a served emulator to ``parser``: where it listens, its data, its
+    limits and its credentials.
+
+    Each option's destination is named for the `FlexEmulator` argument it sets (``--latency``
+    is in milliseconds). Values are checked as they are parsed, by the emulator's own rules;
+    `emulator_from_arguments` checks what only the options together can say. Change a default
+    with ``parser.set_defaults``.
+    """
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks one")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the generated data")
-    parser.add_argument("--channels", type=int, default=0, metavar="N", help="channels to generate")
+    parser.add_argument(
+        "--port",
+        type=_checked(int, lambda value: check_count("port", value, minimum=0, maximum=65535)),
+        default=0,
+        help="port to listen on (default: a free one)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated data (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--channels",
+        type=_checked(int, lambda value: check_count("channels", value, minimum=0)),
+        default=0,
+        metavar="N",
+        help="channels to generate (default: %(default)s)",
+    )
     parser.add_argument(
         "--latency",
-        type=float,
+        type=_checked(float, lambda value: check_quantity("latency", value, unit="milliseconds")),
         default=0.0,
         metavar="MS",
-        help="milliseconds added to every request (as in `flex-participants emulator`)",
+        help="milliseconds added to every request (default: %(default)s)",
     )
     parser.add_argument(
         "--rate-limit",
-        type=float,
-        default=None,
+        type=_checked(float, lambda value: check_rate("rate_limit", value)),
         metavar="R",
         help=(
             "answer 429 (code 20429) above R requests a second, as a token bucket does; "
-            "Twilio documents 20"
+            "Twilio documents 20 (default: no limit)"
         ),
     )
     parser.add_argument(
         "--burst",
-        type=int,
-        default=None,
-        metavar="B",
-        help="the most requests at once within --rate-limit (default: R / 4, at least 1)",
+        type=_checked(int, lambda value: check_count("burst", value, minimum=1)),
+        metavar="N",
+        help="with --rate-limit: the most requests at once (default: R / 4, at least 1)",
     )
     parser.add_argument(
         "--max-in-flight",
-        type=int,
-        default=None,
+        type=_checked(int, lambda value: check_count("max_in_flight", value, minimum=1)),
         metavar="N",
-        help="answer 429 above this many requests at once",
+        help="answer 429 above N requests at once",
     )
     parser.add_argument(
         "--concurrency-code",
@@ -67,63 +126,108 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--retry-after",
-        type=float,
-        default=None,
+        type=_checked(float, lambda value: check_quantity("retry_after", value, unit="seconds")),
         metavar="SECONDS",
-        help="Retry-After of the 429s of both limits (Twilio sends none)",
+        help="Retry-After of the 429s of both limits (default: none, as Twilio sends)",
     )
-    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
-    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--api-secret", default=None)
-    return parser
+    parser.add_argument(
+        "--account-sid",
+        default=DEFAULT_ACCOUNT_SID,
+        metavar="SID",
+        help="the account SID it accepts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--auth-token",
+        default=DEFAULT_AUTH_TOKEN,
+        metavar="TOKEN",
+        help="the auth token it accepts (default: %(default)s)",
+    )
+    parser.add_argument("--api-key", metavar="SID", help="an API key SID it accepts, too")
+    parser.add_argument("--api-secret", metavar="SECRET", help="with --api-key: its secret")
 
 
-async def _serve(emulator: FlexEmulator) -> None:
+def emulator_from_arguments(args: argparse.Namespace) -> FlexEmulator:
+    """The emulator, not started, that options added by `add_emulator_arguments` describe.
+
+    Raises:
+        ValueError: the options do not go together (``--burst`` without ``--rate-limit``,
+            ``--api-key`` without ``--api-secret``).
+    """
+    settings = {name: getattr(args, name) for name in _AS_PARSED}
+    return FlexEmulator(latency=args.latency / 1000, **settings)
+
+
+def serve_until_stopped(
+    emulator: FlexEmulator,
+    ready: Callable[[FlexEmulator], object],
+    *,
+    until_stdin_closes: bool = False,
+) -> None:
+    """Start ``emulator``, call ``ready`` with it once it listens, and serve until SIGINT or
+    SIGTERM; then stop it.
+
+    Runs its own event loop. ``ready`` says where the emulator is (its URL, its
+    credentials), as the program that runs it wants; what it raises stops the emulator and
+    propagates. With ``until_stdin_closes``, the end of standard input stops it too: a parent
+    process that holds the other end stops it so, even if it dies without a signal.
+
+    Raises:
+        OSError: the emulator cannot listen where it was asked to.
+    """
+    asyncio.run(_serve(emulator, ready, until_stdin_closes=until_stdin_closes))
+
+
+async def _serve(
+    emulator: FlexEmulator, ready: Callable[[FlexEmulator], object], *, until_stdin_closes: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signum, stop.set)
+    if until_stdin_closes:
+        loop.add_reader(sys.stdin.fileno(), stop.set)
     async with emulator:
-        print(f"base_url={emulator.base_url}", flush=True)
-        print(f"account_sid={emulator.account_sid}", flush=True)
-        print(f"auth_token={emulator.auth_token}", flush=True)
-        if emulator.api_key is not None:
-            print(f"api_key={emulator.api_key}", flush=True)
-            print(f"api_secret={emulator.api_secret}", flush=True)
+        ready(emulator)
         await stop.wait()
+
+
+def _print_settings(emulator: FlexEmulator) -> None:
+    """``name=value`` lines on stdout, for a program or a person to read."""
+    settings = {
+        "base_url": emulator.base_url,
+        "account_sid": emulator.account_sid,
+        "auth_token": emulator.auth_token,
+        "api_key": emulator.api_key,
+        "api_secret": emulator.api_secret,
+    }
+    for name, value in settings.items():
+        if value is not None:  # no API key unless one was given
+            print(f"{name}={value}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, serve until SIGINT or SIGTERM, and return the exit status.
 
-    Prints ``base_url=...``, ``account_sid=...`` and ``auth_token=...`` on a line each once
-    the server listens.
+    Prints ``base_url=...``, ``account_sid=...`` and ``auth_token=...`` (and the API key and
+    secret, if given) on a line each once the server listens.
     """
-    parser = _parser()
+    parser = argparse.ArgumentParser(
+        prog="python -m flex_participants.emulator",
+        description=(
+            "Serve Flex's 'List all Participants for a Channel' endpoint on loopback, "
+            "with seeded data, until interrupted."
+        ),
+    )
+    add_emulator_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        emulator = FlexEmulator(
-            host=args.host,
-            port=args.port,
-            seed=args.seed,
-            channels=args.channels,
-            latency=args.latency / 1000,
-            rate_limit=args.rate_limit,
-            burst=args.burst,
-            max_in_flight=args.max_in_flight,
-            concurrency_code=args.concurrency_code,
-            retry_after=args.retry_after,
-            account_sid=args.account_sid,
-            auth_token=args.auth_token,
-            api_key=args.api_key,
-            api_secret=args.api_secret,
-        )
+        emulator = emulator_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(_serve(emulator))
-    except KeyboardInterrupt:
+        serve_until_stopped(emulator, _print_settings)
+    except KeyboardInterrupt:  # before the signal handlers are in place, or on Windows
         pass
     except OSError as exc:
         print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
