@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from ._errors import UsageError
+from ._main import UsageError
 
 __all__ = [
     "MAX_LINE",

@@ -32,11 +32,8 @@ from flex_participants import FlexClient, NotFoundError
 from flex_participants.emulator import Fault, FlexEmulator
 
 from ._channels import write_channel_list
-from ._console import stderr_console
 from ._export import ExportReport, export_file, locked_source
-from ._formats import FileFormat
-from ._progress import ExportProgress
-from ._report import print_report
+from ._render import ExportProgress, FileFormat, print_report, stderr_console
 
 __all__ = ["run_demo"]
 

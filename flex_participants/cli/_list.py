@@ -16,10 +16,16 @@ from flex_participants import (
     to_dict,
 )
 
-from ._connection import client_from_args, read_secret_files
-from ._console import inert, stdout_console
-from ._errors import CommandError, UsageError
-from ._formats import FileFormat, UnwritableError, encode, file_header, routing_json
+from ._main import CommandError, UsageError, client_from_args, read_secret_files
+from ._render import (
+    FileFormat,
+    UnwritableError,
+    encode,
+    file_header,
+    inert,
+    routing_json,
+    stdout_console,
+)
 
 __all__ = ["run_list"]
 

@@ -1,39 +1,184 @@
-"""The argument parser, the dispatch to each command, and how a command's failure is reported.
+"""From the command line to a command: the exit codes and the errors a command ends with, the
+argument parser, the client the options describe, and how a failure is reported.
 
-Nothing here imports rich at import time: `main` checks for it first, so that without it the
-command line says how to install it instead of failing with a traceback.
+Each error a command ends with is one line on stderr and an exit code. Nothing here imports
+rich at import time: `main` checks for it first, so that without it the command line says
+how to install it instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import logging
+import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import Final, Literal, NoReturn
 
-from flex_participants import FlexError, InvalidArgumentError, __version__
+from flex_participants import FlexClient, FlexError, InvalidArgumentError, __version__
+from flex_participants.emulator import add_emulator_arguments
 
-from ._connection import (
-    add_connection_arguments,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    rate_options_problem,
-)
-from ._console import printable
-from ._errors import MEANINGS, CommandError, ExitCode
+__all__ = [
+    "MEANINGS",
+    "PROG",
+    "CommandError",
+    "ExitCode",
+    "OutputLockedError",
+    "UsageError",
+    "client_from_args",
+    "main",
+    "os_error_text",
+    "printable",
+    "read_secret_files",
+]
 
-__all__ = ["main"]
-
-PROG = "flex-participants"
+PROG: Final = "flex-participants"
 _NEEDS_RICH = f"{PROG}: the command line needs rich: pip install 'flex-participants[cli]'"
 
-Command = Callable[[argparse.Namespace], int]
-"""A command: it runs its own event loop, after what must come before it (reading stdin)."""
+# -- exit codes and errors ----------------------------------------------------------------
+
+
+class ExitCode(enum.IntEnum):
+    """What the exit status of ``flex-participants`` means: see `MEANINGS`."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERNAL = 70
+    LOCKED = 75
+    INTERRUPTED = 130
+
+
+MEANINGS: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "success: for export, every channel of the input is in the output",
+    ExitCode.FAILED: (
+        "some channels were not written (each is named on stderr), or the command failed: "
+        "the API, the network, or writing the output"
+    ),
+    ExitCode.USAGE: (
+        "a usage or configuration error: options, credentials, the channel list, an output "
+        "in the way or that cannot be resumed"
+    ),
+    ExitCode.INTERNAL: "a bug in flex-participants, named in one line; -v shows the traceback",
+    ExitCode.LOCKED: (
+        "another export is writing the same output; nothing was touched: run again once it "
+        "has ended"
+    ),
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); an export continues with --resume",
+}
+"""One line per exit code, for ``--help``; docs/cli.md has the same table (a test checks)."""
+
+
+class CommandError(Exception):
+    """The command failed (exit code 1)."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class UsageError(CommandError):
+    """The command line, a file it names or the configuration is wrong (exit code 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class OutputLockedError(CommandError):
+    """Another export holds the lock on the output (exit code 75)."""
+
+    exit_code = ExitCode.LOCKED
+
+
+def os_error_text(exc: OSError) -> str:
+    """What failed, and on which file: the line a command that meets ``exc`` ends with."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+# C0 and C1 controls (ESC, CSI, BEL, CR, ...) and DEL; the bidirectional controls, which can
+# make a line read other than it is ("Trojan Source"); line and paragraph separators; and
+# lone surrogates, which no terminal encoding can carry.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character, bidi control and lone surrogate escaped (``\\x1b``)."""
+    return _UNSAFE.sub(_escape, text)
+
+
+# -- option types -------------------------------------------------------------------------
+
+RateLimit = float | Literal["adaptive"] | None
+"""What ``--rate-limit`` gives `FlexClient`: requests per second, ``"adaptive"``, or none."""
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _rate_limit(text: str) -> RateLimit:
+    """A number of requests per second > 0, ``adaptive``, or ``off`` (None)."""
+    word = text.strip().lower()
+    if word == "adaptive":
+        return "adaptive"
+    if word == "off":
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of requests per second, 'adaptive' or 'off': {text!r}"
+        ) from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of requests per second > 0, 'adaptive' or 'off', got {text}"
+        )
+    return value
+
+
+def _rate_options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--rate-limit`` and ``--burst`` together, if anything: a burst
+    sizes a given rate's bucket, so it needs ``--rate-limit`` to be a number."""
+    if getattr(args, "burst", None) is None or isinstance(args.rate_limit, float):
+        return None
+    given = "" if args.rate_limit is None else f", not {args.rate_limit}"
+    return f"--burst needs --rate-limit R, a number of requests per second{given}"
+
+
+# -- the parser ---------------------------------------------------------------------------
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +209,7 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
         help="log retries (-v) or every request (-vv) to stderr",
     )
     connection = _Parser(add_help=False, parents=[logs])
-    add_connection_arguments(connection)
+    _add_connection_arguments(connection)
 
     listing = commands.add_parser(
         "list",
@@ -74,8 +219,8 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     )
     listing.add_argument("interaction_sid", metavar="INTERACTION_SID", help="KD...")
     listing.add_argument("channel_sid", metavar="CHANNEL_SID", help="UO...")
-    listing.add_argument("--page-size", type=positive_int, metavar="N", help="1 to 1000")
-    listing.add_argument("--limit", type=non_negative_int, metavar="N", help="at most N")
+    _add_page_size(listing)
+    listing.add_argument("--limit", type=_non_negative_int, metavar="N", help="at most N")
     listing.add_argument(
         "--format",
         choices=("table", "jsonl", "csv"),
@@ -109,11 +254,11 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     _add_format(export)
     export.add_argument(
         "--concurrency",
-        type=positive_int,
+        type=_positive_int,
         metavar="N",
         help="channels fetched at once (default: --max-concurrency)",
     )
-    export.add_argument("--page-size", type=positive_int, metavar="N", help="1 to 1000")
+    _add_page_size(export)
     again = export.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", action="store_true", help="continue an interrupted export of OUT"
@@ -126,43 +271,8 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
         help="serve the emulator until Ctrl-C",
         description="Serve an emulator of the endpoint, with seeded data, until Ctrl-C.",
     )
-    emulator.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    emulator.add_argument("--port", type=non_negative_int, default=0, help="default: a free port")
-    emulator.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    emulator.add_argument(
-        "--channels", type=non_negative_int, default=100, metavar="N", help="default: %(default)s"
-    )
-    emulator.add_argument(
-        "--latency", type=_milliseconds, default=0.0, metavar="MS", help="added to each request"
-    )
-    emulator.add_argument(
-        "--rate-limit",
-        type=positive_float,
-        metavar="R",
-        help=(
-            "answer 429 (code 20429) above R requests a second, as a token bucket does; "
-            "Twilio documents 20 (default: no limit)"
-        ),
-    )
-    emulator.add_argument(
-        "--burst",
-        type=positive_int,
-        metavar="N",
-        help="with --rate-limit: the most requests at once (default: R / 4, at least 1)",
-    )
-    emulator.add_argument(
-        "--max-in-flight",
-        type=positive_int,
-        metavar="N",
-        help="answer 429 above N requests at once",
-    )
-    emulator.add_argument(
-        "--concurrency-code",
-        type=int,
-        choices=(20429, 45780),
-        default=20429,
-        help="Twilio's code of the 429s for --max-in-flight (default: %(default)s)",
-    )
+    add_emulator_arguments(emulator)
+    emulator.set_defaults(channels=100)
     emulator.add_argument(
         "--channel-list",
         metavar="FILE",
@@ -181,15 +291,15 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
         ),
     )
     demo.add_argument(
-        "--channels", type=positive_int, default=20, metavar="N", help="default: %(default)s"
+        "--channels", type=_positive_int, default=20, metavar="N", help="default: %(default)s"
     )
     demo.add_argument("--seed", type=int, default=1, help="default: %(default)s")
     demo.add_argument("--out", metavar="FILE", help="default: a temporary file")
     demo.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     _add_format(demo)
-    demo.add_argument("--page-size", type=positive_int, metavar="N", help="1 to 1000")
+    _add_page_size(demo)
     demo.add_argument(
-        "--max-concurrency", type=positive_int, default=16, metavar="N", help="default: 16"
+        "--max-concurrency", type=_positive_int, default=16, metavar="N", help="default: 16"
     )
     return parser, commands.choices
 
@@ -200,14 +310,215 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _milliseconds(text: str) -> float:
+def _add_page_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page-size", type=_positive_int, metavar="N", help="1 to 1000")
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the credential, origin, concurrency and rate options of the commands that talk to
+    the API.
+
+    ``--burst`` without a number for ``--rate-limit`` is no error argparse can see: `main`
+    checks the parsed options with `_rate_options_problem`.
+    """
+    group = parser.add_argument_group(
+        "connection",
+        "Prefer the environment variables, or --auth-token-file / --api-secret-file, to "
+        "--auth-token and --api-secret: the options of a command are visible to every user "
+        "of the machine (in ps, /proc), and stay in the shell's history.",
+    )
+    # Each identity and its secret: the secret from an option, or from a file ps does not show.
+    for identity, secret, noun, metavar in (
+        ("--account-sid", "--auth-token", "auth token", "TOKEN"),
+        ("--api-key", "--api-secret", "API secret", "SECRET"),
+    ):
+        group.add_argument(identity, metavar="SID", help=f"default: ${_variable(identity)}")
+        either = group.add_mutually_exclusive_group()
+        either.add_argument(
+            secret,
+            metavar=metavar,
+            help=f"default: ${_variable(secret)} (visible to other users in ps: see above)",
+        )
+        either.add_argument(
+            f"{secret}-file",
+            metavar="FILE",
+            help=f"read the {noun} from FILE (- for stdin), which ps does not show",
+        )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API origin; default: $FLEX_PARTICIPANTS_BASE_URL, else https://flex-api.twilio.com",
+    )
+    group.add_argument(
+        "--region",
+        help=(
+            "Twilio region; default: $TWILIO_REGION. Flex runs in us1 only: another region is "
+            "refused, and us1 without --edge warns and uses the default host (Twilio retired "
+            "the region-only hosts)"
+        ),
+    )
+    group.add_argument(
+        "--edge",
+        help=(
+            "Twilio edge location, such as ashburn: the API is then "
+            "https://flex-api.EDGE.us1.twilio.com (an edge implies region us1); "
+            "default: $TWILIO_EDGE"
+        ),
+    )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help=(
+            "an http:// proxy for every request (http://user:password@host:port; the "
+            "credentials go to the proxy alone); an https origin is reached through it with "
+            "CONNECT. Default: none (HTTPS_PROXY is not read)"
+        ),
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="most requests in flight at once (default: %(default)s)",
+    )
+    group.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default="adaptive",
+        metavar="R|adaptive|off",
+        help=(
+            "the account's budget of requests per second (Twilio documents 20): R sends at "
+            "most R a second, as a token bucket; adaptive (the default) starts at 20 and "
+            "adapts the rate to the 429s the server answers; off sends as fast as "
+            "--max-concurrency allows"
+        ),
+    )
+    group.add_argument(
+        "--burst",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "with --rate-limit R: how many requests may start at once after a pause "
+            "(default: R / 5, at least 1)"
+        ),
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds one attempt may take (default: %(default)s)",
+    )
+
+
+def _variable(option: str) -> str:
+    """The environment variable an option defaults to: ``--auth-token``, TWILIO_AUTH_TOKEN."""
+    return "TWILIO_" + option.removeprefix("--").replace("-", "_").upper()
+
+
+# -- the client the options describe ------------------------------------------------------
+
+_CREDENTIAL_OPTIONS: Final = ("--account-sid", "--auth-token", "--api-key", "--api-secret")
+# The options passed on to `FlexClient` as the keyword argument of the same name.
+_CLIENT_OPTIONS: Final = (
+    "api_key",
+    "api_secret",
+    "base_url",
+    "region",
+    "edge",
+    "proxy",
+    "max_concurrency",
+    "timeout",
+    "rate_limit",
+    "burst",
+)
+_SECRET_LIMIT: Final = 4096
+"""The most bytes a secret file may hold: a token is some 32."""
+
+
+def read_secret_files(args: argparse.Namespace, *, stdin_taken_by: str | None = None) -> None:
+    """Set ``args.auth_token`` and ``args.api_secret`` from the files their ``-file`` options name.
+
+    Run before the event loop, since reading stdin or a FIFO may wait. A file holds the
+    secret alone; surrounding whitespace (a final newline) is dropped.
+
+    Raises:
+        UsageError: a file cannot be read, is empty or too long, or stdin is taken already
+            (``stdin_taken_by`` names the option that reads it).
+    """
+    for option, attribute in (
+        ("--auth-token-file", "auth_token"),
+        ("--api-secret-file", "api_secret"),
+    ):
+        path = getattr(args, attribute + "_file")
+        if path is None:
+            continue
+        if path == "-":
+            if getattr(args, "stdin_closed", False):
+                raise UsageError(f"{option} - reads stdin, which is closed")
+            if stdin_taken_by is not None:
+                raise UsageError(f"{option} and {stdin_taken_by} cannot both read stdin")
+            stdin_taken_by = option
+        setattr(args, attribute, _read_secret(option, path))
+
+
+def _read_secret(option: str, path: str) -> str:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+        if path == "-":
+            data = _read_all(0)
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = _read_all(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > _SECRET_LIMIT:
+        raise UsageError(f"{option}: {path} holds more than {_SECRET_LIMIT} bytes; not a secret")
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"{option}: {path} is not UTF-8 text") from None
+    if not secret:
+        raise UsageError(f"{option}: {path} is empty")
+    return secret
+
+
+def _read_all(fd: int) -> bytes:
+    """Up to one byte over `_SECRET_LIMIT` from ``fd``, to its end (a pipe gives it in parts)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= _SECRET_LIMIT and (chunk := os.read(fd, _SECRET_LIMIT + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def client_from_args(args: argparse.Namespace) -> FlexClient:
+    """The client the options of ``args`` describe (environment variables fill the gaps).
+
+    Raises:
+        UsageError: no credentials, or an option the client refuses (a bad URL or proxy).
+    """
+    given = [args.account_sid, args.auth_token, args.api_key, args.api_secret]
+    variables = [_variable(option) for option in _CREDENTIAL_OPTIONS]
+    if not any(given) and not any(os.environ.get(name) for name in variables):
+        raise UsageError(
+            "no credentials: pass --account-sid and --auth-token (or --api-key and "
+            "--api-secret), or set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        )
+    options = {name: getattr(args, name) for name in _CLIENT_OPTIONS}
+    try:
+        return FlexClient(args.account_sid, args.auth_token, **options)
+    except InvalidArgumentError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- running a command --------------------------------------------------------------------
+
+Command = Callable[[argparse.Namespace], int]
+"""A command: it runs its own event loop, after what must come before it (reading stdin)."""
 
 
 def _command(name: str) -> Command:
@@ -217,11 +528,11 @@ def _command(name: str) -> Command:
 
         return run_list
     if name == "export":
-        from ._export_command import run_export
+        from ._export import run_export
 
         return run_export
     if name == "emulator":
-        from ._serve import run_emulator
+        from ._emulator import run_emulator
 
         return run_emulator
     from ._demo import run_demo
@@ -246,7 +557,7 @@ def _configure_logging(verbosity: int) -> None:
         return
     from rich.logging import RichHandler
 
-    from ._console import stderr_console
+    from ._render import stderr_console
 
     handler = RichHandler(console=stderr_console(), show_path=False)
     handler.addFilter(_InertRecords())
@@ -300,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     try:
         args = parser.parse_args(argv)
-        if (problem := rate_options_problem(args)) is not None:
+        if (problem := _rate_options_problem(args)) is not None:
             commands[args.command].error(problem)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
@@ -329,8 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return ExitCode.OK
     except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        return _fail(f"{exc.strerror or exc}{where}", ExitCode.FAILED)
+        return _fail(os_error_text(exc), ExitCode.FAILED)
     except Exception as exc:
         # A traceback is a bug of ours: one line says what failed, -v shows where.
         if verbosity > 0:

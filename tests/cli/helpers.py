@@ -18,18 +18,11 @@ import attrs
 from flex_participants.cli._journal import journal_path
 from flex_participants.emulator import FlexEmulator
 
+from ..helpers import CLIENT_VARIABLES
+
 KD_UNKNOWN = "KD" + "0" * 31 + "1"
 UO_UNKNOWN = "UO" + "0" * 31 + "1"
 CSV_COLUMNS = ["sid", "type", "interaction_sid", "channel_sid", "url", "routing_properties"]
-_ENVIRONMENT = (
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_REGION",
-    "TWILIO_EDGE",
-    "FLEX_PARTICIPANTS_BASE_URL",
-)
 
 
 @attrs.frozen
@@ -42,7 +35,7 @@ class Run:
 
 
 def _environment(emulator: FlexEmulator | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
+    env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES}
     env["COLUMNS"] = "250"  # so that rich wraps no SID
     if emulator is not None:
         env["FLEX_PARTICIPANTS_BASE_URL"] = emulator.base_url
@@ -100,6 +93,20 @@ async def run_cli(
     return await finish(process, stdin.encode() if isinstance(stdin, str) else stdin)
 
 
+async def run_bash(script: str, env: Mapping[str, str], cwd: Path | None = None) -> Run:
+    """Run ``script`` in bash, in the environment ``env``, to its end."""
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+    )
+    return await finish(process)
+
+
 def assert_one_line_error(run: Run, code: int, *fragments: str) -> None:
     assert run.code == code, run
     assert "Traceback" not in run.stderr
@@ -119,6 +126,20 @@ def write_channel_csv(path: Path, channels: list[tuple[str, str]], *, header: bo
     lines += [f"{kd},{uo}" for kd, uo in channels]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def export_of(
+    tmp_path: Path,
+    channels: list[tuple[str, str]],
+    out: str = "out.jsonl",
+    *,
+    header: bool = True,
+) -> tuple[list[str], Path]:
+    """``export --channels LIST --out OUT`` for ``channels``, written to a list in ``tmp_path``;
+    and OUT, there."""
+    source = write_channel_csv(tmp_path / "channels.csv", channels, header=header)
+    path = tmp_path / out
+    return ["export", "--channels", str(source), "--out", str(path)], path
 
 
 def read_rows(path: Path, file_format: str) -> list[dict[str, Any]]:

@@ -23,24 +23,11 @@ from .helpers import (
     finish,
     journaled,
     read_rows,
+    run_bash,
     run_cli,
     start_cli,
     write_channel_csv,
 )
-
-
-async def run_bash(script: str, emulator: FlexEmulator) -> tuple[int, str, str]:
-    """Run ``script`` in bash, with ``$FLEX`` the command line and the emulator's environment."""
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment(emulator, FLEX=shlex.join(cli_command())),
-    )
-    run = await finish(process)
-    return run.code, run.stdout, run.stderr
 
 
 @pytest.mark.parametrize(
@@ -58,15 +45,16 @@ async def test_a_channel_list_that_can_be_read_once_is_exported_whole(
     channels = add_channels(flex_emulator, [3, 0, 51, 7, 120, 1])
     listed = write_channel_csv(tmp_path / "channels.csv", channels)
     out = tmp_path / "out.jsonl"
-    code, stdout, stderr = await run_bash(
-        script.format(list=listed, out=out, fifo=tmp_path / "fifo"), flex_emulator
+    run = await run_bash(
+        script.format(list=listed, out=out, fifo=tmp_path / "fifo"),
+        environment(flex_emulator, FLEX=shlex.join(cli_command())),
     )
-    assert code == 0, stderr
+    assert run.code == 0, run
     assert_grouped_exactly_once(read_rows(out, "jsonl"), flex_emulator, channels)
     assert sorted(journaled(out)) == sorted(channels)
-    assert "6 exported of 6" in stderr
-    assert "6/? channels" in stderr  # a progress bar without a total: none was known
-    assert stdout == ""
+    assert "6 exported of 6" in run.stderr
+    assert "6/? channels" in run.stderr  # a progress bar without a total: none was known
+    assert run.stdout == ""
 
 
 async def test_a_fifo_whose_writer_comes_late_is_waited_for_and_read_once(

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from flex_participants.cli._channels import ChannelInputError, ChannelSource
-from flex_participants.cli._errors import UsageError
 from flex_participants.cli._journal import JournaledOutput, journal_path
+from flex_participants.cli._main import UsageError
 from flex_participants.emulator import Fault, FlexEmulator
 
 from .helpers import (
@@ -27,6 +27,7 @@ from .helpers import (
     assert_grouped_exactly_once,
     assert_one_line_error,
     environment,
+    export_of,
     from_csv,
     journaled,
     journaled_failures,
@@ -146,14 +147,9 @@ async def test_export_writes_every_participant_of_every_channel_once_grouped_by_
     emulator: FlexEmulator, tmp_path: Path, file_format: str
 ) -> None:
     channels = add_channels(emulator, SIZES)
-    source = write_channel_csv(tmp_path / "channels.csv", channels)
-    out = tmp_path / f"out.{file_format}"
+    export, out = export_of(tmp_path, channels, f"out.{file_format}")
     run = await run_cli(
-        "export",
-        "--channels",
-        str(source),
-        "--out",
-        str(out),
+        *export,
         "--format",
         file_format,
         "--concurrency",
@@ -257,18 +253,8 @@ async def test_resume_after_sigkill_holds_every_channel_exactly_once(
     # The last channels hang, so the run cannot end before it is killed.
     for _, uo in channels[-6:]:
         emulator.add_fault(Fault("slow", delay=30, channel_sid=uo))
-    source = write_channel_csv(tmp_path / "channels.csv", channels, header=False)
-    out = tmp_path / "out.jsonl"
-    process = await start_cli(
-        "export",
-        "--channels",
-        str(source),
-        "--out",
-        str(out),
-        "--concurrency",
-        "2",
-        emulator=emulator,
-    )
+    export, out = export_of(tmp_path, channels, header=False)
+    process = await start_cli(*export, "--concurrency", "2", emulator=emulator)
     async with asyncio.timeout(30):
         while not journal_path(out).exists() or len(journaled(out)) < 5:
             assert process.returncode is None
@@ -285,9 +271,7 @@ async def test_resume_after_sigkill_holds_every_channel_exactly_once(
 
     emulator.clear_faults()
     emulator.reset_stats()
-    run = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), "--resume", emulator=emulator
-    )
+    run = await run_cli(*export, "--resume", emulator=emulator)
     assert run.code == 0, run
     assert_grouped_exactly_once(read_rows(out, "jsonl"), emulator, channels)
     assert sorted(journaled(out)) == sorted(channels)

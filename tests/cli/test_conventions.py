@@ -23,24 +23,9 @@ from .helpers import (
     environment,
     finish,
     read_rows,
+    run_bash,
     run_cli,
 )
-
-
-async def run_bash(
-    script: str, env: dict[str, str], cwd: Path | None = None
-) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    run = await finish(process)
-    return run.code, run.stdout, run.stderr
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
@@ -72,8 +57,8 @@ async def test_the_emulator_teaches_environment_variables_and_its_command_works(
     [command] = [line.strip() for line in lines if line.startswith("  flex-participants ")]
 
     path = f"{SCRIPT.parent}{os.pathsep}{os.environ['PATH']}"
-    code, _, err = await run_bash(f"{setting}\n{command}", environment(None, PATH=path), tmp_path)
-    assert code == 0, err
+    run = await run_bash(f"{setting}\n{command}", environment(None, PATH=path), tmp_path)
+    assert run.code == 0, run
     assert len(read_rows(tmp_path / "participants.jsonl", "jsonl")) > 0
 
     process.send_signal(signal.SIGINT)
@@ -97,9 +82,11 @@ async def test_the_auth_token_can_be_read_from_a_file_stdin_or_a_pipe(
     kd, uo = flex_emulator.add_channel(participants=3)
     env = environment(flex_emulator, FLEX=shlex.join(cli_command()), TOKEN=flex_emulator.auth_token)
     del env["TWILIO_AUTH_TOKEN"]
-    code, out, err = await run_bash(script.format(dir=tmp_path, kd=kd, uo=uo), env)
-    assert code == 0, err
-    assert [json.loads(line) for line in out.splitlines()] == flex_emulator.participants_of(kd, uo)
+    run = await run_bash(script.format(dir=tmp_path, kd=kd, uo=uo), env)
+    assert run.code == 0, run
+    assert [json.loads(line) for line in run.stdout.splitlines()] == flex_emulator.participants_of(
+        kd, uo
+    )
 
 
 async def test_an_empty_token_file_is_a_usage_error(

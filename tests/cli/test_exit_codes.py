@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flex_participants.cli._errors import MEANINGS, ExitCode
-from flex_participants.cli._journal import journal_path
-from flex_participants.cli._lock import lock_path
+from flex_participants.cli._journal import journal_path, lock_path
+from flex_participants.cli._main import MEANINGS, ExitCode
 from flex_participants.emulator import Fault, FlexEmulator
 
 from .helpers import (
@@ -26,12 +25,12 @@ from .helpers import (
     assert_grouped_exactly_once,
     assert_one_line_error,
     environment,
+    export_of,
     finish,
     journaled,
     read_rows,
     run_cli,
     start_cli,
-    write_channel_csv,
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
@@ -45,33 +44,35 @@ def patched(tmp_path: Path, emulator: FlexEmulator, code: str) -> dict[str, str]
     return environment(emulator, PYTHONPATH=str(site))
 
 
+def with_batch_step(tmp_path: Path, emulator: FlexEmulator, step: str) -> dict[str, str]:
+    """An environment in which `ChannelBatch.__anext__` is the ``step`` that the code ``step``
+    defines, an async function that may await ``original(self)``, the library's own."""
+    return patched(
+        tmp_path,
+        emulator,
+        "import flex_participants\n\noriginal = flex_participants.ChannelBatch.__anext__\n"
+        f"{textwrap.dedent(step)}\nflex_participants.ChannelBatch.__anext__ = step\n",
+    )
+
+
 async def test_a_channel_the_library_never_reports_is_named_and_fails_the_export(
     flex_emulator: FlexEmulator, tmp_path: Path
 ) -> None:
     channels = add_channels(flex_emulator, [3, 5, 2])
     lost = channels[1]
-    env = patched(
+    env = with_batch_step(
         tmp_path,
         flex_emulator,
         f"""
-        import flex_participants
-
-        original = flex_participants.ChannelBatch.__anext__
-
-        async def losing_one(self):
+        async def step(self):
             result = await original(self)
             if result.channel_sid == {lost[1]!r}:
                 result = await original(self)  # a bug: this channel's result is dropped
             return result
-
-        flex_participants.ChannelBatch.__anext__ = losing_one
         """,
     )
-    source = write_channel_csv(tmp_path / "channels.csv", channels)
-    out = tmp_path / "out.jsonl"
-    run = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), emulator=flex_emulator, env=env
-    )
+    export, out = export_of(tmp_path, channels)
+    run = await run_cli(*export, emulator=flex_emulator, env=env)
     assert run.code == 1, run
     assert f"not written {lost[0]} {lost[1]}: the export ended before its result" in run.stderr
     assert "1 of the 3 channels read were not written" in run.stderr
@@ -83,31 +84,23 @@ async def test_a_result_the_library_reports_twice_is_written_once_and_fails_the_
 ) -> None:
     channels = add_channels(flex_emulator, [3, 5])
     twice = channels[0]
-    env = patched(
+    env = with_batch_step(
         tmp_path,
         flex_emulator,
         f"""
-        import flex_participants
-
-        original = flex_participants.ChannelBatch.__anext__
         repeated = []
 
-        async def repeating_one(self):
+        async def step(self):
             if len(repeated) == 1:
                 return repeated.pop()  # a bug: this channel's result comes again
             result = await original(self)
             if result.channel_sid == {twice[1]!r}:
                 repeated.append(result)
             return result
-
-        flex_participants.ChannelBatch.__anext__ = repeating_one
         """,
     )
-    source = write_channel_csv(tmp_path / "channels.csv", channels)
-    out = tmp_path / "out.jsonl"
-    run = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), emulator=flex_emulator, env=env
-    )
+    export, out = export_of(tmp_path, channels)
+    run = await run_cli(*export, emulator=flex_emulator, env=env)
     assert run.code == 1, run
     assert f"ignored {twice[0]} {twice[1]}: a result the batch was not waiting for" in run.stderr
     assert_grouped_exactly_once(read_rows(out, "jsonl"), flex_emulator, channels)
@@ -150,18 +143,8 @@ async def test_an_interrupted_export_names_what_it_did_not_write_and_resume_fini
     channels = add_channels(flex_emulator, [2, 3, 1, 4, 2, 6, 1, 3])
     for _, uo in channels[4:]:  # these hang: the export is still running when interrupted
         flex_emulator.add_fault(Fault("slow", delay=30, channel_sid=uo))
-    source = write_channel_csv(tmp_path / "channels.csv", channels)
-    out = tmp_path / "out.jsonl"
-    process = await start_cli(
-        "export",
-        "--channels",
-        str(source),
-        "--out",
-        str(out),
-        "--concurrency",
-        "2",
-        emulator=flex_emulator,
-    )
+    export, out = export_of(tmp_path, channels)
+    process = await start_cli(*export, "--concurrency", "2", emulator=flex_emulator)
     async with asyncio.timeout(30):
         while not (journal_path(out).exists() and len(journaled(out)) == 4):
             assert process.returncode is None
@@ -184,9 +167,7 @@ async def test_an_interrupted_export_names_what_it_did_not_write_and_resume_fini
     assert not lock_path(out).exists()
 
     flex_emulator.clear_faults()
-    again = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), "--resume", emulator=flex_emulator
-    )
+    again = await run_cli(*export, "--resume", emulator=flex_emulator)
     assert again.code == 0, again
     assert_grouped_exactly_once(read_rows(out, "jsonl"), flex_emulator, channels)
 

@@ -23,6 +23,7 @@ from flex_participants.emulator import Fault, FlexEmulator
 from .helpers import (
     add_channels,
     environment,
+    export_of,
     journaled,
     journaled_failures,
     read_rows,
@@ -185,11 +186,8 @@ async def test_with_orjson_a_lone_surrogate_fails_its_channel_as_an_invalid_resp
     flex_emulator: FlexEmulator, tmp_path: Path
 ) -> None:
     bad = serve_raw(flex_emulator, [participant("", "", 0, type="x\ud800")])
-    source = write_channel_csv(tmp_path / "channels.csv", [bad])
-    out = tmp_path / "out.jsonl"
-    run = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), emulator=flex_emulator
-    )
+    export, out = export_of(tmp_path, [bad])
+    run = await run_cli(*export, emulator=flex_emulator)
     assert run.code == 1, run
     assert f"failed {bad[0]} {bad[1]} InvalidResponseError" in run.stderr
     assert journaled_failures(out) == [(*bad, "InvalidResponseError")]
@@ -273,19 +271,9 @@ async def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote(
     flex_emulator: FlexEmulator, tmp_path: Path, command: str
 ) -> None:
     kd, uo = given_channel(flex_emulator, 2, FORMULAS, "sid", "type", "url")
-    out = tmp_path / "out.csv"
     if command == "export":
-        source = write_channel_csv(tmp_path / "channels.csv", [(kd, uo)])
-        run = await run_cli(
-            "export",
-            "--channels",
-            str(source),
-            "--out",
-            str(out),
-            "--format",
-            "csv",
-            emulator=flex_emulator,
-        )
+        export, out = export_of(tmp_path, [(kd, uo)], "out.csv")
+        run = await run_cli(*export, "--format", "csv", emulator=flex_emulator)
         text = out.read_bytes().decode()
     else:
         run = await run_cli("list", kd, uo, "--format", "csv", emulator=flex_emulator)
@@ -300,10 +288,7 @@ async def test_jsonl_is_written_as_received_formulas_and_all(
     flex_emulator: FlexEmulator, tmp_path: Path
 ) -> None:
     channel = given_channel(flex_emulator, 3, FORMULAS + HOSTILE, "sid", "type", "url")
-    source = write_channel_csv(tmp_path / "channels.csv", [channel])
-    out = tmp_path / "out.jsonl"
-    run = await run_cli(
-        "export", "--channels", str(source), "--out", str(out), emulator=flex_emulator
-    )
+    export, out = export_of(tmp_path, [channel])
+    run = await run_cli(*export, emulator=flex_emulator)
     assert run.code == 0, run
     assert read_rows(out, "jsonl") == flex_emulator.participants_of(*channel)

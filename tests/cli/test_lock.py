@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flex_participants.cli._journal import journal_path
-from flex_participants.cli._lock import lock_path
+from flex_participants.cli._journal import journal_path, lock_path
 from flex_participants.emulator import FlexEmulator
 
 from .helpers import (

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-import flex_participants.cli._connection as connection
+import flex_participants.cli._main as cli_main
 from flex_participants import ClientStats, FlexClient
-from flex_participants.cli._main import _parser, main
-from flex_participants.cli._progress import ExportProgress, pages_of, time_left
+from flex_participants.cli._main import _parser, client_from_args, main
+from flex_participants.cli._render import ExportProgress, pages_of, time_left
 from flex_participants.emulator import FlexEmulator
 
 from .helpers import (
@@ -24,9 +24,9 @@ from .helpers import (
     UO_UNKNOWN,
     add_channels,
     assert_grouped_exactly_once,
+    export_of,
     read_rows,
     run_cli,
-    write_channel_csv,
 )
 
 COMMANDS = {
@@ -54,7 +54,7 @@ class _RecordingClient:
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> type[_RecordingClient]:
-    monkeypatch.setattr(connection, "FlexClient", _RecordingClient)
+    monkeypatch.setattr(cli_main, "FlexClient", _RecordingClient)
     return _RecordingClient
 
 
@@ -83,7 +83,7 @@ def test_rate_options_reach_the_client_as_its_rate_limit_and_burst(
     rate_limit: float | str | None,
     burst: int | None,
 ) -> None:
-    connection.client_from_args(parse([*COMMANDS[command], *CREDENTIALS, *options]))
+    client_from_args(parse([*COMMANDS[command], *CREDENTIALS, *options]))
     assert recorded.built["rate_limit"] == rate_limit
     assert type(recorded.built["rate_limit"]) is type(rate_limit)
     assert recorded.built["burst"] == burst
@@ -91,20 +91,20 @@ def test_rate_options_reach_the_client_as_its_rate_limit_and_burst(
 
 def test_a_told_budget_is_the_rate_and_burst_of_the_clients_limiter() -> None:
     args = parse([*COMMANDS["list"], *CREDENTIALS, "--rate-limit", "7.5", "--burst", "3"])
-    client = connection.client_from_args(args)
+    client = client_from_args(args)
     assert isinstance(client, FlexClient)
     assert getattr(client.limiter, "rate", None) == 7.5
     assert getattr(client.limiter, "burst", None) == 3
 
 
 def test_by_default_the_clients_limiter_starts_at_twilios_documented_rate() -> None:
-    client = connection.client_from_args(parse([*COMMANDS["list"], *CREDENTIALS]))
+    client = client_from_args(parse([*COMMANDS["list"], *CREDENTIALS]))
     assert getattr(client.limiter, "rate", None) == 20.0
 
 
 def test_rate_limit_off_leaves_the_clients_limiter_without_a_rate() -> None:
     args = parse([*COMMANDS["list"], *CREDENTIALS, "--rate-limit", "off"])
-    client = connection.client_from_args(args)
+    client = client_from_args(args)
     assert getattr(client.limiter, "rate", None) is None
 
 
@@ -112,14 +112,9 @@ async def test_an_export_under_a_told_budget_writes_every_channel(
     flex_emulator: FlexEmulator, tmp_path: Path
 ) -> None:
     channels = add_channels(flex_emulator, [3, 0, 60, 1])
-    source = write_channel_csv(tmp_path / "channels.csv", channels)
-    out = tmp_path / "out.jsonl"
+    export, out = export_of(tmp_path, channels)
     run = await run_cli(
-        "export",
-        "--channels",
-        str(source),
-        "--out",
-        str(out),
+        *export,
         "--rate-limit",
         "1000",
         "--burst",

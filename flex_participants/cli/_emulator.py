@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import functools
 import shlex
-import signal
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
-from flex_participants.emulator import FlexEmulator
+from flex_participants.emulator import FlexEmulator, emulator_from_arguments, serve_until_stopped
 
 from ._channels import write_channel_list
-from ._console import inert, stderr_console
-from ._errors import UsageError
+from ._main import CommandError, UsageError, os_error_text
+from ._render import inert, stderr_console
 
 __all__ = ["run_emulator"]
 
@@ -27,49 +25,33 @@ def run_emulator(args: argparse.Namespace) -> int:
 
     The emulator's channels are written to ``args.channel_list`` (default: a temporary file
     removed on exit), ready for ``flex-participants export --channels``. How to use it goes
-    to stderr, as everything a person reads does. ``args.rate_limit``, ``args.burst``,
-    ``args.max_in_flight`` and ``args.concurrency_code`` are the limits it enforces, as
-    Twilio does.
+    to stderr, as everything a person reads does. The other options are the emulator's own
+    (`add_emulator_arguments`): ``args.rate_limit``, ``args.burst``, ``args.max_in_flight``
+    and ``args.concurrency_code`` are the limits it enforces, as Twilio does.
 
     Raises:
-        UsageError: an option the emulator refuses.
+        UsageError: options the emulator refuses, or it cannot listen where asked.
+        CommandError: the channel list cannot be written.
     """
-    return asyncio.run(_serve(args))
-
-
-async def _serve(args: argparse.Namespace) -> int:
     try:
-        emulator = FlexEmulator(
-            host=args.host,
-            port=args.port,
-            seed=args.seed,
-            channels=args.channels,
-            latency=args.latency / 1000,
-            rate_limit=args.rate_limit,
-            burst=args.burst,
-            max_in_flight=args.max_in_flight,
-            concurrency_code=args.concurrency_code,
-        )
+        emulator = emulator_from_arguments(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
-            loop.add_signal_handler(signum, stop.set)
     with tempfile.TemporaryDirectory(prefix="flex-emulator-") as scratch:
         channel_list = Path(args.channel_list or Path(scratch) / "channels.csv")
         try:
-            await emulator.start()
-        except OSError as exc:
+            serve_until_stopped(emulator, functools.partial(_ready, channel_list=channel_list))
+        except OSError as exc:  # `_ready` raises none: this is the listening socket's
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-        try:
-            write_channel_list(channel_list, emulator.channels)
-            _print_usage(stderr_console(), emulator, channel_list)
-            await stop.wait()
-        finally:
-            await emulator.stop()
     return 0
+
+
+def _ready(emulator: FlexEmulator, *, channel_list: Path) -> None:
+    try:
+        write_channel_list(channel_list, emulator.channels)
+    except OSError as exc:
+        raise CommandError(os_error_text(exc)) from None
+    _print_usage(stderr_console(), emulator, channel_list)
 
 
 def _limits(emulator: FlexEmulator) -> list[Text]:
