@@ -90,7 +90,7 @@ class EmulatorProcess(Closing):
 
     def __enter__(self) -> Self:
         command = [sys.executable, "-m", "bench._server", "--seed", str(self.seed)]
-        command += ["--latency", repr(self.latency)]
+        command += ["--latency", repr(self.latency * 1000)]  # milliseconds
         if self.rate_limit is not None:
             command += ["--rate-limit", repr(self.rate_limit)]
         if self.burst is not None:

@@ -2,10 +2,11 @@
 its own, so that serving does not share the client's CPU.
 
 The emulator's command line seeds channels of random sizes only; a scenario needs channels of
-given sizes, so this adds them with `FlexEmulator.add_channel`, in the order given, and serves
-them as that command line does (`serve_until_stopped`). The same seed and the same ``--group``
-arguments give the same SIDs, which is how the harness knows what every system should return.
-Its options are `build`'s, as the harness passes them: ``--latency`` in seconds.
+given sizes, so this adds them with `FlexEmulator.add_channel`, in the order given. Otherwise it
+is that command line: the same options (`add_emulator_arguments`, ``--latency`` in
+milliseconds) and the same way of serving (`serve_until_stopped`). The same seed and the same
+``--group`` arguments give the same SIDs, which is how the harness knows what every system
+should return.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flex_participants.emulator import FlexEmulator, serve_until_stopped
+from flex_participants.emulator import (
+    FlexEmulator,
+    add_emulator_arguments,
+    emulator_from_arguments,
+    serve_until_stopped,
+)
 
 __all__ = ["build", "main", "parse_group"]
 
@@ -52,11 +58,16 @@ def build(
     emulator = FlexEmulator(
         seed=seed, latency=latency, max_in_flight=max_in_flight, log_limit=log_limit, **budget
     )
+    _add_groups(emulator, groups)
+    return emulator
+
+
+def _add_groups(emulator: FlexEmulator, groups: Sequence[str]) -> None:
+    """Add the channels of ``groups`` to ``emulator``, in order."""
     for group in groups:
         count, sizes = parse_group(group)
         for n in range(count):
             emulator.add_channel(participants=sizes[n % len(sizes)])
-    return emulator
 
 
 def _print_base_url(emulator: FlexEmulator) -> None:
@@ -68,19 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM, SIGINT or the end of standard input (the harness closes it to
     stop the server, should it die without a signal)."""
     parser = argparse.ArgumentParser(prog="python -m bench._server")
-    parser.add_argument("--seed", type=int, default=0)
+    add_emulator_arguments(parser)
     parser.add_argument(
         "--group", dest="groups", action="append", default=[], help="COUNTxSIZE[-SIZE]"
     )
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds")
-    parser.add_argument("--max-in-flight", type=int, default=None)
-    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
-    parser.add_argument("--burst", type=int, default=None, help="the token bucket's size")
     parser.add_argument("--log-limit", type=int, default=0, help="requests kept in the log")
-    # Each option is the `build` argument of the same name.
-    serve_until_stopped(
-        build(**vars(parser.parse_args(argv))), _print_base_url, until_stdin_closes=True
-    )
+    args = parser.parse_args(argv)
+    try:
+        emulator = emulator_from_arguments(args, log_limit=args.log_limit)
+    except ValueError as exc:
+        parser.error(str(exc))
+    _add_groups(emulator, args.groups)
+    serve_until_stopped(emulator, _print_base_url, until_stdin_closes=True)
     return 0
 
 

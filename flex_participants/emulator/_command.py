@@ -14,7 +14,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._arguments import check_count, check_quantity, check_rate
 from ._app import CONCURRENCY_CODES
@@ -146,15 +146,20 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-secret", metavar="SECRET", help="with --api-key: its secret")
 
 
-def emulator_from_arguments(args: argparse.Namespace) -> FlexEmulator:
+def emulator_from_arguments(args: argparse.Namespace, **settings: Any) -> FlexEmulator:
     """The emulator, not started, that options added by `add_emulator_arguments` describe.
+
+    Args:
+        args: the parsed options.
+        **settings: further `FlexEmulator` arguments, which no option sets (``log_limit``,
+            say).
 
     Raises:
         ValueError: the options do not go together (``--burst`` without ``--rate-limit``,
             ``--api-key`` without ``--api-secret``).
     """
-    settings = {name: getattr(args, name) for name in _AS_PARSED}
-    return FlexEmulator(latency=args.latency / 1000, **settings)
+    parsed = {name: getattr(args, name) for name in _AS_PARSED}
+    return FlexEmulator(latency=args.latency / 1000, **parsed, **settings)
 
 
 def serve_until_stopped(
@@ -173,6 +178,8 @@ def serve_until_stopped(
 
     Raises:
         OSError: the emulator cannot listen where it was asked to.
+        ValueError: ``until_stdin_closes``, and standard input is a file or a device, whose
+            end cannot be waited for.
     """
     asyncio.run(_serve(emulator, ready, until_stdin_closes=until_stdin_closes))
 
@@ -186,7 +193,12 @@ async def _serve(
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
             loop.add_signal_handler(signum, stop.set)
     if until_stdin_closes:
-        loop.add_reader(sys.stdin.fileno(), stop.set)
+        try:
+            loop.add_reader(sys.stdin.fileno(), stop.set)
+        except (OSError, ValueError) as exc:  # a file or a device: there is no end to wait for
+            raise ValueError(
+                "until_stdin_closes needs standard input to be a pipe, a socket or a terminal"
+            ) from exc
     async with emulator:
         ready(emulator)
         await stop.wait()
