@@ -7,6 +7,7 @@ import itertools
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
@@ -633,3 +634,67 @@ def test_limit_changed_comes_once_per_change_never_twice_alike() -> None:
     assert changes  # the budget's 429s lowered the rate
     assert all(a != b for a, b in itertools.pairwise(changes))
     assert len(changes) < len(hook.of(RequestSent)) / 4
+
+
+# -- what the events measure ------------------------------------------------------------
+
+
+async def test_an_end_event_measures_its_own_request_within_the_call(
+    emulator: FlexEmulator, client_of: Callable[..., FlexClient]
+) -> None:
+    # A reset, then a success: one RequestFailed and one ResponseReceived, each timing one
+    # attempt, which lies within the whole call.
+    started = time.perf_counter()
+    hook, _, _ = await fetch_once(emulator, client_of, Fault("reset", times=1), participants=60)
+    whole = time.perf_counter() - started
+
+    [failed] = hook.of(RequestFailed)
+    [received] = hook.of(ResponseReceived)
+    assert 0 <= failed.elapsed <= whole
+    assert 0 <= received.elapsed <= whole
+
+
+class SetRateLimiter:
+    """A limiter whose `rate` the test sets, and which never holds a request back."""
+
+    def __init__(self, rate: float) -> None:
+        self.level = 1
+        self.rate = rate
+
+    async def acquire(self) -> object:
+        return None
+
+    async def release(self, permit: object, *, throttled: bool) -> None:
+        pass
+
+
+async def test_a_rate_given_as_an_int_is_told_as_a_float(
+    emulator: FlexEmulator, client_of: Callable[..., FlexClient]
+) -> None:
+    limiter = SetRateLimiter(5)
+    hook = Recorder()
+    async with client_of(limiter=limiter, hooks=[hook]) as client:
+        stats = client.stats()
+        limiter.rate = 7
+        await client.fetch_page(*emulator.add_channel(participants=1))
+
+    assert type(stats.rate) is float
+    assert stats.rate == 5.0
+    [changed] = hook.of(LimitChanged)
+    assert type(changed.rate) is float
+    assert changed.rate == 7.0
+
+
+async def test_a_rate_is_told_when_it_moves_by_one_percent_and_not_below(
+    emulator: FlexEmulator, client_of: Callable[..., FlexClient]
+) -> None:
+    limiter = SetRateLimiter(100.0)
+    hook = Recorder()
+    channel = emulator.add_channel(participants=1)
+    async with client_of(limiter=limiter, hooks=[hook]) as client:
+        for rate in (100.5, 100.9, 101.2, 101.9, 102.5):
+            limiter.rate = rate
+            await client.fetch_page(*channel)
+
+    # Each move is measured from the rate last told: 100 -> 101.2, then 101.2 -> 102.5.
+    assert [event.rate for event in hook.of(LimitChanged)] == [101.2, 102.5]
