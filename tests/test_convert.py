@@ -232,7 +232,6 @@ def test_an_unlisted_type_spelled_like_a_member_name_is_not_listed() -> None:
     assert not member.is_listed
 
 
-
 def test_a_type_in_capitals_from_the_server_is_kept_as_sent_and_not_listed() -> None:
     (participant,) = parse(page_with({"type": "AGENT"})).participants
 
@@ -240,6 +239,7 @@ def test_a_type_in_capitals_from_the_server_is_kept_as_sent_and_not_listed() -> 
     assert participant.type.value == "AGENT"
     assert not participant.type.is_listed
     assert to_dict(participant)["type"] == "AGENT"
+
 
 def test_the_same_unlisted_value_gives_the_same_member() -> None:
     first, second = parse(page_with({"type": "robot"}, {"type": "robot"})).participants
