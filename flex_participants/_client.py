@@ -1,17 +1,15 @@
-"""FlexClient: credentials, the origin, the one session, the limiter, and the request + retry loop."""
+"""FlexClient: the origin, the one session, the limiter, and the request + retry loop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import inspect
 import logging
 import os
 import ssl
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -20,6 +18,7 @@ from yarl import URL
 
 from ._arguments import check_count, check_quantity
 from ._batch import ChannelBatch, Channels
+from ._credentials import resolve_credentials
 from ._cursor import encode_cursor, resume
 from ._errors import (
     ClientClosedError,
@@ -31,9 +30,16 @@ from ._errors import (
 )
 from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
 from ._interrupt import Interrupts
-from ._limit import AdaptiveLimiter, Limiter, Throttle, check_rate_limit
+from ._limit import (
+    AdaptiveLimiter,
+    Limiter,
+    Throttle,
+    check_rate_limit,
+    limiter_errors,
+    takes_throttle,
+)
 from ._models import Participant, ParticipantPage
-from ._network import route_to
+from ._network import check_trace_configs, route_to
 from ._options import CallOptions, call_options
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -71,92 +77,6 @@ _Channel = tuple[str, str]
 _THROTTLED_MIN_WAIT = 0.1
 
 
-class _Credentials:
-    """The Basic-auth pair, kept out of every repr, str and log line."""
-
-    __slots__ = ("_header", "username")
-
-    def __init__(self, username: str, password: str) -> None:
-        try:
-            self._header = aiohttp.encode_basic_auth(username, password)
-        except (ValueError, UnicodeError) as exc:
-            raise InvalidArgumentError(f"unusable credentials: {exc}") from None
-        self.username = username
-
-    def header(self) -> str:
-        return self._header
-
-    def __repr__(self) -> str:
-        return f"<credentials for {self.username!r}>"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("credentials cannot be pickled")
-
-
-def _resolve_credentials(
-    account_sid: str | None,
-    auth_token: str | None,
-    api_key: str | None,
-    api_secret: str | None,
-    environ: Mapping[str, str],
-) -> _Credentials:
-    account_sid = account_sid or environ.get("TWILIO_ACCOUNT_SID") or None
-    auth_token = auth_token or environ.get("TWILIO_AUTH_TOKEN") or None
-    api_key = api_key or environ.get("TWILIO_API_KEY") or None
-    api_secret = api_secret or environ.get("TWILIO_API_SECRET") or None
-    for name, value in (
-        ("account_sid", account_sid),
-        ("auth_token", auth_token),
-        ("api_key", api_key),
-        ("api_secret", api_secret),
-    ):
-        if value is not None and not isinstance(value, str):
-            raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
-    # As in the official SDK: an API key and its secret, when given, are the Basic-auth pair.
-    if api_key or api_secret:
-        if not (api_key and api_secret):
-            missing = (
-                "api_secret (or TWILIO_API_SECRET)" if api_key else "api_key (or TWILIO_API_KEY)"
-            )
-            raise InvalidArgumentError(
-                f"an API key needs its secret and vice versa: {missing} is missing"
-            )
-        return _Credentials(api_key, api_secret)
-    if account_sid and auth_token:
-        return _Credentials(account_sid, auth_token)
-    raise InvalidArgumentError(
-        "no usable credentials: pass account_sid and auth_token (or api_key and api_secret), "
-        "or set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)"
-    )
-
-
-@contextlib.contextmanager
-def _limiter_errors(limiter: Limiter, what: str) -> Iterator[None]:
-    """Map what a custom limiter raises (anything but a `FlexError`) onto `FlexError`."""
-    try:
-        yield
-    except FlexError:
-        raise
-    except Exception as exc:
-        raise FlexError(
-            f"the limiter ({type(limiter).__name__}) failed to {what}: {exc!r}"
-        ) from exc
-
-
-def _takes_throttle(limiter: Limiter) -> bool:
-    """Whether the limiter's ``release`` takes the ``throttle`` keyword (see `Limiter`)."""
-    try:
-        parameters = inspect.signature(limiter.release).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: the protocol's own call only
-        return False
-    # Named, not just accepted by **kwargs: a limiter that forwards its keywords to one
-    # written against the protocol's first form would pass on a keyword it does not take.
-    return any(
-        p.name == "throttle" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        for p in parameters
-    )
-
-
 def _reason(error: FlexError) -> str:
     """A few words on why an attempt failed, for the retry warning (the URL is already in it)."""
     if isinstance(error, FlexAPIError):
@@ -165,33 +85,6 @@ def _reason(error: FlexError) -> str:
         cause = error.__cause__
         return f"{type(cause).__name__}: {cause}" if cause is not None else error.message
     return error.message
-
-
-# -- observing -----------------------------------------------------------------------------
-
-
-def _check_trace_configs(
-    trace_configs: Iterable[aiohttp.TraceConfig] | None, session: aiohttp.ClientSession | None
-) -> list[aiohttp.TraceConfig] | None:
-    if trace_configs is None:
-        return None
-    if session is not None:
-        raise InvalidArgumentError(
-            "trace_configs= is for the session the client makes; a session passed in as "
-            "session= has its own: give it the trace configs instead"
-        )
-    if isinstance(trace_configs, str | bytes) or not isinstance(trace_configs, Iterable):
-        raise InvalidArgumentError(
-            f"trace_configs must be an iterable of aiohttp.TraceConfig, "
-            f"got {type(trace_configs).__name__}"
-        )
-    checked = list(trace_configs)
-    for config in checked:
-        if not isinstance(config, aiohttp.TraceConfig):
-            raise InvalidArgumentError(
-                f"trace_configs must hold aiohttp.TraceConfig objects, got {config!r}"
-            )
-    return checked
 
 
 class FlexClient:
@@ -291,7 +184,7 @@ class FlexClient:
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
     ) -> None:
         environ = os.environ
-        self._credentials = _resolve_credentials(
+        self._credentials = resolve_credentials(
             account_sid, auth_token, api_key, api_secret, environ
         )
         self._origin = build_base_url(
@@ -322,7 +215,7 @@ class FlexClient:
             raise InvalidArgumentError(
                 f"limiter must implement Limiter, got {type(limiter).__name__}"
             )
-        self._takes_throttle = _takes_throttle(limiter)
+        self._takes_throttle = takes_throttle(limiter)
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -353,7 +246,7 @@ class FlexClient:
         # -- observing: the hooks, and the counters of stats() -----------------------
         checked_hooks = check_hooks(hooks)
         self._events = ClientEvents(checked_hooks, limiter) if checked_hooks else None
-        self._trace_configs = _check_trace_configs(trace_configs, session)
+        self._trace_configs = check_trace_configs(trace_configs, session)
         self._throttled = 0
         self._in_flight = 0
 
@@ -733,7 +626,7 @@ class FlexClient:
         attempt_timeout: aiohttp.ClientTimeout | None = None,
     ) -> FetchedPage:
         self._get_session()  # a closed client fails before it waits for a slot
-        with _limiter_errors(self._limiter, "give a slot"):
+        with limiter_errors(self._limiter, "give a slot"):
             permit = await self._limiter.acquire()
         self._in_flight += 1
         told = False  # whether the hooks were told of this request: then of its end too
@@ -783,7 +676,7 @@ class FlexClient:
             if status == 429:
                 self._throttled += 1
             try:
-                with _limiter_errors(self._limiter, "take a slot back"):
+                with limiter_errors(self._limiter, "take a slot back"):
                     if self._takes_throttle:
                         # Only a limiter whose release takes it is given what the 429 said.
                         release: Any = self._limiter.release

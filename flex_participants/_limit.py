@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import math
+from collections.abc import Iterator
 from typing import Final, Literal, Protocol, runtime_checkable
 
 import attrs
 
 from ._arguments import check_burst, check_count, check_rate
-from ._errors import InvalidArgumentError
+from ._errors import FlexError, InvalidArgumentError
 
 __all__ = [
     "DOCUMENTED_RATE",
@@ -37,7 +39,10 @@ __all__ = [
     "RateLimit",
     "SlotWindow",
     "Throttle",
+    "check_rate_limit",
     "default_burst",
+    "limiter_errors",
+    "takes_throttle",
 ]
 
 DOCUMENTED_RATE: Final = 20.0
@@ -528,3 +533,33 @@ class _Bucket:
                 waiter.set_result(self._start(now))
                 break
         self._arm(loop)
+
+
+# -- how a client calls a limiter, its own or a custom one ------------------------------
+
+
+@contextlib.contextmanager
+def limiter_errors(limiter: Limiter, what: str) -> Iterator[None]:
+    """Map what a custom limiter raises (anything but a `FlexError`) onto `FlexError`."""
+    try:
+        yield
+    except FlexError:
+        raise
+    except Exception as exc:
+        raise FlexError(
+            f"the limiter ({type(limiter).__name__}) failed to {what}: {exc!r}"
+        ) from exc
+
+
+def takes_throttle(limiter: Limiter) -> bool:
+    """Whether the limiter's ``release`` takes the ``throttle`` keyword (see `Limiter`)."""
+    try:
+        parameters = inspect.signature(limiter.release).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the protocol's own call only
+        return False
+    # Named, not just accepted by **kwargs: a limiter that forwards its keywords to one
+    # written against the protocol's first form would pass on a keyword it does not take.
+    return any(
+        p.name == "throttle" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in parameters
+    )

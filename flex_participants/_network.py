@@ -11,6 +11,7 @@ made: the client talks to one origin only.
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterable
 from ssl import SSLContext
 from typing import Any, TypedDict
 
@@ -19,7 +20,7 @@ from yarl import URL
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["Route", "route_to"]
+__all__ = ["Route", "check_trace_configs", "route_to"]
 
 
 class _RequestOptions(TypedDict):
@@ -145,3 +146,33 @@ def _check_proxy(proxy: object, source: str) -> tuple[URL, str | None]:
         except (ValueError, UnicodeError):
             raise InvalidArgumentError(f"{source}: unusable proxy credentials") from None
     return url.with_user(None).with_password(None).with_path(""), header
+
+
+def check_trace_configs(
+    trace_configs: Iterable[aiohttp.TraceConfig] | None, session: aiohttp.ClientSession | None
+) -> list[aiohttp.TraceConfig] | None:
+    """The ``trace_configs=`` for the session the client makes, checked; ``None`` if none.
+
+    Raises:
+        InvalidArgumentError: not an iterable of `aiohttp.TraceConfig`, or given with a
+            ``session=`` of the caller's own.
+    """
+    if trace_configs is None:
+        return None
+    if session is not None:
+        raise InvalidArgumentError(
+            "trace_configs= is for the session the client makes; a session passed in as "
+            "session= has its own: give it the trace configs instead"
+        )
+    if isinstance(trace_configs, str | bytes) or not isinstance(trace_configs, Iterable):
+        raise InvalidArgumentError(
+            f"trace_configs must be an iterable of aiohttp.TraceConfig, "
+            f"got {type(trace_configs).__name__}"
+        )
+    checked = list(trace_configs)
+    for config in checked:
+        if not isinstance(config, aiohttp.TraceConfig):
+            raise InvalidArgumentError(
+                f"trace_configs must hold aiohttp.TraceConfig objects, got {config!r}"
+            )
+    return checked
