@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import aiohttp
 import attrs
+from yarl import URL
+
+from flex_participants import FlexClient
 
 if TYPE_CHECKING:  # for annotations only: the server imports this module
+    from aioresponses import aioresponses
+
     from .server import PagedServer, Seen
 
 T = TypeVar("T")
@@ -293,3 +298,25 @@ async def assert_no_task_left() -> None:
 
     await settle()
     assert idle_tasks() == set()
+
+
+# -- what a mocked client sent --------------------------------------------------------
+
+
+def sent_headers(mock: aioresponses, url: str) -> list[dict[str, str]]:
+    """The headers of each GET of ``url`` that ``mock`` answered."""
+    return [call.kwargs["headers"] for call in mock.requests[("GET", URL(url))]]
+
+
+def request_count(mock: aioresponses) -> int:
+    """How many requests ``mock`` answered."""
+    return sum(len(calls) for calls in mock.requests.values())
+
+
+async def headers_of_one_fetch(mock_http: aioresponses, credentials: Credentials) -> dict[str, str]:
+    """The headers of the one request that a client's `fetch_page` sends."""
+    mock_http.get(participants_url(), payload=page_body(range(1)))
+    async with FlexClient(**credentials) as client:
+        await client.fetch_page(KD, UO)
+    [headers] = sent_headers(mock_http, participants_url())
+    return headers

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from yarl import URL
 
 import flex_participants
 from flex_participants import (
@@ -36,39 +35,17 @@ from .helpers import (
     KD,
     UO,
     Credentials,
+    headers_of_one_fetch,
     page_body,
     participants_url,
+    request_count,
     twilio_error,
 )
 
 NO_WAIT = RetryPolicy(backoff_base=0.0)
 
 
-def sent_headers(mock: aioresponses, url: str) -> list[dict[str, str]]:
-    return [call.kwargs["headers"] for call in mock.requests[("GET", URL(url))]]
-
-
-def request_count(mock: aioresponses) -> int:
-    return sum(len(calls) for calls in mock.requests.values())
-
-
-# -- credentials ---------------------------------------------------------------------
-
-
-async def headers_of_one_fetch(mock_http: aioresponses, credentials: Credentials) -> dict[str, str]:
-    """The headers of the one request that a client's `fetch_page` sends."""
-    mock_http.get(participants_url(), payload=page_body(range(1)))
-    async with FlexClient(**credentials) as client:
-        await client.fetch_page(KD, UO)
-    [headers] = sent_headers(mock_http, participants_url())
-    return headers
-
-
-async def test_sends_account_sid_and_token_as_basic_auth(
-    mock_http: aioresponses, credentials: Credentials
-) -> None:
-    headers = await headers_of_one_fetch(mock_http, credentials)
-    assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)
+# -- request headers -------------------------------------------------------------------
 
 
 async def test_sends_a_user_agent_naming_the_package_version(
@@ -76,55 +53,6 @@ async def test_sends_a_user_agent_naming_the_package_version(
 ) -> None:
     headers = await headers_of_one_fetch(mock_http, credentials)
     assert headers["User-Agent"].startswith(f"flex-participants/{flex_participants.__version__} ")
-
-
-async def test_reads_credentials_from_the_environment(
-    mock_http: aioresponses, credentials: Credentials, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-env")
-    mock_http.get(participants_url(), payload=page_body(range(1)))
-    async with FlexClient() as client:
-        await client.fetch_page(KD, UO)
-    [headers] = sent_headers(mock_http, participants_url())
-    assert headers["Authorization"] == aiohttp.encode_basic_auth(ACCOUNT_SID, "from-env")
-
-
-async def test_api_key_and_secret_are_the_basic_auth_pair_when_given(
-    mock_http: aioresponses, credentials: Credentials
-) -> None:
-    mock_http.get(participants_url(), payload=page_body(range(1)))
-    async with FlexClient(**credentials, api_key="SK" + "1" * 32, api_secret="secret") as client:
-        await client.fetch_page(KD, UO)
-    [headers] = sent_headers(mock_http, participants_url())
-    assert headers["Authorization"] == aiohttp.encode_basic_auth("SK" + "1" * 32, "secret")
-
-
-def test_no_credentials_is_an_error_when_the_client_is_built(credentials: Credentials) -> None:
-    with pytest.raises(InvalidArgumentError, match="no usable credentials"):
-        FlexClient()
-
-
-def test_an_api_key_without_its_secret_is_an_error(credentials: Credentials) -> None:
-    with pytest.raises(InvalidArgumentError, match="api_secret"):
-        FlexClient(api_key="SK" + "1" * 32)
-
-
-def test_a_colon_in_the_username_is_an_error(credentials: Credentials) -> None:
-    with pytest.raises(InvalidArgumentError, match="unusable credentials"):
-        FlexClient("AC:x", "token")
-
-
-def test_repr_never_shows_the_token(credentials: Credentials) -> None:
-    client = FlexClient(**credentials)
-    assert AUTH_TOKEN not in repr(client)
-    assert ACCOUNT_SID in repr(client)
-
-
-def test_repr_never_shows_the_api_secret(credentials: Credentials) -> None:
-    client = FlexClient(api_key="SK" + "1" * 32, api_secret="s3cr3t-value")
-    assert "s3cr3t-value" not in repr(client)
-    assert "s3cr3t-value" not in repr(vars(client))
 
 
 # -- origin and configuration ----------------------------------------------------------
