@@ -37,9 +37,12 @@ def run_list(args: argparse.Namespace) -> int:
 
     Raises:
         UsageError: bad options or SIDs.
-        CommandError: a participant cannot be written in the format asked for.
+        CommandError: standard output is closed, or a participant cannot be written in the
+            format asked for.
         FlexError: the API failed.
     """
+    if sys.stdout is None:  # started with it closed (`>&-`): the participants would go nowhere
+        raise CommandError("standard output is closed: there is nowhere to write the participants")
     read_secret_files(args)
     return asyncio.run(_list(args, client_from_args(args)))
 

@@ -127,3 +127,16 @@ async def test_help_says_why_secrets_belong_in_the_environment_or_a_file(command
     assert "visible to every user of the machine (in ps, /proc)" in text
     assert "--auth-token-file FILE" in text
     assert "--api-secret-file FILE" in text
+
+
+@pytest.mark.parametrize("file_format", ["table", "jsonl", "csv"])
+async def test_list_with_its_standard_output_closed_fails_before_any_request(
+    flex_emulator: FlexEmulator, file_format: str
+) -> None:
+    # `>&-`: the participants would go nowhere; exit 0 would say they were written.
+    kd, uo = flex_emulator.add_channel(participants=3)
+    env = environment(flex_emulator, FLEX=shlex.join(cli_command()))
+    run = await run_bash(f"$FLEX list {kd} {uo} --format {file_format} >&-", env)
+
+    assert_one_line_error(run, 1, "standard output is closed")
+    assert flex_emulator.stats.requests == 0
