@@ -18,7 +18,7 @@ import attrs
 from flex_participants.cli._journal import journal_path
 from flex_participants.emulator import FlexEmulator
 
-from ..helpers import CLIENT_VARIABLES
+from ..helpers import without_client_variables
 
 KD_UNKNOWN = "KD" + "0" * 31 + "1"
 UO_UNKNOWN = "UO" + "0" * 31 + "1"
@@ -34,16 +34,6 @@ class Run:
     stderr: str
 
 
-def _environment(emulator: FlexEmulator | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES}
-    env["COLUMNS"] = "250"  # so that rich wraps no SID
-    if emulator is not None:
-        env["FLEX_PARTICIPANTS_BASE_URL"] = emulator.base_url
-        env["TWILIO_ACCOUNT_SID"] = emulator.account_sid
-        env["TWILIO_AUTH_TOKEN"] = emulator.auth_token
-    return env
-
-
 SCRIPT = Path(sys.executable).with_name("flex-participants")
 """The installed console script, next to the interpreter running the tests."""
 
@@ -55,7 +45,13 @@ def cli_command() -> list[str]:
 
 def environment(emulator: FlexEmulator | None, **extra: str) -> dict[str, str]:
     """The environment of a run: none of the caller's credentials, the emulator's if given."""
-    return {**_environment(emulator), **extra}
+    env = without_client_variables(os.environ)
+    env["COLUMNS"] = "250"  # so that rich wraps no SID
+    if emulator is not None:
+        env["FLEX_PARTICIPANTS_BASE_URL"] = emulator.base_url
+        env["TWILIO_ACCOUNT_SID"] = emulator.account_sid
+        env["TWILIO_AUTH_TOKEN"] = emulator.auth_token
+    return {**env, **extra}
 
 
 async def start_cli(
@@ -70,7 +66,7 @@ async def start_cli(
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_environment(emulator) if env is None else dict(env),
+        env=environment(emulator) if env is None else dict(env),
     )
 
 
