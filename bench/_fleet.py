@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, NoReturn, Self
 
 import attrs
 
@@ -27,15 +29,19 @@ from ._emulator import ROOT
 from ._spawner import Closing, stop_process
 from ._systems import open_system, quiet_sdk_log
 
-__all__ = ["FleetRun", "RedisServer", "main", "redis_binary", "run_fleet"]
+__all__ = ["FleetRun", "RedisServer", "free_port", "main", "redis_binary", "run_fleet"]
 
 
 def redis_binary() -> str | None:
-    """The redis-server on ``PATH``, if any."""
-    return shutil.which("redis-server")
+    """The redis-server on ``PATH``, else Debian's at /usr/bin/redis-server, if any."""
+    found = shutil.which("redis-server")
+    if found is None and os.access("/usr/bin/redis-server", os.X_OK):
+        found = "/usr/bin/redis-server"
+    return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -43,7 +49,11 @@ def _free_port() -> int:
 
 
 class RedisServer(Closing):
-    """A redis-server on a free loopback port, in a temporary folder, without persistence."""
+    """A redis-server on a free loopback port, in a temporary folder, without persistence.
+
+    It starts on ``__enter__`` and stops on `close` (the end of the ``with`` block). The test
+    suite starts its servers with this class too.
+    """
 
     def __init__(self) -> None:
         self.port = 0
@@ -51,15 +61,23 @@ class RedisServer(Closing):
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> Self:
+        """Start the server and wait until it listens.
+
+        Raises:
+            RuntimeError: there is no redis-server, or it exits or does not listen within
+                10 s (with what it logged).
+        """
         binary = redis_binary()
         if binary is None:
-            raise RuntimeError("no redis-server on PATH: the fleet needs one")
-        self._folder = tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self.port = _free_port()
+            raise RuntimeError("no redis-server on PATH or at /usr/bin/redis-server")
+        self._folder = tempfile.TemporaryDirectory(prefix="flex-redis-")
+        log = Path(self._folder.name) / "redis.log"
+        self.port = free_port()
         self._process = subprocess.Popen(  # noqa: S603 - redis-server, our own arguments
             [
                 *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", self._folder.name, "--save", "", "--appendonly", "no"),
+                *("--dir", self._folder.name, "--logfile", str(log)),
+                *("--save", "", "--appendonly", "no"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -67,15 +85,18 @@ class RedisServer(Closing):
         deadline = time.monotonic() + 10
         while True:
             if self._process.poll() is not None:
-                self.close()
-                raise RuntimeError("redis-server exited as it started")
+                problem = f"redis-server exited with {self._process.returncode}"
+                self._fail(f"{problem}: {log.read_text(errors='replace') if log.exists() else ''}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return self
             if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("redis-server did not listen within 10 s")
+                self._fail("redis-server did not listen within 10 s")
             time.sleep(0.02)
+
+    def _fail(self, message: str) -> NoReturn:
+        self.close()
+        raise RuntimeError(message)
 
     def close(self) -> None:
         """Stop the process and clean up after it; a second call does nothing."""

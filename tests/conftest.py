@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +13,9 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
 
+from bench._fleet import RedisServer as _RedisServer
+from bench._fleet import free_port as free_port
+from bench._fleet import redis_binary
 from flex_participants import FlexClient, RetryPolicy
 
 from .helpers import ACCOUNT_SID, AUTH_TOKEN, CLIENT_VARIABLES, Credentials
@@ -101,46 +99,9 @@ def client_for(credentials: Credentials) -> Callable[..., FlexClient]:
 # -- a redis-server per session, and short-lived ones for the failure tests ---------------
 
 
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found is None and os.access("/usr/bin/redis-server", os.X_OK):
-        found = "/usr/bin/redis-server"
-    return found
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server subprocess on a free loopback port, without persistence."""
-
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed binary, our own arguments
-            [
-                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if self.process.poll() is not None:
-                output = self.process.communicate()[0].decode(errors="replace")
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {output}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not listen within 10 s")
-            time.sleep(0.02)
+class RedisServer(_RedisServer):
+    """The benchmark's redis-server (a free loopback port, no persistence), with the clients
+    the tests connect through."""
 
     def url(self, db: int = 0) -> str:
         """The server's ``redis://`` URL, for database ``db``."""
@@ -153,31 +114,27 @@ class RedisServer:
         return aioredis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
+        """Stop the server now, as a failure test does mid-test; the block's end then does
+        nothing more."""
+        self.close()
 
 
 @contextlib.contextmanager
 def redis_server_or_skip() -> Iterator[RedisServer]:
     """A redis-server of its own, stopped on exit; the test is skipped if none can start."""
-    binary = _redis_binary()
-    if binary is None:
+    if redis_binary() is None:
         pytest.skip(
             "no redis-server on PATH or at /usr/bin/redis-server (apt-get install redis-server)"
         )
+    server = RedisServer()
     try:
-        server = RedisServer(binary)
+        server.__enter__()
     except (OSError, RuntimeError) as exc:
         pytest.skip(f"redis-server could not be started: {exc}")
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="session")
