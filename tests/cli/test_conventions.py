@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,31 @@ async def test_list_with_its_standard_output_closed_fails_before_any_request(
 
     assert_one_line_error(run, 1, "standard output is closed")
     assert flex_emulator.stats.requests == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository, where the tests run from."""
+
+
+async def test_a_test_run_started_with_sigint_ignored_still_interrupts_the_command() -> None:
+    # A shell starts a background job (`nox &`) with SIGINT ignored, and the programs the tests
+    # start would inherit it: the command would never see Ctrl-C, and a test that interrupts
+    # it would hang. The suite's conftest gives SIGINT back; this runs one such test so.
+    test = (
+        "tests/cli/test_exit_codes.py::"
+        "test_an_interrupted_export_names_what_it_did_not_write_and_resume_finishes"
+    )
+    pytest_run = shlex.join([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test])
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        f"trap '' INT; exec {pytest_run}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    async with asyncio.timeout(150):
+        out, _ = await process.communicate()
+
+    assert process.returncode == 0, out.decode()
+    assert "1 passed" in out.decode()
