@@ -11,6 +11,11 @@ SIGKILL), so a crashed export never blocks the next one. The lock file holds the
 holder, to name it; it is removed when the export ends, and left (unlocked, harmless) by a
 crash.
 
+The output, its journal and its lock are regular files, opened without following a symbolic
+link (``O_NOFOLLOW``) and without waiting (``O_NONBLOCK``, so that a FIFO cannot hang the
+export while it holds the lock); anything else at one of those paths is a `UsageError` naming
+it, raised before any request (`open_regular`).
+
 `JournaledOutput`: an export file that a crash never leaves with a half-written channel.
 
 Each finished channel's rows go to the output in one write, flushed to disk (``fsync``);
@@ -28,14 +33,21 @@ retries it::
     # flex-participants journal v1 format=csv start=56
     KD...,UO...,1234
     # failed ["KD...","UO..."] NotFoundError
+
+The files are written in an order that leaves, at every instant, a pair that a resume
+accepts: a new export empties (or creates) the journal first, so that an output without a
+journal, or a journal that says more than its output holds, never exists. A journal without
+its first line is a run that ended before it began, and a resume starts over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,11 +66,112 @@ else:
 __all__ = [
     "JOURNAL_SUFFIX",
     "LOCK_SUFFIX",
+    "FileOperations",
     "JournaledOutput",
     "OutputLock",
     "journal_path",
     "lock_path",
+    "open_regular",
 ]
+
+# -- the files ----------------------------------------------------------------------------
+
+
+class FileOperations:
+    """The operations that change an export's files on disk, a method each: the operating
+    system's. Every step of writing the output, its journal and its lock goes through one, so
+    that a test can stop the export at each step in turn and check what is left on disk.
+    """
+
+    def open(self, path: Path, flags: int) -> int:
+        """`os.open` ``path`` with ``flags`` (mode 0o666, less the umask)."""
+        return os.open(path, flags, 0o666)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        """`os.write`: some of ``data``; how much."""
+        return os.write(fd, data)
+
+    def truncate(self, fd: int, size: int) -> None:
+        """`os.ftruncate`."""
+        os.ftruncate(fd, size)
+
+    def fsync(self, fd: int) -> None:
+        """`os.fsync`."""
+        os.fsync(fd)
+
+
+OS_FILES: Final = FileOperations()
+
+# Never through a symbolic link, and never waiting for the other end of a FIFO.
+_SAFE_OPEN: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What opening a path that is no regular file may fail with, O_NOFOLLOW and O_NONBLOCK given:
+# a symbolic link, a FIFO without a reader or a socket, a directory.
+_NOT_REGULAR_ERRNOS: Final = frozenset({errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP})
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _not_regular(path: Path, mode: int | None = None) -> UsageError:
+    """The error for ``path``, found to be no regular file (``mode``, else as it is now)."""
+    if mode is None:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            mode = 0
+    return UsageError(
+        f"{path} is {_kind(mode)}: the export writes its output, journal and lock only as "
+        "regular files, never through a link; remove it or choose another --out"
+    )
+
+
+def existing_regular(path: Path) -> bool:
+    """Whether ``path`` exists (a dangling symbolic link does).
+
+    Raises:
+        UsageError: it exists and is no regular file.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode)
+    return True
+
+
+def open_regular(path: Path, flags: int, files: FileOperations = OS_FILES) -> int:
+    """Open the regular file ``path`` with ``flags``, neither following a symbolic link nor
+    waiting for a FIFO; the descriptor is blocking, as usual.
+
+    Raises:
+        UsageError: ``path`` is a symbolic link, a FIFO, a directory, a device or a socket.
+        OSError: it cannot be opened for another reason (it does not exist, permissions).
+    """
+    try:
+        fd = files.open(path, flags | _SAFE_OPEN)
+    except OSError as exc:
+        if exc.errno in _NOT_REGULAR_ERRNOS:
+            raise _not_regular(path) from None
+        raise
+    with _closed_on_error(fd):
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        os.set_blocking(fd, True)
+    return fd
+
 
 # -- the lock -----------------------------------------------------------------------------
 
@@ -96,7 +209,7 @@ class OutputLock:
         path = lock_path(out)
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                fd = open_regular(path, os.O_RDWR | os.O_CREAT)
             except OSError as exc:
                 raise CommandError(f"cannot create the lock file {path}: {exc.strerror}") from None
             try:
@@ -144,7 +257,7 @@ class OutputLock:
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        named = os.stat(path)
+        named = os.lstat(path)
     except FileNotFoundError:
         return False
     opened = os.fstat(fd)
@@ -171,11 +284,18 @@ def journal_path(out: Path) -> Path:
     return out.with_name(out.name + JOURNAL_SUFFIX)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(files: FileOperations, fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = files.write(fd, view)
         view = view[written:]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @contextlib.contextmanager
@@ -188,10 +308,10 @@ def _closed_on_error(fd: int) -> Iterator[None]:
         raise
 
 
-def _cut(fd: int, size: int) -> None:
+def _cut(files: FileOperations, fd: int, size: int) -> None:
     """Truncate the file of ``fd`` to ``size`` bytes, durably, and write on from there."""
-    os.ftruncate(fd, size)
-    os.fsync(fd)
+    files.truncate(fd, size)
+    files.fsync(fd)
     os.lseek(fd, size, os.SEEK_SET)
 
 
@@ -212,7 +332,7 @@ def _sync_directory(path: Path) -> None:
 class _Journal:
     """What a journal on disk says: the format, the finished channels and where they end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data: bytes) -> None:
         self.path = path
         self.format: str | None = None
         self.start = 0
@@ -220,7 +340,6 @@ class _Journal:
         self.finished: set[tuple[str, str]] = set()
         self.complete_bytes = 0
         """The length of the journal's complete lines; a torn last line lies beyond it."""
-        data = path.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]
         self.complete_bytes = len(complete)
         lines = complete.splitlines()
@@ -245,16 +364,24 @@ class JournaledOutput:
     """An export's output file and its journal; see the module docstring.
 
     Open it with `create` or `resume`, write each finished channel with `commit`, and close
-    it (``with`` closes it). `finished` holds the channels already in the file.
+    it (``with`` closes it). `finished` holds the channels already in the file. ``files`` are
+    the operations that write them (the operating system's).
     """
 
     def __init__(
-        self, path: Path, out_fd: int, journal_fd: int, end: int, finished: set[tuple[str, str]]
+        self,
+        path: Path,
+        out_fd: int,
+        journal_fd: int,
+        end: int,
+        finished: set[tuple[str, str]],
+        files: FileOperations = OS_FILES,
     ) -> None:
         self.path = path
         self._out_fd = out_fd
         self._journal_fd = journal_fd
         self._end = end
+        self._files = files
         # Held by `commit` (run in a worker thread) and `close`, so that the files are never
         # closed under a commit, whose fd numbers could otherwise be reused by another file.
         self._lock = threading.Lock()
@@ -262,76 +389,96 @@ class JournaledOutput:
         """The ``(interaction_sid, channel_sid)`` of every channel whose rows are in the file."""
 
     @classmethod
-    def create(cls, path: Path, *, file_format: str, header: bytes, force: bool) -> Self:
+    def create(
+        cls,
+        path: Path,
+        *,
+        file_format: str,
+        header: bytes,
+        force: bool,
+        files: FileOperations = OS_FILES,
+    ) -> Self:
         """Start a new output file ``path`` (with ``header``) and its journal.
 
         Raises:
-            UsageError: the file or its journal exists and ``force`` is false.
+            UsageError: the file or its journal exists and ``force`` is false, or either is
+                no regular file.
             OSError: the files cannot be written.
         """
-        journal = journal_path(path)
-        if not force:
-            for existing in (path, journal):
-                if existing.exists():
-                    raise UsageError(
-                        f"{existing} already exists: pass --resume to continue that export, "
-                        "or --force to start over"
-                    )
-        return cls._start(path, file_format=file_format, header=header)
+        for existing in (path, journal_path(path)):
+            if existing_regular(existing) and not force:
+                raise UsageError(
+                    f"{existing} already exists: pass --resume to continue that export, "
+                    "or --force to start over"
+                )
+        return cls._start(path, file_format=file_format, header=header, files=files)
 
     @classmethod
-    def resume(cls, path: Path, *, file_format: str, header: bytes) -> Self:
+    def resume(
+        cls, path: Path, *, file_format: str, header: bytes, files: FileOperations = OS_FILES
+    ) -> Self:
         """Continue the export in ``path``: drop what follows the last finished channel.
 
         With neither the file nor its journal on disk, this starts a new file.
 
         Raises:
             UsageError: the journal is missing, corrupt, of another format, or says more than
-                the file holds.
+                the file holds; or either is no regular file.
             OSError: the files cannot be read or written.
         """
         journal_file = journal_path(path)
-        if not journal_file.exists():
-            if path.exists():
+        if not existing_regular(journal_file):
+            if existing_regular(path):
                 raise UsageError(
                     f"{path} has no journal {journal_file.name}, so it cannot be resumed; "
                     "pass --force to start over"
                 )
-            return cls._start(path, file_format=file_format, header=header)
-        journal = _Journal(journal_file)
-        if journal.format is None:  # the first run ended before its journal was written
-            return cls._start(path, file_format=file_format, header=header)
+            return cls._start(path, file_format=file_format, header=header, files=files)
+        journal_fd = open_regular(journal_file, os.O_RDWR, files)
+        with _closed_on_error(journal_fd):
+            journal = _Journal(journal_file, _read_all(journal_fd))
+            if journal.format is not None:
+                return cls._continue(path, journal, journal_fd, file_format, files)
+        os.close(journal_fd)  # the first run ended before its journal was begun
+        return cls._start(path, file_format=file_format, header=header, files=files)
+
+    @classmethod
+    def _continue(
+        cls, path: Path, journal: _Journal, journal_fd: int, file_format: str, files: FileOperations
+    ) -> Self:
         if journal.format != file_format:
             raise UsageError(
                 f"{path} was exported as {journal.format}; resume it with --format {journal.format}"
             )
-        size = path.stat().st_size if path.exists() else 0
-        if size < journal.end:
-            raise UsageError(
-                f"{path} holds {size} bytes but its journal says {journal.end}; cannot resume"
-            )
-        out_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        out_fd = open_regular(path, os.O_WRONLY | os.O_CREAT, files)
         with _closed_on_error(out_fd):
-            _cut(out_fd, journal.end)
-            journal_fd = os.open(journal_file, os.O_WRONLY)
-            with _closed_on_error(journal_fd):
-                _cut(journal_fd, journal.complete_bytes)
-        return cls(path, out_fd, journal_fd, journal.end, journal.finished)
+            size = os.fstat(out_fd).st_size
+            if size < journal.end:
+                raise UsageError(
+                    f"{path} holds {size} bytes but its journal says {journal.end}; cannot resume"
+                )
+            _cut(files, out_fd, journal.end)
+            _cut(files, journal_fd, journal.complete_bytes)
+        return cls(path, out_fd, journal_fd, journal.end, journal.finished, files)
 
     @classmethod
-    def _start(cls, path: Path, *, file_format: str, header: bytes) -> Self:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        out_fd = os.open(path, flags, 0o666)
-        with _closed_on_error(out_fd):
-            _write_all(out_fd, header)
-            os.fsync(out_fd)
-            journal_fd = os.open(journal_path(path), flags, 0o666)
-            with _closed_on_error(journal_fd):
+    def _start(cls, path: Path, *, file_format: str, header: bytes, files: FileOperations) -> Self:
+        # The journal is emptied first: until its first line is written whole, it says that
+        # this run has not begun, and a resume starts over, whatever the output then holds.
+        journal_fd = open_regular(journal_path(path), os.O_WRONLY | os.O_CREAT, files)
+        with _closed_on_error(journal_fd):
+            _cut(files, journal_fd, 0)
+            _sync_directory(path.parent)
+            out_fd = open_regular(path, os.O_WRONLY | os.O_CREAT, files)
+            with _closed_on_error(out_fd):
+                _cut(files, out_fd, 0)
+                _write_all(files, out_fd, header)
+                files.fsync(out_fd)
                 line = f"# flex-participants journal v1 format={file_format} start={len(header)}\n"
-                _write_all(journal_fd, line.encode())
-                os.fsync(journal_fd)
+                _write_all(files, journal_fd, line.encode())
+                files.fsync(journal_fd)
         _sync_directory(path.parent)
-        return cls(path, out_fd, journal_fd, len(header), set())
+        return cls(path, out_fd, journal_fd, len(header), set(), files)
 
     def commit(self, interaction_sid: str, channel_sid: str, data: bytes) -> None:
         """Append one finished channel's rows, then journal it; both reach the disk first.
@@ -345,12 +492,12 @@ class JournaledOutput:
             if self._out_fd < 0:
                 raise ValueError("commit to a closed JournaledOutput")
             if data:
-                _write_all(self._out_fd, data)
-                os.fsync(self._out_fd)
+                _write_all(self._files, self._out_fd, data)
+                self._files.fsync(self._out_fd)
             self._end += len(data)
             line = f"{interaction_sid},{channel_sid},{self._end}\n"
-            _write_all(self._journal_fd, line.encode())
-            os.fsync(self._journal_fd)
+            _write_all(self._files, self._journal_fd, line.encode())
+            self._files.fsync(self._journal_fd)
             self.finished.add((interaction_sid, channel_sid))
 
     def note_failure(self, interaction_sid: str, channel_sid: str, error: BaseException) -> None:
@@ -369,7 +516,7 @@ class JournaledOutput:
         with self._lock:
             if self._journal_fd < 0:
                 raise ValueError("note to a closed JournaledOutput")
-            _write_all(self._journal_fd, line.encode())
+            _write_all(self._files, self._journal_fd, line.encode())
 
     def close(self) -> None:
         """Close both files, once a commit under way has ended. Idempotent."""
