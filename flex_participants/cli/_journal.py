@@ -66,6 +66,7 @@ else:
 __all__ = [
     "JOURNAL_SUFFIX",
     "LOCK_SUFFIX",
+    "OS_FILES",
     "FileOperations",
     "JournaledOutput",
     "OutputLock",
