@@ -32,6 +32,7 @@ __all__ = [
     "STDIN",
     "ChannelInputError",
     "ChannelSource",
+    "file_identity",
     "write_channel_list",
 ]
 
@@ -43,6 +44,17 @@ _TOO_LONG: Final = f"is longer than {MAX_LINE:,} bytes"
 
 class ChannelInputError(UsageError):
     """A line of the channel list is not a channel."""
+
+
+def file_identity(source: str) -> tuple[int, int] | None:
+    """The device and inode of the channel list ``source`` (a path, or ``-`` for the file on
+    stdin), which any other name of the same file shares (a hard link, a redirection); or
+    ``None`` if it cannot be told."""
+    try:
+        status = os.fstat(0) if source == STDIN else os.stat(source)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 class _LineParser:

@@ -26,7 +26,7 @@ import attrs
 
 from flex_participants import ChannelResult, FlexClient, FlexError
 
-from ._channels import STDIN, ChannelInputError, ChannelSource
+from ._channels import STDIN, ChannelInputError, ChannelSource, file_identity
 from ._journal import JournaledOutput, OutputLock, journal_path, lock_path
 from ._main import CommandError, ExitCode, UsageError, client_from_args, read_secret_files
 from ._render import (
@@ -78,19 +78,17 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _refuse_list_that_is_the_output(channels: str, out: Path) -> None:
-    """The channel list must not be the output, its journal or its lock: writing would
-    truncate the very list being read."""
-    if channels == STDIN:
-        return
-    try:
-        listed = os.stat(channels)
-    except OSError:
+    """The channel list must not be the output, its journal or its lock, by any name (stdin
+    redirected from one, a hard link): writing would truncate the very list being read."""
+    listed = file_identity(channels)
+    if listed is None:
         return  # opening it says why, in a moment
     for path in (out, journal_path(out), lock_path(out)):
         with contextlib.suppress(OSError):
             written = os.stat(path)
-            if (listed.st_dev, listed.st_ino) == (written.st_dev, written.st_ino):
-                raise UsageError(f"the channel list {channels} is {path}, which the export writes")
+            if listed == (written.st_dev, written.st_ino):
+                name = "stdin" if channels == STDIN else channels
+                raise UsageError(f"the channel list {name} is {path}, which the export writes")
 
 
 async def _export(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from flex_participants.emulator import Fault, FlexEmulator
 
 from ..helpers import sid
 from .helpers import (
+    Run,
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,
     cli_command,
     environment,
+    finish,
     read_rows,
     run_cli,
     write_channel_csv,
@@ -45,6 +48,43 @@ async def test_a_channel_list_that_is_the_output_is_refused_and_left_whole(
     )  # fmt: skip
     assert_one_line_error(run, 2, "which the export writes")
     assert listed.read_bytes() == before
+
+
+async def _export_reading_stdin_from(
+    emulator: FlexEmulator, listed: Path, out: Path, *options: str
+) -> Run:
+    with listed.open("rb") as stdin:  # `< listed`
+        process = await asyncio.create_subprocess_exec(
+            *cli_command(), "export", "--channels", "-", "--out", str(out), *options,
+            stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=environment(emulator),
+        )  # fmt: skip
+        return await finish(process)
+
+
+async def test_stdin_redirected_from_the_output_is_refused_and_the_output_left_whole(
+    emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    out = write_channel_csv(tmp_path / "out.csv", add_channels(emulator, [3, 4]))
+    before = out.read_bytes()
+    run = await _export_reading_stdin_from(emulator, out, out, "--format", "csv", "--force")
+    assert_one_line_error(run, 2, "the channel list stdin is", "which the export writes")
+    assert out.read_bytes() == before
+    assert emulator.stats.requests == 0
+
+
+async def test_stdin_from_a_hard_link_of_the_journal_is_refused_and_the_journal_left_whole(
+    emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    channels = add_channels(emulator, [3])
+    journal = write_channel_csv(journal_path(out), channels)  # a list saved in the wrong place
+    before = journal.read_bytes()
+    linked = tmp_path / "channels.csv"
+    os.link(journal, linked)
+    run = await _export_reading_stdin_from(emulator, linked, out, "--force")
+    assert_one_line_error(run, 2, f"is {journal}", "which the export writes")
+    assert journal.read_bytes() == before
 
 
 async def test_a_file_list_rewritten_after_it_was_checked_still_gives_what_was_checked(
