@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
@@ -263,7 +264,7 @@ async def export_channels(
     def fail(channel: Channel, error: FlexError | UnwritableError) -> None:
         del pending[channel]
         report.failures.append(ChannelFailure(*channel, error))
-        output.note_failure(*channel, error)
+        output.note_failure(*channel, type(error).__name__)
         observer.finished(0, failed=True)
 
     def written(channel: Channel, participants: int) -> None:
@@ -304,9 +305,28 @@ async def export_channels(
         report.batch_error = exc
     finally:
         report.unreported = list(pending)
+        _note_unreported(output, report.unreported, sys.exception() or report.batch_error)
         report.seconds += time.perf_counter() - started
         report.requests += client.requests_sent - requests
         report.retries += client.retries - retries
+
+
+def _note_unreported(
+    output: JournaledOutput, channels: list[Channel], ended_by: BaseException | None
+) -> None:
+    """Note in the journal as failed each channel the export ended without, with the name of
+    what ended it (``CancelledError`` for Ctrl-C, ``OSError`` for a full disk), as it notes a
+    channel that failed.
+
+    The notes are written while there is room and the journal is whole: a note lost costs
+    nothing, since a resume retries every channel not journaled as finished.
+    """
+    reason = type(ended_by).__name__ if ended_by is not None else "NoResult"
+    for channel in channels:
+        try:
+            output.note_failure(*channel, reason)
+        except (OSError, ValueError):
+            return
 
 
 @contextlib.contextmanager

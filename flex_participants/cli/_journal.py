@@ -383,6 +383,10 @@ class JournaledOutput:
         self._journal_fd = journal_fd
         self._end = end
         self._files = files
+        self._journal_size = os.fstat(journal_fd).st_size
+        self._journal_torn = False
+        self._failed: OSError | None = None
+        """Why a commit failed, once one has."""
         # Held by `commit` (run in a worker thread) and `close`, so that the files are never
         # closed under a commit, whose fd numbers could otherwise be reused by another file.
         self._lock = threading.Lock()
@@ -485,39 +489,64 @@ class JournaledOutput:
         """Append one finished channel's rows, then journal it; both reach the disk first.
 
         Raises:
-            OSError: the write failed; the channel is not journaled, and this output must not
-                be written to again (a resume drops whatever part of ``data`` was written).
+            OSError: the write failed, or one before it did; the channel is not journaled,
+                and nothing more is committed (a resume drops whatever part of ``data`` was
+                written). Failures can still be noted.
             ValueError: the output is closed.
         """
         with self._lock:
             if self._out_fd < 0:
                 raise ValueError("commit to a closed JournaledOutput")
-            if data:
-                _write_all(self._files, self._out_fd, data)
-                self._files.fsync(self._out_fd)
+            if self._failed is not None:
+                raise OSError(errno.EIO, f"an earlier write failed: {self._failed}", self.path)
+            try:
+                if data:
+                    _write_all(self._files, self._out_fd, data)
+                    self._files.fsync(self._out_fd)
+                self._append(f"{interaction_sid},{channel_sid},{self._end + len(data)}\n", True)
+            except OSError as exc:
+                # The output now ends in rows no journal line covers: a commit after them
+                # would be journaled at the wrong offset.
+                self._failed = exc
+                raise
             self._end += len(data)
-            line = f"{interaction_sid},{channel_sid},{self._end}\n"
-            _write_all(self._files, self._journal_fd, line.encode())
-            self._files.fsync(self._journal_fd)
             self.finished.add((interaction_sid, channel_sid))
 
-    def note_failure(self, interaction_sid: str, channel_sid: str, error: BaseException) -> None:
-        """Note in the journal that a channel failed, and with what error.
+    def note_failure(self, interaction_sid: str, channel_sid: str, reason: str) -> None:
+        """Note in the journal that a channel failed, and why: the name of its error.
 
         Not flushed to disk on its own: a note lost in a crash costs nothing, since a resume
         retries every channel not journaled as finished.
 
         Raises:
-            OSError: the write failed.
+            OSError: the write failed (the journal is as it was before it, if it can be).
             ValueError: the output is closed.
         """
         # JSON, so that SIDs from the input, whatever they hold, stay on this one line.
         sids = json.dumps([interaction_sid, channel_sid])
-        line = f"# failed {sids} {type(error).__name__}\n"
         with self._lock:
             if self._journal_fd < 0:
                 raise ValueError("note to a closed JournaledOutput")
-            _write_all(self._files, self._journal_fd, line.encode())
+            self._append(f"# failed {sids} {reason}\n", False)
+
+    def _append(self, line: str, sync: bool) -> None:
+        """Append ``line`` to the journal (and flush it to disk if ``sync``), or, if that
+        fails, cut the journal back to its last whole line, so that a later line cannot
+        continue a torn one and be misread."""
+        if self._journal_torn:
+            raise OSError(errno.EIO, "the journal ends in a torn line", journal_path(self.path))
+        data = line.encode()
+        try:
+            _write_all(self._files, self._journal_fd, data)
+            if sync:
+                self._files.fsync(self._journal_fd)
+        except OSError:
+            try:
+                _cut(self._files, self._journal_fd, self._journal_size)
+            except OSError:
+                self._journal_torn = True
+            raise
+        self._journal_size += len(data)
 
     def close(self) -> None:
         """Close both files, once a commit under way has ended. Idempotent."""

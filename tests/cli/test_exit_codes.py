@@ -21,6 +21,7 @@ from flex_participants.cli._main import MEANINGS, ExitCode
 from flex_participants.emulator import Fault, FlexEmulator
 
 from .helpers import (
+    Run,
     add_channels,
     assert_grouped_exactly_once,
     assert_one_line_error,
@@ -28,6 +29,7 @@ from .helpers import (
     export_of,
     finish,
     journaled,
+    journaled_failures,
     read_rows,
     run_cli,
     start_cli,
@@ -137,30 +139,42 @@ async def test_an_unexpected_exception_is_one_line_with_exit_code_70(
         assert_one_line_error(run, 70, "a bug in flex-participants", "-v shows the traceback")
 
 
-async def test_an_interrupted_export_names_what_it_did_not_write_and_resume_finishes(
-    flex_emulator: FlexEmulator, tmp_path: Path
-) -> None:
-    channels = add_channels(flex_emulator, [2, 3, 1, 4, 2, 6, 1, 3])
+async def _interrupted_export(
+    emulator: FlexEmulator, tmp_path: Path
+) -> tuple[list[str], Path, list[tuple[str, str]], Run]:
+    """An export of 8 channels, interrupted (SIGINT) with 4 written and 2 in flight: its
+    options, its output, its channels, and how it ended."""
+    channels = add_channels(emulator, [2, 3, 1, 4, 2, 6, 1, 3])
     for _, uo in channels[4:]:  # these hang: the export is still running when interrupted
-        flex_emulator.add_fault(Fault("slow", delay=30, channel_sid=uo))
+        emulator.add_fault(Fault("slow", delay=30, channel_sid=uo))
     export, out = export_of(tmp_path, channels)
-    process = await start_cli(*export, "--concurrency", "2", emulator=flex_emulator)
+    process = await start_cli(*export, "--concurrency", "2", emulator=emulator)
     async with asyncio.timeout(30):
         while not (journal_path(out).exists() and len(journaled(out)) == 4):
             assert process.returncode is None
             await asyncio.sleep(0.01)
-        while flex_emulator.stats.in_flight < 2:  # both workers wait on a hanging channel
+        while emulator.stats.in_flight < 2:  # both workers wait on a hanging channel
             assert process.returncode is None
             await asyncio.sleep(0.01)
     process.send_signal(signal.SIGINT)
-    run = await finish(process)
+    return export, out, channels, await finish(process)
+
+
+def _named_not_written(run: Run) -> list[tuple[str, str]]:
+    return re.findall(r"^not written (KD\w+) (UO\w+): the export ended", run.stderr, re.M)
+
+
+async def test_an_interrupted_export_names_what_it_did_not_write_and_resume_finishes(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    export, out, channels, run = await _interrupted_export(flex_emulator, tmp_path)
 
     assert run.code == 130, run
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (
         "flex-participants: error: interrupted; run again with --resume to continue"
     )
-    unwritten = re.findall(r"^not written (KD\w+) (UO\w+): the export ended", run.stderr, re.M)
+    unwritten = _named_not_written(run)
     assert len(unwritten) == 2
     assert set(unwritten) <= set(channels[4:])
     assert "4 exported of 8" in run.stderr
@@ -170,6 +184,16 @@ async def test_an_interrupted_export_names_what_it_did_not_write_and_resume_fini
     again = await run_cli(*export, "--resume", emulator=flex_emulator)
     assert again.code == 0, again
     assert_grouped_exactly_once(read_rows(out, "jsonl"), flex_emulator, channels)
+
+
+async def test_an_interrupted_export_notes_in_its_journal_each_channel_it_did_not_write(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    _, out, _, run = await _interrupted_export(flex_emulator, tmp_path)
+    assert run.code == 130, run
+    unwritten = _named_not_written(run)
+    assert len(unwritten) == 2
+    assert journaled_failures(out) == [(kd, uo, "CancelledError") for kd, uo in unwritten]
 
 
 async def test_help_lists_every_exit_code() -> None:
