@@ -4,15 +4,23 @@ A count is an ``int`` and never a ``bool`` (``True`` is not one request); a quan
 requests per second) is an ``int`` or a ``float``, never a ``bool``, and finite: NaN compares
 false with everything, so it would slip past every range check, and infinity is no timeout,
 rate or wait that a caller means. Each check raises `InvalidArgumentError`, a `ValueError`.
+
+A command line holds its options to the same rules with `option_type`, so that it refuses
+first, in the same words, what the library would refuse.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["check_burst", "check_count", "check_quantity", "check_rate"]
+__all__ = ["check_burst", "check_count", "check_quantity", "check_rate", "option_type"]
+
+_T = TypeVar("_T", int, float)
 
 # Slower than one request in 11 days, the interval between two requests is no usable time
 # (at 1e-320, 1 / rate is infinite, and a timer set from it never fires).
@@ -90,3 +98,24 @@ def check_burst(burst: object, rate: object) -> int | None:
     if rate is None:
         raise InvalidArgumentError("burst is the size of a rate's bucket: give rate_limit too")
     return check_count("burst", burst, minimum=1)
+
+
+def option_type(convert: type[_T], check: Callable[[_T], object]) -> Callable[[str], _T]:
+    """An argparse ``type``: ``convert`` the text, then hold it to ``check`` (one of the
+    rules above, as the library applies it), so that a value the library would refuse is a
+    usage error naming the option, in the library's words, before anything starts.
+    """
+    noun = "an integer" if convert is int else "a number"
+
+    def parse(text: str) -> _T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        try:
+            check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse

@@ -15,13 +15,20 @@ fixture yields a running one.
 """
 
 from ._command import add_emulator_arguments, emulator_from_arguments, serve_until_stopped
-from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, ClientKwargs, FlexEmulator
+from ._emulator import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    MAX_CHANNELS,
+    ClientKwargs,
+    FlexEmulator,
+)
 from ._faults import Fault, FaultKind
 from ._stats import EmulatorStats, RequestRecord
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
+    "MAX_CHANNELS",
     "ClientKwargs",
     "EmulatorStats",
     "Fault",

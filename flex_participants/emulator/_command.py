@@ -14,15 +14,19 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from .._arguments import check_count, check_quantity, check_rate
+from .._arguments import check_count, check_quantity, check_rate, option_type
 from ._app import CONCURRENCY_CODES
-from ._emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FlexEmulator
+from ._emulator import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    MAX_CHANNELS,
+    FlexEmulator,
+    check_channels,
+)
 
 __all__ = ["add_emulator_arguments", "emulator_from_arguments", "main", "serve_until_stopped"]
-
-_T = TypeVar("_T", int, float)
 
 # The options whose destination is the `FlexEmulator` argument of that name, as parsed.
 _AS_PARSED = (
@@ -42,25 +46,6 @@ _AS_PARSED = (
 )
 
 
-def _checked(convert: type[_T], check: Callable[[_T], object]) -> Callable[[str], _T]:
-    """An argparse type: ``convert`` the text, then hold it to the emulator's own rule, so
-    that a bad value is a usage error naming the option before anything starts."""
-    noun = "an integer" if convert is int else "a number"
-
-    def parse(text: str) -> _T:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
-        try:
-            check(value)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
-
-    return parse
-
-
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of a served emulator to ``parser``: where it listens, its data, its
     limits and its credentials.
@@ -75,7 +60,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=_checked(int, lambda value: check_count("port", value, minimum=0, maximum=65535)),
+        type=option_type(int, lambda value: check_count("port", value, minimum=0, maximum=65535)),
         default=0,
         help="port to listen on (default: a free one)",
     )
@@ -84,21 +69,23 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channels",
-        type=_checked(int, lambda value: check_count("channels", value, minimum=0)),
+        type=option_type(int, check_channels),
         default=0,
         metavar="N",
-        help="channels to generate (default: %(default)s)",
+        help=f"channels to generate, at most {MAX_CHANNELS:,} (default: %(default)s)",
     )
     parser.add_argument(
         "--latency",
-        type=_checked(float, lambda value: check_quantity("latency", value, unit="milliseconds")),
+        type=option_type(
+            float, lambda value: check_quantity("latency", value, unit="milliseconds")
+        ),
         default=0.0,
         metavar="MS",
         help="milliseconds added to every request (default: %(default)s)",
     )
     parser.add_argument(
         "--rate-limit",
-        type=_checked(float, lambda value: check_rate("rate_limit", value)),
+        type=option_type(float, lambda value: check_rate("rate_limit", value)),
         metavar="R",
         help=(
             "answer 429 (code 20429) above R requests a second, as a token bucket does; "
@@ -107,13 +94,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--burst",
-        type=_checked(int, lambda value: check_count("burst", value, minimum=1)),
+        type=option_type(int, lambda value: check_count("burst", value, minimum=1)),
         metavar="N",
         help="with --rate-limit: the most requests at once (default: R / 4, at least 1)",
     )
     parser.add_argument(
         "--max-in-flight",
-        type=_checked(int, lambda value: check_count("max_in_flight", value, minimum=1)),
+        type=option_type(int, lambda value: check_count("max_in_flight", value, minimum=1)),
         metavar="N",
         help="answer 429 above N requests at once",
     )
@@ -126,7 +113,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--retry-after",
-        type=_checked(float, lambda value: check_quantity("retry_after", value, unit="seconds")),
+        type=option_type(float, lambda value: check_quantity("retry_after", value, unit="seconds")),
         metavar="SECONDS",
         help="Retry-After of the 429s of both limits (default: none, as Twilio sends)",
     )

@@ -33,6 +33,20 @@ class ClientKwargs(TypedDict):
     auth_token: str
 
 
+MAX_CHANNELS: Final = 1_000_000
+"""The most channels an emulator generates (``channels``): each takes some 800 bytes, so a
+million take about 0.8 GB and a few seconds to build. More can be added with `add_channel`."""
+
+
+def check_channels(channels: object) -> int:
+    """Return ``channels`` if it is a number of channels to generate: 0 to `MAX_CHANNELS`.
+
+    Raises:
+        InvalidArgumentError: it is anything else.
+    """
+    return check_count("channels", channels, minimum=0, maximum=MAX_CHANNELS)
+
+
 # Requests still running when the emulator stops get this long to finish.
 _SHUTDOWN_TIMEOUT: Final = 1.0
 
@@ -98,8 +112,9 @@ class FlexEmulator:
         seed: the seed of the generated data; ``None`` is seed 0. The same seed gives the
             same channels and participants, including those of `add_channel` calls made in
             the same order.
-        channels: how many channels to generate from the seed: sizes from 0 to a few
-            thousand participants, most small; all five participant types.
+        channels: how many channels to generate from the seed, at most `MAX_CHANNELS`
+            (1,000,000): sizes from 0 to a few thousand participants, most small; all five
+            participant types.
         latency: seconds before every answer of the API, 429s included: the network's
             round trip.
         rate_limit: requests a second allowed: a token bucket refilled continuously at this
@@ -156,7 +171,7 @@ class FlexEmulator:
             raise ValueError("api_key and api_secret go together, as non-empty strings")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        _check_count("channels", channels, 0)
+        check_channels(channels)
         _check_seconds("latency", latency)
         if rate_limit is not None:
             check_rate("rate_limit", rate_limit)

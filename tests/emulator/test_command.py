@@ -1,9 +1,15 @@
-"""`serve_until_stopped`, the one way the emulator's programs serve: what stops it."""
+"""`serve_until_stopped`, the one way the emulator's programs serve: what stops it; and the
+options they share (`add_emulator_arguments`)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
+
+import pytest
+
+from flex_participants.emulator import MAX_CHANNELS, add_emulator_arguments
 
 # Serves a fresh emulator until its standard input ends, saying where it listens.
 PROGRAM = (
@@ -48,3 +54,15 @@ async def test_a_standard_input_with_no_end_to_wait_for_is_a_clear_error() -> No
     assert process.returncode == 1
     assert out == b""  # it never said it was serving
     assert "until_stdin_closes needs standard input to be a pipe" in err.decode()
+
+
+def test_the_emulator_options_refuse_more_channels_than_it_can_build(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_emulator_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--channels", str(10**12)])
+    assert (
+        f"channels must be an integer from 0 to {MAX_CHANNELS}, got 10" in capsys.readouterr().err
+    )

@@ -15,10 +15,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from flex_participants import FlexClient, RetryPolicy
+from flex_participants import FlexClient, InvalidArgumentError, RetryPolicy
 from flex_participants.emulator import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
+    MAX_CHANNELS,
     Fault,
     FlexEmulator,
     RequestRecord,
@@ -782,3 +783,8 @@ async def test_a_client_retries_through_faults_to_the_data(emulator: FlexEmulato
         participants = await client.participants(kd, uo, page_size=50).collect()
     assert len(participants) == 120
     assert emulator.stats.faults_fired == 4
+
+
+def test_an_emulator_refuses_more_channels_than_it_can_build() -> None:
+    with pytest.raises(InvalidArgumentError, match=f"from 0 to {MAX_CHANNELS}, got"):
+        FlexEmulator(channels=MAX_CHANNELS + 1)
