@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import enum
 import logging
-import math
 import os
 import re
 import sys
@@ -21,7 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal, NoReturn
 
 from flex_participants import FlexClient, FlexError, InvalidArgumentError, __version__
-from flex_participants.emulator import add_emulator_arguments
+from flex_participants._arguments import check_count, check_quantity, check_rate, option_type
+from flex_participants._request import check_limit, check_page_size
+from flex_participants.emulator import MAX_CHANNELS, add_emulator_arguments
 
 __all__ = [
     "MEANINGS",
@@ -122,35 +123,22 @@ RateLimit = float | Literal["adaptive"] | None
 """What ``--rate-limit`` gives `FlexClient`: requests per second, ``"adaptive"``, or none."""
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
+def _count(name: str, *, minimum: int) -> Callable[[str], int]:
+    """The type of an option that sets the library's count ``name``, held to its rule."""
+    return option_type(int, lambda value: check_count(name, value, minimum=minimum))
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+# Each option is held to the rule the library holds its argument to, under the library's name
+# for it, so that the parser refuses first, in the same words, what the library would refuse.
+_page_size = option_type(int, check_page_size)
+_limit = option_type(int, check_limit)
+_timeout = option_type(
+    float, lambda value: check_quantity("timeout", value, strict=True, unit="seconds")
+)
 
 
 def _rate_limit(text: str) -> RateLimit:
-    """A number of requests per second > 0, ``adaptive``, or ``off`` (None)."""
+    """A number of requests per second (as `FlexClient` takes it), ``adaptive``, or ``off``."""
     word = text.strip().lower()
     if word == "adaptive":
         return "adaptive"
@@ -162,11 +150,10 @@ def _rate_limit(text: str) -> RateLimit:
         raise argparse.ArgumentTypeError(
             f"not a number of requests per second, 'adaptive' or 'off': {text!r}"
         ) from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of requests per second > 0, 'adaptive' or 'off', got {text}"
-        )
-    return value
+    try:
+        return check_rate("rate_limit", value)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _rate_options_problem(args: argparse.Namespace) -> str | None:
@@ -220,7 +207,7 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     listing.add_argument("interaction_sid", metavar="INTERACTION_SID", help="KD...")
     listing.add_argument("channel_sid", metavar="CHANNEL_SID", help="UO...")
     _add_page_size(listing)
-    listing.add_argument("--limit", type=_non_negative_int, metavar="N", help="at most N")
+    listing.add_argument("--limit", type=_limit, metavar="N", help="at most N")
     listing.add_argument(
         "--format",
         choices=("table", "jsonl", "csv"),
@@ -254,7 +241,7 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     _add_format(export)
     export.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_count("concurrency", minimum=1),
         metavar="N",
         help="channels fetched at once (default: --max-concurrency)",
     )
@@ -291,7 +278,13 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
         ),
     )
     demo.add_argument(
-        "--channels", type=_positive_int, default=20, metavar="N", help="default: %(default)s"
+        "--channels",
+        type=option_type(
+            int, lambda value: check_count("channels", value, minimum=1, maximum=MAX_CHANNELS)
+        ),
+        default=20,
+        metavar="N",
+        help="default: %(default)s",
     )
     demo.add_argument("--seed", type=int, default=1, help="default: %(default)s")
     demo.add_argument("--out", metavar="FILE", help="default: a temporary file")
@@ -299,7 +292,11 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     _add_format(demo)
     _add_page_size(demo)
     demo.add_argument(
-        "--max-concurrency", type=_positive_int, default=16, metavar="N", help="default: 16"
+        "--max-concurrency",
+        type=_count("max_concurrency", minimum=1),
+        default=16,
+        metavar="N",
+        help="default: 16",
     )
     return parser, commands.choices
 
@@ -311,7 +308,7 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_page_size(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page-size", type=_positive_int, metavar="N", help="1 to 1000")
+    parser.add_argument("--page-size", type=_page_size, metavar="N", help="1 to 1000")
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -376,7 +373,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-concurrency",
-        type=_positive_int,
+        type=_count("max_concurrency", minimum=1),
         default=10,
         metavar="N",
         help="most requests in flight at once (default: %(default)s)",
@@ -395,7 +392,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--burst",
-        type=_positive_int,
+        type=_count("burst", minimum=1),
         metavar="N",
         help=(
             "with --rate-limit R: how many requests may start at once after a pause "
@@ -404,7 +401,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=_timeout,
         default=30.0,
         metavar="SECONDS",
         help="seconds one attempt may take (default: %(default)s)",

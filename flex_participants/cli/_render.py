@@ -481,6 +481,15 @@ def print_report(
         )
     if report.input_error is not None:
         _line(console, "the channels after the bad line of the list were not read")
+    if report.batch_error is not None:
+        # Also when it ended the batch before any channel was given to it: never a silent 1.
+        error = report.batch_error
+        _line(
+            console,
+            ("the export ended early: ", "red"),
+            (_name(error), "bold"),
+            inert(f": {error}"),
+        )
 
 
 def _print_failures(console: Console, failures: Iterable[ChannelFailure]) -> None:

@@ -132,12 +132,12 @@ async def test_an_export_under_a_told_budget_writes_every_channel(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--rate-limit", "0"], "must be a number of requests per second > 0"),
-        (["--rate-limit", "-20"], "must be a number of requests per second > 0"),
-        (["--rate-limit", "nan"], "must be a number of requests per second > 0"),
-        (["--rate-limit", "inf"], "must be a number of requests per second > 0"),
+        (["--rate-limit", "0"], "rate_limit must be a finite number of requests per second > 0"),
+        (["--rate-limit", "-20"], "rate_limit must be a finite number of requests per second > 0"),
+        (["--rate-limit", "nan"], "rate_limit must be a finite number of requests per second > 0"),
+        (["--rate-limit", "inf"], "rate_limit must be a finite number of requests per second > 0"),
         (["--rate-limit", "fast"], "not a number of requests per second, 'adaptive' or 'off'"),
-        (["--rate-limit", "20", "--burst", "0"], "must be at least 1"),
+        (["--rate-limit", "20", "--burst", "0"], "burst must be an integer >= 1, got 0"),
         (["--rate-limit", "20", "--burst", "2.5"], "not an integer"),
         (["--burst", "5"], "--burst needs --rate-limit R"),
         (["--rate-limit", "adaptive", "--burst", "5"], "--burst needs --rate-limit R, a number"),
