@@ -588,6 +588,14 @@ def _reopen_closed_standard_streams() -> frozenset[int]:
     return frozenset(closed)
 
 
+def _escape_what_stdout_cannot_encode() -> None:
+    """Make stdout show a character its encoding lacks (an ASCII or Latin-1 terminal) as a
+    backslash escape, as Python's stderr does, instead of failing the command."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+
+
 def _say(text: str) -> None:
     """One line on stderr, its control characters escaped; silent if stderr is gone."""
     # Lines break where this program says, and nowhere a message from elsewhere would.
@@ -605,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     locked by another export; 130 interrupted.
     """
     closed = _reopen_closed_standard_streams()
+    _escape_what_stdout_cannot_encode()
     parser, commands = _parser()
     try:
         args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ bytes (``Fault("body", ...)``) where the emulator's own JSON encoder would refus
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -28,6 +29,7 @@ from .helpers import (
     journaled_failures,
     read_rows,
     run_cli,
+    start_cli,
     write_channel_csv,
 )
 
@@ -292,3 +294,40 @@ async def test_jsonl_is_written_as_received_formulas_and_all(
     run = await run_cli(*export, emulator=flex_emulator)
     assert run.code == 0, run
     assert read_rows(out, "jsonl") == flex_emulator.participants_of(*channel)
+
+
+# -- terminals that cannot show the data --------------------------------------------------
+
+UNENCODABLE = ["café", "日本語", "emoji \U0001f600"]
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+async def test_list_on_a_terminal_that_cannot_encode_the_data_shows_it_escaped(
+    flex_emulator: FlexEmulator, encoding: str
+) -> None:
+    kd, uo = given_channel(flex_emulator, 2, UNENCODABLE, "type")
+    env = environment(flex_emulator, PYTHONIOENCODING=encoding)
+    process = await start_cli("list", kd, uo, emulator=flex_emulator, env=env)
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err
+    shown = out.decode(encoding)
+    assert "\\u65e5\\u672c\\u8a9e" in shown
+    assert "\\U0001f600" in shown
+    assert "caf\\xe9" in shown or "café" in shown  # Latin-1 holds é
+    assert f"{len(UNENCODABLE)} participants" in shown
+
+
+async def test_an_error_line_reaches_a_stderr_that_cannot_encode_it(
+    flex_emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    listed = write_channel_csv(tmp_path / "channels.csv", add_channels(flex_emulator, [1]))
+    out = tmp_path / "données" / "out.jsonl"  # a directory that does not exist
+    env = environment(flex_emulator, PYTHONIOENCODING="ascii")
+    run = await run_cli(
+        "export", "--channels", str(listed), "--out", str(out), emulator=flex_emulator, env=env
+    )
+    assert run.code != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("flex-participants: error: ")
+    assert "donn\\xe9es" in last
