@@ -110,7 +110,8 @@ _SAFE_OPEN: Final = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOT_REGULAR_ERRNOS: Final = frozenset({errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP})
 
 
-def _kind(mode: int) -> str:
+def _kind(status: os.stat_result) -> str:
+    mode = status.st_mode
     for test, kind in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISFIFO, "a FIFO"),
@@ -121,19 +122,28 @@ def _kind(mode: int) -> str:
     ):
         if test(mode):
             return kind
+    if stat.S_ISREG(mode):
+        return f"a file with {status.st_nlink - 1} other hard link(s), which would change too"
     return "not a regular file"
 
 
-def _not_regular(path: Path, mode: int | None = None) -> UsageError:
-    """The error for ``path``, found to be no regular file (``mode``, else as it is now)."""
-    if mode is None:
+def _refuse_unless_regular(path: Path, status: os.stat_result | None = None) -> None:
+    """Refuse ``path`` (as ``status`` says it is, else as it is now) unless it is a regular
+    file of one name: written in place, a file of several names changes under all of them.
+
+    Raises:
+        UsageError: it is anything else.
+    """
+    if status is None:
         try:
-            mode = os.lstat(path).st_mode
+            status = os.lstat(path)
         except OSError:
-            mode = 0
-    return UsageError(
-        f"{path} is {_kind(mode)}: the export writes its output, journal and lock only as "
-        "regular files, never through a link; remove it or choose another --out"
+            raise UsageError(f"{path} is not a regular file; choose another --out") from None
+    if stat.S_ISREG(status.st_mode) and status.st_nlink <= 1:
+        return
+    raise UsageError(
+        f"{path} is {_kind(status)}: the export writes its output, journal and lock only as "
+        "regular files of one name, never through a link; remove it or choose another --out"
     )
 
 
@@ -141,14 +151,13 @@ def existing_regular(path: Path) -> bool:
     """Whether ``path`` exists (a dangling symbolic link does).
 
     Raises:
-        UsageError: it exists and is no regular file.
+        UsageError: it exists and is no regular file of one name.
     """
     try:
-        mode = os.lstat(path).st_mode
+        status = os.lstat(path)
     except FileNotFoundError:
         return False
-    if not stat.S_ISREG(mode):
-        raise _not_regular(path, mode)
+    _refuse_unless_regular(path, status)
     return True
 
 
@@ -157,19 +166,18 @@ def open_regular(path: Path, flags: int, files: FileOperations = OS_FILES) -> in
     waiting for a FIFO; the descriptor is blocking, as usual.
 
     Raises:
-        UsageError: ``path`` is a symbolic link, a FIFO, a directory, a device or a socket.
+        UsageError: ``path`` is a symbolic link, a FIFO, a directory, a device, a socket, or
+            a file of several names (hard links).
         OSError: it cannot be opened for another reason (it does not exist, permissions).
     """
     try:
         fd = files.open(path, flags | _SAFE_OPEN)
     except OSError as exc:
         if exc.errno in _NOT_REGULAR_ERRNOS:
-            raise _not_regular(path) from None
+            _refuse_unless_regular(path)
         raise
     with _closed_on_error(fd):
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(path, mode)
+        _refuse_unless_regular(path, os.fstat(fd))
         os.set_blocking(fd, True)
     return fd
 

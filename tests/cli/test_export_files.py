@@ -54,6 +54,23 @@ async def test_a_symlink_at_the_lock_or_journal_is_refused_and_its_target_left_w
 
 @OPTIONS
 @PLACE
+async def test_a_hard_link_at_the_output_journal_or_lock_is_refused_and_its_file_left_whole(
+    emulator: FlexEmulator, tmp_path: Path, place: str, options: tuple[str, ...]
+) -> None:
+    export, out = export_of(tmp_path, add_channels(emulator, [2]))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious\n")
+    link = PLACES[place](out)
+    os.link(victim, link)  # written in place, the file would change under both names
+    if options and place != "output":
+        out.write_bytes(b"")
+    run = await run_cli(*export, *options, emulator=emulator)
+    _assert_refused_before_any_request(run, emulator, link, "a file with 1 other hard link")
+    assert victim.read_text() == "precious\n"
+
+
+@OPTIONS
+@PLACE
 async def test_a_fifo_at_the_output_journal_or_lock_is_refused_at_once(
     emulator: FlexEmulator, tmp_path: Path, place: str, options: tuple[str, ...]
 ) -> None:
