@@ -32,7 +32,7 @@ from flex_participants import FlexClient, NotFoundError
 from flex_participants.emulator import Fault, FlexEmulator
 
 from ._channels import write_channel_list
-from ._export import ExportReport, export_file, locked_source
+from ._export import ExportReport, export_file, locked_source, output_path
 from ._render import ExportProgress, FileFormat, print_report, stderr_console
 
 __all__ = ["run_demo"]
@@ -80,7 +80,7 @@ async def _demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="flex-participants-demo-") as scratch:
         channel_list = Path(scratch) / "channels.csv"
         write_channel_list(channel_list, channels)
-        out = Path(args.out) if args.out else Path(scratch) / f"participants.{args.format}"
+        out = output_path(args.out) if args.out else Path(scratch) / f"participants.{args.format}"
         async with emulator:
             console.print(
                 f"[bold]demo[/]: {len(channels) - len(unknown)} channels (seed {args.seed}) "

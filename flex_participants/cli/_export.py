@@ -47,6 +47,7 @@ __all__ = [
     "export_channels",
     "export_file",
     "locked_source",
+    "output_path",
     "run_export",
 ]
 
@@ -70,12 +71,17 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError("--channels - reads stdin, which is closed")
     read_secret_files(args, stdin_taken_by="--channels -" if args.channels == STDIN else None)
     client = client_from_args(args)
-    # Resolved once, so that the output, its journal and its lock are the same files
-    # whichever path (a symlink, another working directory) names the output.
-    out = Path(os.path.realpath(args.out))
+    out = output_path(args.out)
     _refuse_list_that_is_the_output(args.channels, out)
     with locked_source(args.channels, out) as source:
         return asyncio.run(_export(args, client, source, out))
+
+
+def output_path(name: str) -> Path:
+    """The file that ``--out`` names: resolved once, so that the output, its journal and its
+    lock are the same files whichever path (a symlink, another working directory) names it.
+    """
+    return Path(os.path.realpath(name))
 
 
 def _refuse_list_that_is_the_output(channels: str, out: Path) -> None:

@@ -295,6 +295,18 @@ async def test_demo_runs_and_prints_a_summary(tmp_path: Path) -> None:
     assert journal_path(out).exists()
 
 
+async def test_demo_names_its_output_as_export_does_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.touch()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    run = await run_cli("demo", "--channels", "2", "--out", str(link), "--force", emulator=None)
+    assert run.code == 0, run
+    assert journal_path(real).exists()
+    assert not journal_path(link).exists()
+    assert real.stat().st_size > 0
+
+
 # -- the journaled writer ----------------------------------------------------------------
 
 
