@@ -34,19 +34,33 @@ def _assert_refused_before_any_request(
     assert emulator.stats.requests == 0
 
 
+async def _export_over_a_link_to_a_precious_file(
+    emulator: FlexEmulator,
+    tmp_path: Path,
+    place: str,
+    options: tuple[str, ...],
+    link: Callable[[Path, Path], None],
+) -> tuple[Run, Path, Path]:
+    """Link ``place`` of an export to a precious file, then run the export with ``options``:
+    how it ended, the link and the precious file."""
+    export, out = export_of(tmp_path, add_channels(emulator, [2]))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious\n")
+    linked = PLACES[place](out)
+    link(victim, linked)
+    if options and place != "output":  # an output to resume or overwrite
+        out.write_bytes(b"")
+    return await run_cli(*export, *options, emulator=emulator), linked, victim
+
+
 @OPTIONS
 @pytest.mark.parametrize("place", ["lock", "journal"])
 async def test_a_symlink_at_the_lock_or_journal_is_refused_and_its_target_left_whole(
     emulator: FlexEmulator, tmp_path: Path, place: str, options: tuple[str, ...]
 ) -> None:
-    export, out = export_of(tmp_path, add_channels(emulator, [2]))
-    victim = tmp_path / "precious.txt"
-    victim.write_text("precious\n")
-    link = PLACES[place](out)
-    link.symlink_to(victim)
-    if options:  # an output to resume or overwrite
-        out.write_bytes(b"")
-    run = await run_cli(*export, *options, emulator=emulator)
+    run, link, victim = await _export_over_a_link_to_a_precious_file(
+        emulator, tmp_path, place, options, lambda target, link: link.symlink_to(target)
+    )
     _assert_refused_before_any_request(run, emulator, link, "a symbolic link")
     assert victim.read_text() == "precious\n"
     assert link.is_symlink()
@@ -57,14 +71,10 @@ async def test_a_symlink_at_the_lock_or_journal_is_refused_and_its_target_left_w
 async def test_a_hard_link_at_the_output_journal_or_lock_is_refused_and_its_file_left_whole(
     emulator: FlexEmulator, tmp_path: Path, place: str, options: tuple[str, ...]
 ) -> None:
-    export, out = export_of(tmp_path, add_channels(emulator, [2]))
-    victim = tmp_path / "precious.txt"
-    victim.write_text("precious\n")
-    link = PLACES[place](out)
-    os.link(victim, link)  # written in place, the file would change under both names
-    if options and place != "output":
-        out.write_bytes(b"")
-    run = await run_cli(*export, *options, emulator=emulator)
+    # Written in place, the file would change under both names.
+    run, link, victim = await _export_over_a_link_to_a_precious_file(
+        emulator, tmp_path, place, options, os.link
+    )
     _assert_refused_before_any_request(run, emulator, link, "a file with 1 other hard link")
     assert victim.read_text() == "precious\n"
 

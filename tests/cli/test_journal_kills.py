@@ -108,40 +108,35 @@ def _assert_every_channel_exactly_once(out: Path) -> None:
     assert len(journaled) == len(CHANNELS)
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [fresh, over_a_finished_export, resuming_a_half_export],
-)
-def test_a_kill_at_any_file_operation_leaves_files_that_resume_finishes(
-    tmp_path: Path, scenario: Callable[[Path, FileOperations], None]
-) -> None:
+def _kill_at_every_step(tmp_path: Path, scenario: Callable[[Path, int], None]) -> int:
+    """Run ``scenario`` (an output, the step to kill it at) killed at step 0, 1, ... until
+    it runs to its end; after each kill, resume and check the output. The number of steps."""
     for step in itertools.count():
         out = tmp_path / f"step-{step}" / "out.csv"
         out.parent.mkdir()
-        files = KilledAt(step)
         try:
-            scenario(out, files)
+            scenario(out, step)
         except Killed:
             _resume(out)  # what is on disk is accepted: no UsageError
             _assert_every_channel_exactly_once(out)
             continue
         # A run past its last file operation: the export is whole without a resume.
         _assert_every_channel_exactly_once(out)
-        break
-    assert step > 2 * len(CHANNELS)  # at least the two steps of every channel's commit
+        return step
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@pytest.mark.parametrize("scenario", [fresh, over_a_finished_export, resuming_a_half_export])
+def test_a_kill_at_any_file_operation_leaves_files_that_resume_finishes(
+    tmp_path: Path, scenario: Callable[[Path, FileOperations], None]
+) -> None:
+    steps = _kill_at_every_step(tmp_path, lambda out, step: scenario(out, KilledAt(step)))
+    assert steps > 2 * len(CHANNELS)  # at least the two steps of every channel's commit
 
 
 def test_a_resume_killed_at_any_file_operation_can_itself_be_resumed(tmp_path: Path) -> None:
-    for step in itertools.count():
-        out = tmp_path / f"step-{step}" / "out.csv"
-        out.parent.mkdir()
-        files = KilledAt(step)
-        try:
-            resuming_a_half_export(out, files)
-            _resume(out, KilledAt(step))  # a second resume killed at the same step
-        except Killed:
-            _resume(out)
-            _assert_every_channel_exactly_once(out)
-            continue
-        _assert_every_channel_exactly_once(out)
-        break
+    def killed_twice(out: Path, step: int) -> None:
+        resuming_a_half_export(out, KilledAt(step))
+        _resume(out, KilledAt(step))  # a second resume killed at the same step
+
+    _kill_at_every_step(tmp_path, killed_twice)
