@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import functools
 import importlib.util
 import json
@@ -232,23 +231,31 @@ async def test_batch_export_writes_a_line_per_channel_and_counts_failures(
 ) -> None:
     channels = [emulator.add_channel(participants=n) for n in (0, 3, 75, 1200)]
     channels_csv = tmp_path / "channels.csv"
-    with channels_csv.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerows(channels)
-        writer.writerow([MISSING_KD, MISSING_UO])
-        writer.writerow(["KD-not-a-sid", "UO-not-a-sid"])
+    # With its header, as the emulator's --channel-list writes it: no channel of its own.
+    flex_participants.write_channel_list(channels_csv, [*channels, (MISSING_KD, MISSING_UO)])
     output = tmp_path / "participants.jsonl"
 
     failed = await load("batch_export").main(channels_csv, output)
 
-    assert failed == 2
-    assert capsys.readouterr().out == "6 channels, 2 failed\n"
+    assert failed == 1
+    assert capsys.readouterr().out == "5 channels, 1 failed\n"
     lines = {line["channel_sid"]: line for line in map(json.loads, output.read_text().splitlines())}
-    assert len(lines) == 6
+    assert len(lines) == 5
     for kd, uo in channels:
         assert lines[uo]["participants"] == emulator.participants_of(kd, uo)
     assert "HTTP 404" in lines[MISSING_UO]["error"]
-    assert "interaction_sid must match" in lines["UO-not-a-sid"]["error"]
+
+
+async def test_batch_export_refuses_a_malformed_line_before_any_request(
+    emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    channels_csv = tmp_path / "channels.csv"
+    channels_csv.write_text(f"KD-not-a-sid,UO-not-a-sid\n{MISSING_KD},{MISSING_UO}\n")
+
+    with pytest.raises(flex_participants.ChannelListError, match="line 1 is not a channel"):
+        await load("batch_export").main(channels_csv, tmp_path / "participants.jsonl")
+
+    assert emulator.stats.requests == 0
 
 
 # -- web-apps.md --------------------------------------------------------------------------

@@ -28,10 +28,9 @@ from typing import Final
 import attrs
 from rich.console import Console
 
-from flex_participants import FlexClient, NotFoundError
+from flex_participants import FlexClient, NotFoundError, write_channel_list
 from flex_participants.emulator import Fault, FlexEmulator
 
-from ._channels import write_channel_list
 from ._export import ExportReport, export_file, locked_source
 from ._render import ExportProgress, FileFormat, print_report, stderr_console
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from flex_participants import write_channel_list
 from flex_participants.emulator import FlexEmulator, emulator_from_arguments, serve_until_stopped
 
-from ._channels import write_channel_list
 from ._main import CommandError, UsageError, os_error_text
 from ._render import inert, stderr_console
 
