@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal, NoReturn
 
 from flex_participants import FlexClient, FlexError, InvalidArgumentError, __version__
-from flex_participants.emulator import add_emulator_arguments
+from flex_participants.emulator import add_program_arguments
 
 __all__ = [
     "MEANINGS",
@@ -265,19 +265,13 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     )
     again.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
+    # The program of `python -m flex_participants.emulator`: its options, defaults and output.
     emulator = commands.add_parser(
         "emulator",
-        parents=[logs],
         help="serve the emulator until Ctrl-C",
         description="Serve an emulator of the endpoint, with seeded data, until Ctrl-C.",
     )
-    add_emulator_arguments(emulator)
-    emulator.set_defaults(channels=100)
-    emulator.add_argument(
-        "--channel-list",
-        metavar="FILE",
-        help="where to write the channels, for export --channels (default: a temporary file)",
-    )
+    add_program_arguments(emulator)
 
     demo = commands.add_parser(
         "demo",

@@ -65,7 +65,13 @@ async def test_the_emulator_teaches_environment_variables_and_its_command_works(
     process.send_signal(signal.SIGINT)
     run = await finish(process)
     assert run.code == 0, run
-    assert run.stdout == ""  # stdout carries only data, and the emulator has none
+    # stdout carries only data: the emulator's settings, for a program to read.
+    assert [line.split("=")[0] for line in run.stdout.splitlines()] == [
+        "base_url",
+        "account_sid",
+        "auth_token",
+        "channel_list",
+    ]
 
 
 @pytest.mark.parametrize(
