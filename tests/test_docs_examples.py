@@ -19,14 +19,16 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -56,6 +58,8 @@ SAMPLES_DB = 1
 PYTEST_SAMPLES = ("testing_with_emulator.py", "testing_with_aioresponses.py")
 # Samples that need a package the project does not depend on: compiled, not run.
 COMPILED_ONLY = ("web_app_fastapi.py",)
+# The arq samples: their job functions are run here, and under a real arq worker.
+ARQ_SAMPLES = ("worker_arq.py", "arq_fleet.py")
 
 
 def load(name: str) -> Any:
@@ -620,22 +624,14 @@ async def test_observe_prometheus_sample_counts_responses_retries_and_participan
 # -- testing.md ---------------------------------------------------------------------------
 
 
-def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
-    # Run as a user runs them: pytest on the files, with the fixture from the installed plugin.
-    environment = without_client_variables(os.environ)
-    environment.pop("PYTEST_ADDOPTS", None)
+def test_testing_samples_pass_as_a_pytest_run_of_their_own(tmp_path: Path) -> None:
+    # Run as a user runs them, in a project of their own: none of this project's pytest
+    # configuration (asyncio_mode = "auto", its conftest) applies, only the installed plugin.
+    project = fresh_project(tmp_path, *PYTEST_SAMPLES)
     result = subprocess.run(  # noqa: S603 - our own interpreter, our own files
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            *(str(EXAMPLES / name) for name in PYTEST_SAMPLES),
-        ],
-        cwd=ROOT,
-        env=environment,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_SAMPLES],
+        cwd=project,
+        env=user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -643,6 +639,157 @@ def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b6 passed\b", result.stdout), result.stdout
+    # No configuration file found: pytest-asyncio in its default, strict, mode.
+    assert re.search(rf"^rootdir: {re.escape(str(project))}$", result.stdout, re.MULTILINE)
+
+
+# -- every script, as a user runs it ------------------------------------------------------
+
+
+def fresh_project(tmp_path: Path, *samples: str) -> Path:
+    """A project of a user's own, holding only copies of ``samples``: no pyproject.toml,
+    conftest.py or package of this project's, so that nothing of ours applies but the
+    installed package."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in samples:
+        shutil.copy(EXAMPLES / name, project / name)
+    return project
+
+
+def user_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without the client's variables and this project's pytest
+    and import settings, with ``variables``."""
+    environment = without_client_variables(os.environ)
+    for name in ("PYTEST_ADDOPTS", "PYTHONPATH"):
+        environment.pop(name, None)
+    return {**environment, **variables}
+
+
+@attrs.frozen
+class Script:
+    """How a sample is run as a script: its arguments, its standard input, and what must be
+    true of its output, from the emulator's channels of ``sizes``."""
+
+    sizes: tuple[int, ...] = (120,)
+    arguments: Callable[[list[tuple[str, str]], Path], list[str]] = lambda channels, _: [
+        *channels[0]
+    ]
+    stdin: Callable[[list[tuple[str, str]]], str] = lambda _: ""
+    exit_code: int = 0
+    expected: Callable[[FlexEmulator, list[tuple[str, str]]], list[str]] = lambda _, __: []
+
+
+def _all_sids(channels: list[tuple[str, str]], _: Path) -> list[str]:
+    return [sid for channel in channels for sid in channel]
+
+
+def _channel_list(channels: list[tuple[str, str]], project: Path) -> list[str]:
+    flex_participants.write_channel_list(
+        project / "channels.csv", [*channels, (MISSING_KD, MISSING_UO)]
+    )
+    return ["channels.csv", "participants.jsonl"]
+
+
+# Every sample with a ``__main__`` part, but the web apps and the Prometheus exporter, which
+# serve until stopped (the apps are tested above through their factories), and the arq
+# samples, which run under an arq worker below.
+SCRIPTS: dict[str, Script] = {
+    "quickstart.py": Script(
+        expected=lambda emulator, channels: [
+            p["sid"] for p in emulator.participants_of(*channels[0])
+        ]
+    ),
+    "try_emulator.py": Script(
+        sizes=(),
+        arguments=lambda _, __: [],
+        expected=lambda _, __: ["120 participants in 3 requests"],
+    ),
+    "stream_pages.py": Script(sizes=(450,), expected=lambda _, __: ["page 2: 50 participants"]),
+    "per_call.py": Script(sizes=(70,), expected=lambda _, __: ["glance: 10", "export: 70"]),
+    "errors.py": Script(sizes=(70,), expected=lambda _, __: ["participants: 70"]),
+    "observe_hooks.py": Script(expected=lambda _, __: ["participants: 120 in 3 pages"]),
+    "observe_logging.py": Script(expected=lambda _, __: ["participants: 120"]),
+    "observe_otel.py": Script(expected=lambda _, __: ["participants: 120"]),
+    "resume.py": Script(
+        sizes=(130,),
+        arguments=lambda channels, _: [*channels[0], "cursor"],
+        expected=lambda emulator, channels: [
+            p["sid"] for p in emulator.participants_of(*channels[0])
+        ],
+    ),
+    "batch_export.py": Script(
+        sizes=(0, 3, 75),
+        arguments=_channel_list,
+        exit_code=1,  # the channel the emulator does not know
+        expected=lambda _, __: ["4 channels, 1 failed"],
+    ),
+    "worker.py": Script(
+        sizes=(5, 50),
+        arguments=lambda _, __: [],
+        stdin=lambda channels: (
+            "interaction_sid,channel_sid\n" + "".join(f"{kd},{uo}\n" for kd, uo in channels)
+        ),
+        expected=lambda emulator, channels: [
+            f"{uo} {dict(types_of(emulator.participants_of(kd, uo)))}" for kd, uo in channels
+        ],
+    ),
+    "shared_budget.py": Script(
+        sizes=(3, 75),
+        arguments=_all_sids,
+        expected=lambda emulator, channels: [
+            f"{uo} {len(emulator.participants_of(kd, uo))}" for kd, uo in channels
+        ],
+    ),
+    "rate_budget.py": Script(
+        sizes=(),
+        arguments=lambda _, __: ["10"],
+        expected=lambda _, __: [
+            "1200 participants of 60 channels",
+            "0 requests answered 429; the rate is now 10.0 /s",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+async def test_the_sample_runs_as_a_script_in_a_project_of_its_own(
+    name: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    script = SCRIPTS[name]
+    project = fresh_project(tmp_path, name)
+    async with FlexEmulator(seed=2024) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in script.sizes]
+        environment = user_environment(
+            TWILIO_ACCOUNT_SID=emulator.account_sid,
+            TWILIO_AUTH_TOKEN=emulator.auth_token,
+            FLEX_PARTICIPANTS_BASE_URL=emulator.base_url,
+            REDIS_URL=redis_server.url(SAMPLES_DB),
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            name,
+            *script.arguments(channels, project),
+            cwd=project,
+            env=environment,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(120):
+            out, err = await process.communicate(script.stdin(channels).encode())
+        expected = script.expected(emulator, channels)
+
+    assert process.returncode == script.exit_code, err.decode()
+    printed = out.decode().splitlines()
+    missing = [line for line in expected if not any(p.startswith(line) for p in printed)]
+    assert missing == [], out.decode() + err.decode()
+
+
+def test_every_script_sample_is_run_as_a_script() -> None:
+    with_main = {p.name for p in EXAMPLES.glob("*.py") if "__main__" in p.read_text()}
+    served = {"web_app_aiohttp.py", "observe_prometheus.py"}
+    assert with_main - served - set(ARQ_SAMPLES) == set(SCRIPTS)
 
 
 # -- the pages themselves -----------------------------------------------------------------
