@@ -4,9 +4,10 @@ The samples live in ``docs/examples/`` and the pages include them whole; no page
 Python block of its own. The samples read their credentials, base URL and Redis URL from the
 environment, as production code does; the ``emulator`` fixture points TWILIO_* and
 FLEX_PARTICIPANTS_BASE_URL at a running `FlexEmulator`, and ``redis_url`` points REDIS_URL at
-the session's redis-server. The arq samples keep arq out of their job functions, which run
-here without it; only the FastAPI app, which needs a package the project does not depend on,
-is compiled and not run.
+the session's redis-server. The arq samples run under real arq workers, and their job
+functions in process too; only the FastAPI app, which needs a package the project does not
+depend on, is compiled and not run. Every sample with a command line is also run as a user
+runs it, copied into a directory of its own where nothing of this project's applies.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ SAMPLES_DB = 1
 PYTEST_SAMPLES = ("testing_with_emulator.py", "testing_with_aioresponses.py")
 # Samples that need a package the project does not depend on: compiled, not run.
 COMPILED_ONLY = ("web_app_fastapi.py",)
-# The arq samples: their job functions are run here, and under a real arq worker.
+# The arq samples: their job functions are run here in process, and under real arq workers.
 ARQ_SAMPLES = ("worker_arq.py", "arq_fleet.py")
 
 
@@ -343,7 +344,7 @@ async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis
 
     await load("shared_budget").main([*channels, (MISSING_KD, MISSING_UO)])
 
-    *results, fleet = capsys.readouterr().out.splitlines()
+    *results, fleet, rate = capsys.readouterr().out.splitlines()
     failed = [line for line in results if line.startswith(f"{MISSING_UO} failed:")]
     assert len(failed) == 1
     assert "HTTP 404" in failed[0]
@@ -354,6 +355,8 @@ async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis
     summary = re.fullmatch(r"fleet: 0 in flight now, at most (\d+) at once", fleet)
     assert summary is not None, fleet
     assert 1 <= int(summary[1]) <= 20
+    # The fleet shares Twilio's documented 20 requests a second, as a token bucket in Redis.
+    assert rate == "fleet: 20 requests a second now"
     async with samples_db(redis_server) as client:
         assert await client.dbsize() > 0  # emptied before the test
 
@@ -365,6 +368,7 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
 ) -> None:
     cap = 2
     monkeypatch.setenv("FLEET_MAX_CONCURRENCY", str(cap))
+    monkeypatch.setenv("FLEET_RATE_LIMIT", "500")
     monkeypatch.syspath_prepend(str(EXAMPLES))  # the sample builds on worker_arq.py, next to it
     fleet = load("arq_fleet")
     job = fleet.worker_arq.count_participants
@@ -395,6 +399,119 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
         state = await limiter.read_state()
     assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
     assert state.peak_in_flight == emulator.stats.peak_in_flight
+    async with samples_db(redis_server) as client:
+        assert await fleet_bucket_used(client)  # the per-second budget is shared too
+
+
+# -- workers.md and scale-out.md: the arq samples under a real arq worker -----------------
+
+
+async def run_in(project: Path, *command: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python COMMAND`` in ``project`` to its end, while the emulator serves on this
+    loop; its exit code and what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(120):
+        out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+async def job_results(redis_url: str) -> dict[tuple[str, str], Any]:
+    """What arq kept of each job that ran, by its arguments; each job must have succeeded."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    queue = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        results = await queue.all_job_results()
+    finally:
+        await queue.aclose()
+    assert all(result.success for result in results), results
+    return {(result.args[0], result.args[1]): result.result for result in results}
+
+
+def sample_environment(emulator: FlexEmulator, redis_url: str, **variables: str) -> dict[str, str]:
+    """A user's environment for the samples: the emulator's credentials and REDIS_URL."""
+    return user_environment(
+        TWILIO_ACCOUNT_SID=emulator.account_sid,
+        TWILIO_AUTH_TOKEN=emulator.auth_token,
+        FLEX_PARTICIPANTS_BASE_URL=emulator.base_url,
+        REDIS_URL=redis_url,
+        **variables,
+    )
+
+
+async def test_arq_worker_runs_the_queued_jobs_under_arq(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("arq", reason="arq is not installed: pip install --group test")
+    project = fresh_project(tmp_path, *ARQ_SAMPLES)
+    async with serving(monkeypatch) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in (5, 60, 130)]
+        environment = sample_environment(emulator, redis_url)
+        sids = [sid for channel in [*channels, (MISSING_KD, MISSING_UO)] for sid in channel]
+        # Queued as the docs say, by the fleet sample's enqueue; run by the single worker.
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
+        code, printed = await run_in(
+            project, "-m", "arq", "worker_arq.WorkerSettings", "--burst", env=environment
+        )
+        assert code == 0, printed
+
+        assert await job_results(redis_url) == {
+            **{channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels},
+            (MISSING_KD, MISSING_UO): None,
+        }
+
+
+async def test_arq_fleet_of_two_arq_workers_keeps_one_budget(
+    redis_server: RedisServer, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("arq", reason="arq is not installed: pip install --group test")
+    from flex_participants.redis import RedisLimiter  # here: the redis extra is optional
+
+    cap, rate = 2, 400
+    project = fresh_project(tmp_path, *ARQ_SAMPLES)
+    # The emulator answers 429 to any request above the cap: a fleet that kept it sees none.
+    async with serving(monkeypatch, latency=0.02, max_in_flight=cap) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in (1, 60, 120, 7, 200, 40)]
+        environment = sample_environment(
+            emulator, redis_url, FLEET_MAX_CONCURRENCY=str(cap), FLEET_RATE_LIMIT=str(rate)
+        )
+        sids = [sid for channel in channels for sid in channel]
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
+        worker = ("-m", "arq", "arq_fleet.WorkerSettings", "--burst")
+        runs = await asyncio.gather(*(run_in(project, *worker, env=environment) for _ in "ab"))
+        assert [code for code, _ in runs] == [0, 0], runs
+
+        assert await job_results(redis_url) == {
+            channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels
+        }
+        assert emulator.stats.throttled == 0
+        assert emulator.stats.peak_in_flight <= cap
+
+    async with samples_db(redis_server) as client:
+        limiter = RedisLimiter(client, key="flex_participants:my-account", max_concurrency=cap)
+        state = await limiter.read_state()
+        assert await fleet_bucket_used(client)
+    assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
+
+
+async def fleet_bucket_used(client: aioredis.Redis) -> bool:
+    """Whether the fleet's requests took their starts from the token bucket of the key the
+    samples use: its ``tat``, the theoretical arrival time (docs/scale-out.md), is set only by
+    a limiter given ``rate_limit``."""
+    async with client.pipeline() as pipe:  # typed alike by redis-py 5 and 8
+        pipe.hget("{flex_participants:my-account}:state", "tat")
+        [tat] = await pipe.execute()
+    return tat is not None
 
 
 # -- errors.md ----------------------------------------------------------------------------
