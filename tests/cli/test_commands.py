@@ -305,6 +305,19 @@ async def test_resume_after_sigkill_holds_every_channel_exactly_once(
 # -- demo -------------------------------------------------------------------------------
 
 
+def gone(paths: list[str]) -> list[str]:
+    """The ``paths`` that name no file."""
+    return [path for path in paths if not Path(path).exists()]
+
+
+async def test_demo_without_out_names_no_file_that_is_gone_when_it_exits() -> None:
+    run = await run_cli("demo", "--channels", "5", emulator=None)
+    assert run.code == 0, run
+    printed = " ".join(run.stderr.split())  # rich may wrap the caption
+    assert gone(re.findall(r"(/\S+?\.(?:jsonl|csv))\b", printed)) == []
+    assert "written to a temporary file, removed on exit (--out FILE keeps it)" in printed
+
+
 async def test_demo_runs_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "demo.jsonl"
     run = await run_cli("demo", "--channels", "20", "--out", str(out), emulator=None)
