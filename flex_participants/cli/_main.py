@@ -331,7 +331,11 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         either.add_argument(
             secret,
             metavar=metavar,
-            help=f"default: ${_variable(secret)} (visible to other users in ps: see above)",
+            # Self-contained: argparse may list these apart from the group and its note.
+            help=(
+                f"default: ${_variable(secret)}; on the command line it is visible to other "
+                f"users in ps: prefer ${_variable(secret)} or {secret}-file"
+            ),
         )
         either.add_argument(
             f"{secret}-file",
