@@ -19,6 +19,7 @@ from yarl import URL
 
 from flex_participants import (
     AuthenticationError,
+    ChannelListError,
     ChannelResult,
     ClientClosedError,
     DeadlineExceededError,
@@ -81,6 +82,7 @@ def api_error(cls: type[FlexAPIError]) -> FlexAPIError:
 ERRORS: dict[str, Callable[[], FlexError]] = {
     "FlexError": lambda: FlexError("this FlexClient is closed", attempts=2),
     "InvalidArgumentError": lambda: InvalidArgumentError("page_size must be >= 1"),
+    "ChannelListError": lambda: ChannelListError("channels.csv line 2 is not a channel: ..."),
     "UnsafeURLError": lambda: UnsafeURLError("refusing to send credentials", attempts=1),
     "ClientClosedError": lambda: ClientClosedError("the client was closed", attempts=4),
     "DeadlineExceededError": lambda: DeadlineExceededError(
