@@ -141,8 +141,7 @@ _REFUSED = (
     "which are used when both pairs are set"
 )
 _FORBIDDEN = (
-    "the credentials lack access to the Interactions API: a restricted API key needs it "
-    "granted"
+    "the credentials lack access to the Interactions API: a restricted API key needs it granted"
 )
 _NOT_FOUND = (
     "no such interaction channel for these credentials: check that the interaction SID "
