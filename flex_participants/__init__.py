@@ -12,6 +12,12 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
+from ._channel_list import (
+    ChannelListError,
+    ChannelListParser,
+    read_channel_list,
+    write_channel_list,
+)
 from ._client import FlexClient
 from ._convert import to_dict
 from ._errors import (
@@ -59,6 +65,8 @@ __all__ = [
     "AdaptiveLimiter",
     "AuthenticationError",
     "ChannelBatch",
+    "ChannelListError",
+    "ChannelListParser",
     "ChannelResult",
     "ClientClosedError",
     "ClientStats",
@@ -93,7 +101,9 @@ __all__ = [
     "TransportError",
     "UnsafeURLError",
     "__version__",
+    "read_channel_list",
     "to_dict",
+    "write_channel_list",
 ]
 
 # The logging HOWTO's advice for a library: nothing is printed unless the application

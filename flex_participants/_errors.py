@@ -133,12 +133,39 @@ class FlexAPIError(FlexError):
         return f"HTTP {self.status}{code} from {self.url}: {super().__str__()}"
 
 
+# What to check, told with the errors a newcomer meets first: Twilio's own messages
+# ("Authenticate", "The requested resource ... was not found") name neither.
+_REFUSED = (
+    "check the credentials: the account SID and auth token (TWILIO_ACCOUNT_SID, "
+    "TWILIO_AUTH_TOKEN), or the API key and its secret (TWILIO_API_KEY, TWILIO_API_SECRET), "
+    "which are used when both pairs are set"
+)
+_FORBIDDEN = (
+    "the credentials lack access to the Interactions API: a restricted API key needs it granted"
+)
+_NOT_FOUND = (
+    "no such interaction channel for these credentials: check that the interaction SID "
+    "(KD...) and the channel SID (UO...) in the URL are one interaction's and one of its "
+    "channels, of this account"
+)
+
+
 class AuthenticationError(FlexAPIError):
-    """The credentials were refused (HTTP 401) or lack access to the resource (HTTP 403)."""
+    """The credentials were refused (HTTP 401) or lack access to the resource (HTTP 403).
+
+    Its message says what to check.
+    """
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; {_FORBIDDEN if self.status == 403 else _REFUSED}"
 
 
 class NotFoundError(FlexAPIError):
-    """The interaction or the channel does not exist (HTTP 404)."""
+    """The interaction or the channel does not exist (HTTP 404). Its message says what to
+    check."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; {_NOT_FOUND}"
 
 
 class RateLimitError(FlexAPIError):

@@ -4,30 +4,32 @@ The samples live in ``docs/examples/`` and the pages include them whole; no page
 Python block of its own. The samples read their credentials, base URL and Redis URL from the
 environment, as production code does; the ``emulator`` fixture points TWILIO_* and
 FLEX_PARTICIPANTS_BASE_URL at a running `FlexEmulator`, and ``redis_url`` points REDIS_URL at
-the session's redis-server. The arq samples keep arq out of their job functions, which run
-here without it; only the FastAPI app, which needs a package the project does not depend on,
-is compiled and not run.
+the session's redis-server. The arq samples run under real arq workers, and their job
+functions in process too; only the FastAPI app, which needs a package the project does not
+depend on, is compiled and not run. Every sample with a command line is also run as a user
+runs it, copied into a directory of its own where nothing of this project's applies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import functools
 import importlib.util
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -57,6 +59,8 @@ SAMPLES_DB = 1
 PYTEST_SAMPLES = ("testing_with_emulator.py", "testing_with_aioresponses.py")
 # Samples that need a package the project does not depend on: compiled, not run.
 COMPILED_ONLY = ("web_app_fastapi.py",)
+# The arq samples: their job functions are run here in process, and under real arq workers.
+ARQ_SAMPLES = ("worker_arq.py", "arq_fleet.py")
 
 
 def load(name: str) -> Any:
@@ -232,23 +236,31 @@ async def test_batch_export_writes_a_line_per_channel_and_counts_failures(
 ) -> None:
     channels = [emulator.add_channel(participants=n) for n in (0, 3, 75, 1200)]
     channels_csv = tmp_path / "channels.csv"
-    with channels_csv.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerows(channels)
-        writer.writerow([MISSING_KD, MISSING_UO])
-        writer.writerow(["KD-not-a-sid", "UO-not-a-sid"])
+    # With its header, as the emulator's --channel-list writes it: no channel of its own.
+    flex_participants.write_channel_list(channels_csv, [*channels, (MISSING_KD, MISSING_UO)])
     output = tmp_path / "participants.jsonl"
 
     failed = await load("batch_export").main(channels_csv, output)
 
-    assert failed == 2
-    assert capsys.readouterr().out == "6 channels, 2 failed\n"
+    assert failed == 1
+    assert capsys.readouterr().out == "5 channels, 1 failed\n"
     lines = {line["channel_sid"]: line for line in map(json.loads, output.read_text().splitlines())}
-    assert len(lines) == 6
+    assert len(lines) == 5
     for kd, uo in channels:
         assert lines[uo]["participants"] == emulator.participants_of(kd, uo)
     assert "HTTP 404" in lines[MISSING_UO]["error"]
-    assert "interaction_sid must match" in lines["UO-not-a-sid"]["error"]
+
+
+async def test_batch_export_refuses_a_malformed_line_before_any_request(
+    emulator: FlexEmulator, tmp_path: Path
+) -> None:
+    channels_csv = tmp_path / "channels.csv"
+    channels_csv.write_text(f"KD-not-a-sid,UO-not-a-sid\n{MISSING_KD},{MISSING_UO}\n")
+
+    with pytest.raises(flex_participants.ChannelListError, match="line 1 is not a channel"):
+        await load("batch_export").main(channels_csv, tmp_path / "participants.jsonl")
+
+    assert emulator.stats.requests == 0
 
 
 # -- web-apps.md --------------------------------------------------------------------------
@@ -332,7 +344,7 @@ async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis
 
     await load("shared_budget").main([*channels, (MISSING_KD, MISSING_UO)])
 
-    *results, fleet = capsys.readouterr().out.splitlines()
+    *results, fleet, rate = capsys.readouterr().out.splitlines()
     failed = [line for line in results if line.startswith(f"{MISSING_UO} failed:")]
     assert len(failed) == 1
     assert "HTTP 404" in failed[0]
@@ -343,6 +355,8 @@ async def test_shared_budget_fetches_every_channel_under_the_limit_kept_in_redis
     summary = re.fullmatch(r"fleet: 0 in flight now, at most (\d+) at once", fleet)
     assert summary is not None, fleet
     assert 1 <= int(summary[1]) <= 20
+    # The fleet shares Twilio's documented 20 requests a second, as a token bucket in Redis.
+    assert rate == "fleet: 20 requests a second now"
     async with samples_db(redis_server) as client:
         assert await client.dbsize() > 0  # emptied before the test
 
@@ -354,6 +368,7 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
 ) -> None:
     cap = 2
     monkeypatch.setenv("FLEET_MAX_CONCURRENCY", str(cap))
+    monkeypatch.setenv("FLEET_RATE_LIMIT", "500")
     monkeypatch.syspath_prepend(str(EXAMPLES))  # the sample builds on worker_arq.py, next to it
     fleet = load("arq_fleet")
     job = fleet.worker_arq.count_participants
@@ -384,6 +399,119 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
         state = await limiter.read_state()
     assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
     assert state.peak_in_flight == emulator.stats.peak_in_flight
+    async with samples_db(redis_server) as client:
+        assert await fleet_bucket_used(client)  # the per-second budget is shared too
+
+
+# -- workers.md and scale-out.md: the arq samples under a real arq worker -----------------
+
+
+async def run_in(project: Path, *command: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python COMMAND`` in ``project`` to its end, while the emulator serves on this
+    loop; its exit code and what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(120):
+        out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+async def job_results(redis_url: str) -> dict[tuple[str, str], Any]:
+    """What arq kept of each job that ran, by its arguments; each job must have succeeded."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    queue = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        results = await queue.all_job_results()
+    finally:
+        await queue.aclose()
+    assert all(result.success for result in results), results
+    return {(result.args[0], result.args[1]): result.result for result in results}
+
+
+def sample_environment(emulator: FlexEmulator, redis_url: str, **variables: str) -> dict[str, str]:
+    """A user's environment for the samples: the emulator's credentials and REDIS_URL."""
+    return user_environment(
+        TWILIO_ACCOUNT_SID=emulator.account_sid,
+        TWILIO_AUTH_TOKEN=emulator.auth_token,
+        FLEX_PARTICIPANTS_BASE_URL=emulator.base_url,
+        REDIS_URL=redis_url,
+        **variables,
+    )
+
+
+async def test_arq_worker_runs_the_queued_jobs_under_arq(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("arq", reason="arq is not installed: pip install --group test")
+    project = fresh_project(tmp_path, *ARQ_SAMPLES)
+    async with serving(monkeypatch) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in (5, 60, 130)]
+        environment = sample_environment(emulator, redis_url)
+        sids = [sid for channel in [*channels, (MISSING_KD, MISSING_UO)] for sid in channel]
+        # Queued as the docs say, by the fleet sample's enqueue; run by the single worker.
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
+        code, printed = await run_in(
+            project, "-m", "arq", "worker_arq.WorkerSettings", "--burst", env=environment
+        )
+        assert code == 0, printed
+
+        assert await job_results(redis_url) == {
+            **{channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels},
+            (MISSING_KD, MISSING_UO): None,
+        }
+
+
+async def test_arq_fleet_of_two_arq_workers_keeps_one_budget(
+    redis_server: RedisServer, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("arq", reason="arq is not installed: pip install --group test")
+    from flex_participants.redis import RedisLimiter  # here: the redis extra is optional
+
+    cap, rate = 2, 400
+    project = fresh_project(tmp_path, *ARQ_SAMPLES)
+    # The emulator answers 429 to any request above the cap: a fleet that kept it sees none.
+    async with serving(monkeypatch, latency=0.02, max_in_flight=cap) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in (1, 60, 120, 7, 200, 40)]
+        environment = sample_environment(
+            emulator, redis_url, FLEET_MAX_CONCURRENCY=str(cap), FLEET_RATE_LIMIT=str(rate)
+        )
+        sids = [sid for channel in channels for sid in channel]
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
+        worker = ("-m", "arq", "arq_fleet.WorkerSettings", "--burst")
+        runs = await asyncio.gather(*(run_in(project, *worker, env=environment) for _ in "ab"))
+        assert [code for code, _ in runs] == [0, 0], runs
+
+        assert await job_results(redis_url) == {
+            channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels
+        }
+        assert emulator.stats.throttled == 0
+        assert emulator.stats.peak_in_flight <= cap
+
+    async with samples_db(redis_server) as client:
+        limiter = RedisLimiter(client, key="flex_participants:my-account", max_concurrency=cap)
+        state = await limiter.read_state()
+        assert await fleet_bucket_used(client)
+    assert (state.in_flight, state.waiting, state.throttled) == (0, 0, 0)
+
+
+async def fleet_bucket_used(client: aioredis.Redis) -> bool:
+    """Whether the fleet's requests took their starts from the token bucket of the key the
+    samples use: its ``tat``, the theoretical arrival time (docs/scale-out.md), is set only by
+    a limiter given ``rate_limit``."""
+    async with client.pipeline() as pipe:  # typed alike by redis-py 5 and 8
+        pipe.hget("{flex_participants:my-account}:state", "tat")
+        [tat] = await pipe.execute()
+    return tat is not None
 
 
 # -- errors.md ----------------------------------------------------------------------------
@@ -613,22 +741,14 @@ async def test_observe_prometheus_sample_counts_responses_retries_and_participan
 # -- testing.md ---------------------------------------------------------------------------
 
 
-def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
-    # Run as a user runs them: pytest on the files, with the fixture from the installed plugin.
-    environment = without_client_variables(os.environ)
-    environment.pop("PYTEST_ADDOPTS", None)
+def test_testing_samples_pass_as_a_pytest_run_of_their_own(tmp_path: Path) -> None:
+    # Run as a user runs them, in a project of their own: none of this project's pytest
+    # configuration (asyncio_mode = "auto", its conftest) applies, only the installed plugin.
+    project = fresh_project(tmp_path, *PYTEST_SAMPLES)
     result = subprocess.run(  # noqa: S603 - our own interpreter, our own files
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            *(str(EXAMPLES / name) for name in PYTEST_SAMPLES),
-        ],
-        cwd=ROOT,
-        env=environment,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_SAMPLES],
+        cwd=project,
+        env=user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -636,6 +756,157 @@ def test_testing_samples_pass_as_a_pytest_run_of_their_own() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b6 passed\b", result.stdout), result.stdout
+    # No configuration file found: pytest-asyncio in its default, strict, mode.
+    assert re.search(rf"^rootdir: {re.escape(str(project))}$", result.stdout, re.MULTILINE)
+
+
+# -- every script, as a user runs it ------------------------------------------------------
+
+
+def fresh_project(tmp_path: Path, *samples: str) -> Path:
+    """A project of a user's own, holding only copies of ``samples``: no pyproject.toml,
+    conftest.py or package of this project's, so that nothing of ours applies but the
+    installed package."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in samples:
+        shutil.copy(EXAMPLES / name, project / name)
+    return project
+
+
+def user_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without the client's variables and this project's pytest
+    and import settings, with ``variables``."""
+    environment = without_client_variables(os.environ)
+    for name in ("PYTEST_ADDOPTS", "PYTHONPATH"):
+        environment.pop(name, None)
+    return {**environment, **variables}
+
+
+@attrs.frozen
+class Script:
+    """How a sample is run as a script: its arguments, its standard input, and what must be
+    true of its output, from the emulator's channels of ``sizes``."""
+
+    sizes: tuple[int, ...] = (120,)
+    arguments: Callable[[list[tuple[str, str]], Path], list[str]] = lambda channels, _: [
+        *channels[0]
+    ]
+    stdin: Callable[[list[tuple[str, str]]], str] = lambda _: ""
+    exit_code: int = 0
+    expected: Callable[[FlexEmulator, list[tuple[str, str]]], list[str]] = lambda _, __: []
+
+
+def _all_sids(channels: list[tuple[str, str]], _: Path) -> list[str]:
+    return [sid for channel in channels for sid in channel]
+
+
+def _channel_list(channels: list[tuple[str, str]], project: Path) -> list[str]:
+    flex_participants.write_channel_list(
+        project / "channels.csv", [*channels, (MISSING_KD, MISSING_UO)]
+    )
+    return ["channels.csv", "participants.jsonl"]
+
+
+# Every sample with a ``__main__`` part, but the web apps and the Prometheus exporter, which
+# serve until stopped (the apps are tested above through their factories), and the arq
+# samples, which run under an arq worker below.
+SCRIPTS: dict[str, Script] = {
+    "quickstart.py": Script(
+        expected=lambda emulator, channels: [
+            p["sid"] for p in emulator.participants_of(*channels[0])
+        ]
+    ),
+    "try_emulator.py": Script(
+        sizes=(),
+        arguments=lambda _, __: [],
+        expected=lambda _, __: ["120 participants in 3 requests"],
+    ),
+    "stream_pages.py": Script(sizes=(450,), expected=lambda _, __: ["page 2: 50 participants"]),
+    "per_call.py": Script(sizes=(70,), expected=lambda _, __: ["glance: 10", "export: 70"]),
+    "errors.py": Script(sizes=(70,), expected=lambda _, __: ["participants: 70"]),
+    "observe_hooks.py": Script(expected=lambda _, __: ["participants: 120 in 3 pages"]),
+    "observe_logging.py": Script(expected=lambda _, __: ["participants: 120"]),
+    "observe_otel.py": Script(expected=lambda _, __: ["participants: 120"]),
+    "resume.py": Script(
+        sizes=(130,),
+        arguments=lambda channels, _: [*channels[0], "cursor"],
+        expected=lambda emulator, channels: [
+            p["sid"] for p in emulator.participants_of(*channels[0])
+        ],
+    ),
+    "batch_export.py": Script(
+        sizes=(0, 3, 75),
+        arguments=_channel_list,
+        exit_code=1,  # the channel the emulator does not know
+        expected=lambda _, __: ["4 channels, 1 failed"],
+    ),
+    "worker.py": Script(
+        sizes=(5, 50),
+        arguments=lambda _, __: [],
+        stdin=lambda channels: (
+            "interaction_sid,channel_sid\n" + "".join(f"{kd},{uo}\n" for kd, uo in channels)
+        ),
+        expected=lambda emulator, channels: [
+            f"{uo} {dict(types_of(emulator.participants_of(kd, uo)))}" for kd, uo in channels
+        ],
+    ),
+    "shared_budget.py": Script(
+        sizes=(3, 75),
+        arguments=_all_sids,
+        expected=lambda emulator, channels: [
+            f"{uo} {len(emulator.participants_of(kd, uo))}" for kd, uo in channels
+        ],
+    ),
+    "rate_budget.py": Script(
+        sizes=(),
+        arguments=lambda _, __: ["10"],
+        expected=lambda _, __: [
+            "1200 participants of 60 channels",
+            "0 requests answered 429; the rate is now 10.0 /s",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+async def test_the_sample_runs_as_a_script_in_a_project_of_its_own(
+    name: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    script = SCRIPTS[name]
+    project = fresh_project(tmp_path, name)
+    async with FlexEmulator(seed=2024) as emulator:
+        channels = [emulator.add_channel(participants=n) for n in script.sizes]
+        environment = user_environment(
+            TWILIO_ACCOUNT_SID=emulator.account_sid,
+            TWILIO_AUTH_TOKEN=emulator.auth_token,
+            FLEX_PARTICIPANTS_BASE_URL=emulator.base_url,
+            REDIS_URL=redis_server.url(SAMPLES_DB),
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            name,
+            *script.arguments(channels, project),
+            cwd=project,
+            env=environment,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(120):
+            out, err = await process.communicate(script.stdin(channels).encode())
+        expected = script.expected(emulator, channels)
+
+    assert process.returncode == script.exit_code, err.decode()
+    printed = out.decode().splitlines()
+    missing = [line for line in expected if not any(p.startswith(line) for p in printed)]
+    assert missing == [], out.decode() + err.decode()
+
+
+def test_every_script_sample_is_run_as_a_script() -> None:
+    with_main = {p.name for p in EXAMPLES.glob("*.py") if "__main__" in p.read_text()}
+    served = {"web_app_aiohttp.py", "observe_prometheus.py"}
+    assert with_main - served - set(ARQ_SAMPLES) == set(SCRIPTS)
 
 
 # -- the pages themselves -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from yarl import URL
 
 from flex_participants import (
     AuthenticationError,
+    ChannelListError,
     ChannelResult,
     ClientClosedError,
     DeadlineExceededError,
@@ -81,6 +82,7 @@ def api_error(cls: type[FlexAPIError]) -> FlexAPIError:
 ERRORS: dict[str, Callable[[], FlexError]] = {
     "FlexError": lambda: FlexError("this FlexClient is closed", attempts=2),
     "InvalidArgumentError": lambda: InvalidArgumentError("page_size must be >= 1"),
+    "ChannelListError": lambda: ChannelListError("channels.csv line 2 is not a channel: ..."),
     "UnsafeURLError": lambda: UnsafeURLError("refusing to send credentials", attempts=1),
     "ClientClosedError": lambda: ClientClosedError("the client was closed", attempts=4),
     "DeadlineExceededError": lambda: DeadlineExceededError(
@@ -378,3 +380,19 @@ async def test_a_header_longer_than_aiohttp_reads_gives_a_transport_error_withou
     assert paged_server.seen[0].authorization == HEADER  # it was sent, and then forgotten
     assert isinstance(caught.value.__cause__, aiohttp.ClientResponseError)
     assert_no_secret(caught.value, *SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("cls", "status", "hint"),
+    [
+        (AuthenticationError, 401, "TWILIO_API_KEY, TWILIO_API_SECRET"),
+        (AuthenticationError, 403, "lack access to the Interactions API"),
+        (NotFoundError, 404, "the interaction SID (KD...) and the channel SID (UO...)"),
+    ],
+)
+def test_refused_and_not_found_say_what_to_check(
+    cls: type[FlexAPIError], status: int, hint: str
+) -> None:
+    error = cls("Authenticate", status=status, url=URL_TEXT, code=20003)
+    assert hint in str(error)
+    assert error.message == "Authenticate"  # Twilio's own message is kept as it came

@@ -10,8 +10,9 @@ and queue channels for them:
 
     python arq_fleet.py KD... UO... [KD... UO... ...]
 
-However many workers run, together they never have more than FLEET_MAX_CONCURRENCY requests
-in flight, and a 429 seen by one slows all of them down.
+However many workers run, together they start no more than FLEET_RATE_LIMIT requests a
+second (Twilio documents 20 per account) and never have more than FLEET_MAX_CONCURRENCY in
+flight, and a 429 seen by one slows all of them down.
 """
 
 import asyncio
@@ -20,6 +21,7 @@ import sys
 from typing import Any
 
 import worker_arq  # the single worker, next to this file
+from arq import create_pool
 from redis.asyncio import Redis
 
 from flex_participants import FlexClient
@@ -28,6 +30,7 @@ from flex_participants.redis import RedisLimiter
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 # The budget of the whole fleet, not of one worker.
 FLEET_MAX_CONCURRENCY = int(os.environ.get("FLEET_MAX_CONCURRENCY", "20"))
+FLEET_RATE_LIMIT = float(os.environ.get("FLEET_RATE_LIMIT", "20"))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -37,6 +40,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis,
         key="flex_participants:my-account",  # one key per Twilio account
         max_concurrency=FLEET_MAX_CONCURRENCY,
+        rate_limit=FLEET_RATE_LIMIT,  # one token bucket for the fleet's requests a second
         # Held leases are renewed every lease_seconds / 3; a killed worker's slots come back
         # within one lease. Keep it at least 3 x the limiter's Redis timeout.
         lease_seconds=15,
@@ -52,20 +56,21 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["limiter_redis"].aclose()
 
 
-class WorkerSettings(worker_arq.WorkerSettings):
-    # The single worker's job and max_jobs, with this startup and shutdown. The limiter bounds
-    # the requests of the whole fleet; max_jobs, the jobs run at once by this worker.
+class WorkerSettings:
+    # arq reads a settings class's own attributes, not those it inherits: the single
+    # worker's job, max_jobs and queue are named again here, with this startup and shutdown.
+    # The limiter bounds the requests of the whole fleet; max_jobs, the jobs run at once by
+    # this worker. The queue is the Redis at REDIS_URL, here the limiter's Redis too.
+    functions = worker_arq.WorkerSettings.functions
+    max_jobs = worker_arq.WorkerSettings.max_jobs
+    redis_settings = worker_arq.WorkerSettings.redis_settings
     on_startup = startup
     on_shutdown = shutdown
-    # arq's queue is at localhost:6379 unless redis_settings says otherwise, for example
-    # RedisSettings.from_dsn(REDIS_URL) from arq.connections; it may be the limiter's Redis.
 
 
 async def enqueue(pairs: list[tuple[str, str]]) -> None:
-    """Queue one job per channel (the jobs above never import arq; this does)."""
-    from arq import create_pool
-
-    queue = await create_pool()
+    """Queue one job per channel, on the workers' queue."""
+    queue = await create_pool(WorkerSettings.redis_settings)
     try:
         for interaction_sid, channel_sid in pairs:
             await queue.enqueue_job("count_participants", interaction_sid, channel_sid)

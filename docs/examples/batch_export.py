@@ -2,32 +2,25 @@
 
     python batch_export.py channels.csv participants.jsonl
 
-``channels.csv`` holds one ``interaction_sid,channel_sid`` pair per line.
+``channels.csv`` is a channel list: ``interaction_sid,channel_sid`` rows, the header optional
+(as ``flex-participants emulator --channel-list`` writes it), or JSON lines.
 """
 
 import asyncio
-import csv
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from flex_participants import FlexClient, to_dict
-
-
-def read_channels(path: Path) -> Iterator[tuple[str, str]]:
-    # A generator: the batch reads it only as fast as channels are fetched, so the file
-    # is never held in memory, however long it is.
-    with path.open(newline="") as file:
-        for row in csv.reader(file):
-            if row:
-                yield row[0].strip(), row[1].strip()
+from flex_participants import ChannelListError, FlexClient, read_channel_list, to_dict
 
 
 async def main(channels_csv: Path, output: Path) -> int:
     """Write one JSON line per channel; return how many channels failed."""
+    # A generator: the batch reads it only as fast as channels are fetched, so the file is
+    # never held in memory, however long it is. Each line's SIDs are checked as it is read.
+    channels = read_channel_list(channels_csv)
     async with FlexClient(max_concurrency=20) as client:
-        batch = client.participants_for_channels(read_channels(channels_csv), page_size=1000)
+        batch = client.participants_for_channels(channels, page_size=1000)
         with output.open("w") as out:
             async with batch:
                 async for result in batch:
@@ -45,5 +38,8 @@ async def main(channels_csv: Path, output: Path) -> int:
 
 
 if __name__ == "__main__":
-    failed = asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    try:
+        failed = asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    except ChannelListError as exc:  # the channels before the bad line are written
+        sys.exit(f"bad channel list: {exc}")
     sys.exit(1 if failed else 0)

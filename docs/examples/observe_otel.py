@@ -1,4 +1,4 @@
-"""OpenTelemetry spans of the client's requests: pip install 'flex-participants[otel]'.
+"""OpenTelemetry spans of the client's requests: pip install 'flex-participants[otel]' opentelemetry-sdk.
 
 The application sets up the SDK and its exporter (here the console); the client's hook only
 uses the OpenTelemetry API.

@@ -4,6 +4,12 @@ aioresponses 0.7.9 builds its responses without the ``stream_writer`` argument t
 3.14 made required (pnuckowski/aioresponses#289): every mocked request then fails with a
 TypeError. Until a release with the fix is out, pass a response class that supplies it, with
 aioresponses' own ``response_class=`` argument, as below.
+
+Like the emulator's sample, the file needs no configuration (``pytestmark`` marks its tests
+for pytest-asyncio's default strict mode):
+
+    pip install flex-participants pytest pytest-asyncio aioresponses
+    pytest testing_with_aioresponses.py
 """
 
 from collections.abc import Iterator
@@ -14,6 +20,8 @@ from aiohttp import ClientResponse
 from aioresponses import aioresponses
 
 from flex_participants import FlexClient, NotFoundError
+
+pytestmark = pytest.mark.asyncio
 
 
 class _StreamWriterStandIn:

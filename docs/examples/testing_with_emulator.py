@@ -1,13 +1,20 @@
 """Testing your own code against the emulator, with the ``flex_emulator`` pytest fixture.
 
 The fixture comes with the package (it needs pytest-asyncio): a started `FlexEmulator` with
-no channels, stopped after the test.
+no channels, stopped after the test. The file needs no configuration: ``pytestmark`` marks
+its tests as asyncio tests, as pytest-asyncio's default (strict) mode asks. With
+``asyncio_mode = "auto"`` in your pytest configuration, the mark may go.
+
+    pip install flex-participants pytest pytest-asyncio
+    pytest testing_with_emulator.py
 """
 
 import pytest
 
 from flex_participants import FlexClient, ParticipantType, RetryPolicy, ServerError
 from flex_participants.emulator import Fault, FlexEmulator
+
+pytestmark = pytest.mark.asyncio
 
 # Retries without waiting, so that tests of failures stay fast.
 NO_WAIT = RetryPolicy(backoff_base=0.0)

@@ -6,7 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 
-from flex_participants import FlexClient, FlexError
+from flex_participants import FlexClient, FlexError, read_channel_list
 
 logger = logging.getLogger("worker")
 
@@ -43,6 +43,7 @@ async def main(jobs: Iterable[Job], workers: int = 4) -> dict[str, Counter[str]]
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    jobs = [(kd, uo) for kd, uo in (line.split() for line in sys.stdin if line.strip())]
+    # A channel list on stdin, as `flex-participants emulator --channel-list` writes it.
+    jobs = list(read_channel_list(sys.stdin, name="stdin"))
     for channel_sid, by_type in asyncio.run(main(jobs)).items():
         print(channel_sid, dict(by_type))

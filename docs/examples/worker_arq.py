@@ -1,12 +1,20 @@
 """An arq worker: one client per worker process, opened on startup and closed on shutdown.
 
-arq worker_arq.WorkerSettings
+    pip install flex-participants arq
+    arq worker_arq.WorkerSettings
+
+arq's queue is the Redis at REDIS_URL; the client reads its credentials from the environment.
 """
 
+import os
 from collections import Counter
 from typing import Any
 
+from arq.connections import RedisSettings
+
 from flex_participants import FlexClient, NotFoundError
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -37,5 +45,4 @@ class WorkerSettings:
     on_shutdown = shutdown
     # The client's own limit bounds requests; this bounds jobs run at once by this worker.
     max_jobs = 50
-    # Redis is at localhost:6379 unless redis_settings says otherwise, for example
-    # RedisSettings.from_dsn(os.environ["REDIS_URL"]) from arq.connections.
+    redis_settings = RedisSettings.from_dsn(REDIS_URL)

@@ -1,11 +1,9 @@
 """The channel list of an export: a CSV or JSON-lines file, a pipe, a FIFO or stdin, read once.
 
-CSV rows are ``interaction_sid,channel_sid``, with or without that header row (a header may
-name more columns, in any order). JSON lines are ``{"interaction_sid": ..., "channel_sid":
-...}``. The format is told by the first line that is not blank: ``{`` starts JSON lines.
-Blank lines and lines starting with ``#`` are skipped. A line longer than `MAX_LINE` bytes,
-a CSV field longer than the csv module's field limit, or a JSON line nested too deeply is a
-`ChannelInputError` naming the line.
+The format is the package's one channel list (`flex_participants.ChannelListParser` reads
+it, a line at a time). A line that is not a channel (longer than `MAX_LINE` bytes, a CSV
+field longer than the csv module's field limit, a JSON line nested too deeply, a malformed
+SID) is a `ChannelInputError` naming the line: a usage error.
 
 A regular file is counted (and every line checked) before the export starts, so that the
 progress bar knows the total; anything else (a pipe, a FIFO, bash's ``<(...)``, a terminal)
@@ -16,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import json
 import os
 import stat
 from collections.abc import AsyncGenerator, Iterable, Iterator
-from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
+
+from flex_participants import ChannelListError, ChannelListParser, read_channel_list
 
 from ._main import UsageError
 
@@ -33,13 +30,11 @@ __all__ = [
     "ChannelInputError",
     "ChannelSource",
     "file_identity",
-    "write_channel_list",
 ]
 
 STDIN: Final = "-"
-MAX_LINE: Final = 1 << 20
-"""The longest line of a channel list, in bytes (a channel takes some 70)."""
-_TOO_LONG: Final = f"is longer than {MAX_LINE:,} bytes"
+MAX_LINE: Final = ChannelListParser.MAX_LINE
+"""The longest line of a channel list, in bytes."""
 
 
 class ChannelInputError(UsageError):
@@ -57,75 +52,13 @@ def file_identity(source: str) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-class _LineParser:
-    """Turns the lines of one channel list into ``(interaction_sid, channel_sid)`` pairs."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._json: bool | None = None
-        self._columns = (0, 1)
-        self.number = 0
-        """The number of the last line parsed."""
-
-    def parse(self, raw: bytes) -> tuple[str, str] | None:
-        """The channel on the next line, ``raw``, or ``None`` for a blank line, comment or header."""
-        self.number += 1
-        number = self.number
-        if len(raw.removesuffix(b"\n").removesuffix(b"\r")) > MAX_LINE:
-            raise self._error(number, _TOO_LONG)
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise self._error(number, "is not UTF-8") from None
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        if not line or line.startswith("#"):
-            return None
-        if self._json is None:
-            self._json = line.startswith("{")
-            if not self._json and self._is_header(line, number):
-                return None
-        return self._from_json(line, number) if self._json else self._from_csv(line, number)
-
-    def _cells(self, line: str, number: int) -> list[str]:
-        try:
-            return next(csv.reader([line]))
-        except csv.Error as exc:  # a field over the csv module's limit, or a stray quote
-            raise self._error(number, f"is not CSV ({exc})") from None
-
-    def _is_header(self, line: str, number: int) -> bool:
-        cells = [cell.strip().lower() for cell in self._cells(line, number)]
-        if "interaction_sid" in cells and "channel_sid" in cells:
-            self._columns = (cells.index("interaction_sid"), cells.index("channel_sid"))
-            return True
-        return False
-
-    def _from_csv(self, line: str, number: int) -> tuple[str, str]:
-        cells = self._cells(line, number)
-        if len(cells) <= max(self._columns):
-            raise self._error(number, "has too few columns for interaction_sid,channel_sid")
-        return cells[self._columns[0]].strip(), cells[self._columns[1]].strip()
-
-    def _from_json(self, line: str, number: int) -> tuple[str, str]:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            raise self._error(number, "is not JSON") from None
-        except RecursionError:
-            raise self._error(number, "is JSON nested too deeply") from None
-        if not isinstance(item, dict):
-            raise self._error(number, "is not a JSON object")
-        interaction_sid, channel_sid = item.get("interaction_sid"), item.get("channel_sid")
-        if not (isinstance(interaction_sid, str) and isinstance(channel_sid, str)):
-            raise self._error(number, 'lacks the strings "interaction_sid" and "channel_sid"')
-        return interaction_sid, channel_sid
-
-    def next_line_too_long(self) -> ChannelInputError:
-        """The error for a next line found longer than `MAX_LINE` before it was read whole."""
-        return self._error(self.number + 1, _TOO_LONG)
-
-    def _error(self, number: int, problem: str) -> ChannelInputError:
-        return ChannelInputError(f"{self._name} line {number} {problem}")
+@contextlib.contextmanager
+def _as_usage_error() -> Iterator[None]:
+    """A line that is not a channel is the command line's error: exit code 2."""
+    try:
+        yield
+    except ChannelListError as exc:
+        raise ChannelInputError(str(exc)) from None
 
 
 class ChannelSource:
@@ -178,7 +111,8 @@ class ChannelSource:
         if self.streamed:
             return None
         if self._read is None:
-            self._read = list(self._parsed(self._lines()))
+            with _as_usage_error():
+                self._read = list(self._parsed(self._lines()))
         return len(self._read)
 
     async def channels(self) -> AsyncGenerator[tuple[str, str]]:
@@ -194,19 +128,16 @@ class ChannelSource:
             for channel in self._read:
                 yield channel
             return
-        parser = _LineParser(self.name)
+        parser = ChannelListParser(self.name)
         async with contextlib.aclosing(self._stream_lines(parser)) as lines:
             async for raw in lines:
-                parsed = parser.parse(raw)
+                with _as_usage_error():
+                    parsed = parser.parse(raw)
                 if parsed is not None:
                     yield parsed
 
     def _parsed(self, lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
-        parser = _LineParser(self.name)
-        for raw in lines:
-            channel = parser.parse(raw)
-            if channel is not None:
-                yield channel
+        return read_channel_list(lines, name=self.name)
 
     def _lines(self) -> Iterator[bytes]:
         """The lines of a file that is not streamed, each cut at a little over `MAX_LINE`."""
@@ -216,7 +147,7 @@ class ChannelSource:
             while line := file.readline(MAX_LINE + 2):
                 yield line
 
-    async def _stream_lines(self, parser: _LineParser) -> AsyncGenerator[bytes]:
+    async def _stream_lines(self, parser: ChannelListParser) -> AsyncGenerator[bytes]:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_LINE + 2)
         pipe = open(os.dup(self._fd), "rb", buffering=0)  # noqa: ASYNC230, SIM115 - the transport owns it
@@ -228,7 +159,7 @@ class ChannelSource:
                 try:
                     line = await reader.readline()
                 except ValueError:  # over the reader's limit
-                    raise parser.next_line_too_long() from None
+                    raise ChannelInputError(str(parser.next_line_too_long())) from None
                 if not line:
                     return
                 yield line
@@ -255,15 +186,3 @@ class ChannelSource:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def write_channel_list(path: Path, channels: Iterable[tuple[str, str]]) -> int:
-    """Write ``channels`` to ``path`` as CSV with a header; return how many were written."""
-    count = 0
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["interaction_sid", "channel_sid"])
-        for channel in channels:
-            writer.writerow(channel)
-            count += 1
-    return count

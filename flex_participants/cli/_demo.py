@@ -28,10 +28,9 @@ from typing import Final
 import attrs
 from rich.console import Console
 
-from flex_participants import FlexClient, NotFoundError
+from flex_participants import FlexClient, NotFoundError, write_channel_list
 from flex_participants.emulator import Fault, FlexEmulator
 
-from ._channels import write_channel_list
 from ._export import ExportReport, export_file, locked_source, output_path
 from ._render import ExportProgress, FileFormat, print_report, stderr_console
 
@@ -111,7 +110,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 throttled=emulator.stats.rate_throttled,
                 settled_rate=getattr(client.limiter, "rate", None),
             )
-        return _summarize(console, report, unknown, verified, observed)
+        return _summarize(console, report, unknown, verified, observed, kept=args.out is not None)
 
 
 @attrs.frozen
@@ -131,6 +130,8 @@ def _summarize(
     unknown: set[tuple[str, str]],
     verified: bool,
     observed: _Observed,
+    *,
+    kept: bool,
 ) -> int:
     failed = {(f.interaction_sid, f.channel_sid) for f in report.failures}
     only_unknown = failed == unknown and all(
@@ -144,7 +145,7 @@ def _summarize(
         ("rate the client settled on", f"{settled} (budget {BUDGET:g})"),
         ("output checked against the emulator", check),
     ]
-    print_report(console, report, "demo", extra, resumable=False)
+    print_report(console, report, "demo", extra, resumable=False, output_kept=kept)
     if only_unknown and verified and not report.unreported:
         console.print(
             f"[green]OK[/]: the {len(failed)} failed channels are the ones deliberately "

@@ -22,7 +22,7 @@ from typing import Final, Literal, NoReturn
 from flex_participants import FlexClient, FlexError, InvalidArgumentError, __version__
 from flex_participants._arguments import check_count, check_quantity, check_rate, option_type
 from flex_participants._request import check_limit, check_page_size
-from flex_participants.emulator import MAX_CHANNELS, add_emulator_arguments
+from flex_participants.emulator import MAX_CHANNELS, add_program_arguments
 
 __all__ = [
     "MEANINGS",
@@ -252,19 +252,13 @@ def _parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentPa
     )
     again.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
+    # The program of `python -m flex_participants.emulator`: its options, defaults and output.
     emulator = commands.add_parser(
         "emulator",
-        parents=[logs],
         help="serve the emulator until Ctrl-C",
         description="Serve an emulator of the endpoint, with seeded data, until Ctrl-C.",
     )
-    add_emulator_arguments(emulator)
-    emulator.set_defaults(channels=100)
-    emulator.add_argument(
-        "--channel-list",
-        metavar="FILE",
-        help="where to write the channels, for export --channels (default: a temporary file)",
-    )
+    add_program_arguments(emulator)
 
     demo = commands.add_parser(
         "demo",
@@ -334,7 +328,11 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         either.add_argument(
             secret,
             metavar=metavar,
-            help=f"default: ${_variable(secret)} (visible to other users in ps: see above)",
+            # Self-contained: argparse may list these apart from the group and its note.
+            help=(
+                f"default: ${_variable(secret)}; on the command line it is visible to other "
+                f"users in ps: prefer ${_variable(secret)} or {secret}-file"
+            ),
         )
         either.add_argument(
             f"{secret}-file",

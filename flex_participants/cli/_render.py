@@ -410,8 +410,17 @@ class ExportProgress:
 # -- the report of an export -------------------------------------------------------------
 
 
-def summary_table(report: ExportReport, title: str, extra: Iterable[tuple[str, str]] = ()) -> Table:
-    """A two-column table of what ``report`` counts, with the rows of ``extra`` last."""
+def summary_table(
+    report: ExportReport,
+    title: str,
+    extra: Iterable[tuple[str, str]] = (),
+    *,
+    output_kept: bool = True,
+) -> Table:
+    """A two-column table of what ``report`` counts, with the rows of ``extra`` last.
+
+    Its caption names the output, or, unless ``output_kept``, says that it is removed on exit.
+    """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -434,7 +443,13 @@ def summary_table(report: ExportReport, title: str, extra: Iterable[tuple[str, s
     ]
     for name, value in rows:
         table.add_row(name, value)
-    table.caption = inert(f"{report.file_format} written to {report.out}")
+    if output_kept:
+        table.caption = inert(f"{report.file_format} written to {report.out}")
+    else:  # a path that is gone once the command exits is no use to print
+        table.caption = inert(
+            f"{report.file_format} written to a temporary file, removed on exit "
+            "(--out FILE keeps it)"
+        )
     return table
 
 
@@ -445,12 +460,14 @@ def print_report(
     extra: Iterable[tuple[str, str]] = (),
     *,
     resumable: bool = True,
+    output_kept: bool = True,
 ) -> None:
     """The summary table, then a line per channel not written, then what the books say.
 
-    ``resumable`` says that the command can be run again with ``--resume``, and so says it.
+    ``resumable`` says that the command can be run again with ``--resume``, and so says it;
+    ``output_kept`` false, that the output is removed on exit (`summary_table`).
     """
-    console.print(summary_table(report, title, extra))
+    console.print(summary_table(report, title, extra, output_kept=output_kept))
     _print_failures(console, report.failures)
     ended = f" ({_name(report.batch_error)}: {report.batch_error})" if report.batch_error else ""
     for interaction_sid, channel_sid in report.unreported:

@@ -2,8 +2,9 @@
 serving it until a signal stops it.
 
 The three programs that serve an emulator share this: ``python -m flex_participants.emulator``
-(`main`, below), ``flex-participants emulator``, and the benchmark's server process. Each says
-in its own way, through ``ready``, where the emulator listens.
+(`main`, below), ``flex-participants emulator``, and the benchmark's server process. The first
+two are one program (`add_program_arguments`, `serve_program`): the same options, the same
+defaults, the same output. The benchmark says through its own ``ready`` where it listens.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import shlex
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from .._arguments import check_count, check_quantity, check_rate, option_type
+from .._channel_list import write_channel_list
 from ._app import CONCURRENCY_CODES
 from ._emulator import (
     DEFAULT_ACCOUNT_SID,
@@ -26,7 +32,23 @@ from ._emulator import (
     check_channels,
 )
 
-__all__ = ["add_emulator_arguments", "emulator_from_arguments", "main", "serve_until_stopped"]
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "ProgramError",
+    "add_emulator_arguments",
+    "add_program_arguments",
+    "emulator_from_arguments",
+    "main",
+    "serve_program",
+    "serve_until_stopped",
+]
+
+DEFAULT_CHANNELS: Final = 100
+"""How many channels the emulator programs generate unless told."""
+DESCRIPTION: Final = (
+    "Serve an emulator of Flex's 'List all Participants for a Channel' endpoint on "
+    "loopback, with seeded data, until Ctrl-C or SIGTERM."
+)
 
 # The options whose destination is the `FlexEmulator` argument of that name, as parsed.
 _AS_PARSED = (
@@ -191,44 +213,138 @@ async def _serve(
         await stop.wait()
 
 
-def _print_settings(emulator: FlexEmulator) -> None:
-    """``name=value`` lines on stdout, for a program or a person to read."""
+class ProgramError(Exception):
+    """The emulator program cannot serve: ``exit_code`` 2 for its options or where it was
+    asked to listen, 1 for the channel list it cannot write."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the emulator programs to ``parser``: those of
+    `add_emulator_arguments`, `DEFAULT_CHANNELS` channels, and ``--channel-list``."""
+    add_emulator_arguments(parser)
+    parser.set_defaults(channels=DEFAULT_CHANNELS)
+    parser.add_argument(
+        "--channel-list",
+        metavar="FILE",
+        help=(
+            "write the channels served to FILE, for export --channels (default: a temporary "
+            "file, removed on exit)"
+        ),
+    )
+
+
+def serve_program(args: argparse.Namespace, say: Callable[[str], object] | None = None) -> None:
+    """Serve the emulator that ``args`` (`add_program_arguments`) describe until SIGINT or
+    SIGTERM.
+
+    Writes its channels to ``args.channel_list`` (a channel list), then, once it listens,
+    prints ``name=value`` lines on stdout for a program to read (``base_url``,
+    ``account_sid``, ``auth_token``, the API key and secret if given, ``channel_list``), and
+    tells a person on stderr how to export from it, a line at a time through ``say``.
+
+    Raises:
+        ProgramError: the options do not go together, it cannot listen where asked, or the
+            channel list cannot be written.
+    """
+    try:
+        emulator = emulator_from_arguments(args)
+    except ValueError as exc:
+        raise ProgramError(str(exc), 2) from None
+    with tempfile.TemporaryDirectory(prefix="flex-emulator-") as scratch:
+        channel_list = Path(args.channel_list or Path(scratch) / "channels.csv")
+        try:
+            write_channel_list(channel_list, emulator.channels)
+        except OSError as exc:
+            raise ProgramError(
+                f"cannot write the channel list {channel_list}: {exc.strerror}", 1
+            ) from None
+        ready = functools.partial(_ready, channel_list=channel_list, say=say or _say)
+        try:
+            serve_until_stopped(emulator, ready)
+        except OSError as exc:  # `_ready` raises none: this is the listening socket's
+            raise ProgramError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror}", 2
+            ) from None
+        except KeyboardInterrupt:  # before the signal handlers are in place, or on Windows
+            pass
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _ready(emulator: FlexEmulator, *, channel_list: Path, say: Callable[[str], object]) -> None:
     settings = {
         "base_url": emulator.base_url,
         "account_sid": emulator.account_sid,
         "auth_token": emulator.auth_token,
         "api_key": emulator.api_key,
         "api_secret": emulator.api_secret,
+        "channel_list": str(channel_list),
     }
     for name, value in settings.items():
         if value is not None:  # no API key unless one was given
             print(f"{name}={value}", flush=True)
+    for line in _usage(emulator, channel_list):
+        say(line)
+
+
+def _usage(emulator: FlexEmulator, channel_list: Path) -> list[str]:
+    """How a person uses the emulator, a line each."""
+    # The credentials go in the environment, not on the command line, where every user of
+    # the machine can read them (ps): the habit to teach, even for the emulator's.
+    environment = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in (
+            ("FLEX_PARTICIPANTS_BASE_URL", emulator.base_url),
+            ("TWILIO_ACCOUNT_SID", emulator.account_sid),
+            ("TWILIO_AUTH_TOKEN", emulator.auth_token),
+        )
+    )
+    export = ["flex-participants", "export", "--channels", str(channel_list)]
+    lines = [
+        f"Flex emulator serving {len(emulator.channels)} channels (seed {emulator.seed})",
+        f"  base URL     {emulator.base_url}",
+        f"  account SID  {emulator.account_sid}",
+        f"  auth token   {emulator.auth_token}",
+        f"  channels     {channel_list}",
+    ]
+    if emulator.rate_limit is not None:
+        lines.append(f"  rate limit   {emulator.rate_limit:g} requests/s, burst {emulator.burst}")
+    if emulator.max_in_flight is not None:
+        lines.append(
+            f"  concurrency  {emulator.max_in_flight} at once "
+            f"(429 code {emulator.concurrency_code})"
+        )
+    return [
+        *lines,
+        "Export every channel with:",
+        f"  export {environment}",
+        f"  {shlex.join([*export, '--out', 'participants.jsonl'])}",
+        "Press Ctrl-C to stop.",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, serve until SIGINT or SIGTERM, and return the exit status.
 
-    Prints ``base_url=...``, ``account_sid=...`` and ``auth_token=...`` (and the API key and
-    secret, if given) on a line each once the server listens.
+    The program of `serve_program`: ``flex-participants emulator`` is the same.
     """
     parser = argparse.ArgumentParser(
         prog="python -m flex_participants.emulator",
-        description=(
-            "Serve Flex's 'List all Participants for a Channel' endpoint on loopback, "
-            "with seeded data, until interrupted."
-        ),
+        description=DESCRIPTION,
     )
-    add_emulator_arguments(parser)
+    add_program_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        emulator = emulator_from_arguments(args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        serve_until_stopped(emulator, _print_settings)
-    except KeyboardInterrupt:  # before the signal handlers are in place, or on Windows
-        pass
-    except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        serve_program(args)
+    except ProgramError as exc:
+        if exc.exit_code == 2:
+            parser.error(str(exc))
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0

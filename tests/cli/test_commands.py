@@ -237,13 +237,36 @@ async def test_a_bad_line_in_the_channel_file_stops_before_any_request(
     emulator: FlexEmulator, tmp_path: Path
 ) -> None:
     source = tmp_path / "channels.jsonl"
-    source.write_text('{"interaction_sid": "KD1", "channel_sid": "UO1"}\nnot json\n')
+    first = json.dumps({"interaction_sid": KD_UNKNOWN, "channel_sid": UO_UNKNOWN})
+    source.write_text(f"{first}\nnot json\n")
     run = await run_cli(
         "export", "--channels", str(source), "--out", str(tmp_path / "o"), emulator=emulator
     )
     assert_one_line_error(run, 2, "line 2", "not JSON")
     assert emulator.stats.requests == 0
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("KD-not-a-sid,UO-not-a-sid", "interaction_sid"),
+        (f"{KD_UNKNOWN},UO1", "channel_sid"),
+    ],
+    ids=["not-a-sid", "short-channel-sid"],
+)
+async def test_a_malformed_sid_in_the_channel_file_is_a_usage_error_before_any_request(
+    emulator: FlexEmulator, tmp_path: Path, line: str, problem: str
+) -> None:
+    # Not a failed channel that --resume would retry for ever: the list itself is wrong.
+    [(kd, uo)] = add_channels(emulator, [3])
+    source = tmp_path / "channels.csv"
+    source.write_text(f"interaction_sid,channel_sid\n{kd},{uo}\n{line}\n")
+    out = tmp_path / "o"
+    run = await run_cli("export", "--channels", str(source), "--out", str(out), emulator=emulator)
+    assert_one_line_error(run, 2, "line 3", problem)
+    assert emulator.stats.requests == 0
+    assert not out.exists()
 
 
 async def test_resume_after_sigkill_holds_every_channel_exactly_once(
@@ -280,6 +303,19 @@ async def test_resume_after_sigkill_holds_every_channel_exactly_once(
 
 
 # -- demo -------------------------------------------------------------------------------
+
+
+def gone(paths: list[str]) -> list[str]:
+    """The ``paths`` that name no file."""
+    return [path for path in paths if not Path(path).exists()]
+
+
+async def test_demo_without_out_names_no_file_that_is_gone_when_it_exits() -> None:
+    run = await run_cli("demo", "--channels", "5", emulator=None)
+    assert run.code == 0, run
+    printed = " ".join(run.stderr.split())  # rich may wrap the caption
+    assert gone(re.findall(r"(/\S+?\.(?:jsonl|csv))\b", printed)) == []
+    assert "written to a temporary file, removed on exit (--out FILE keeps it)" in printed
 
 
 async def test_demo_runs_and_prints_a_summary(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from flex_participants.cli import main
 from flex_participants.emulator import FlexEmulator
 
 from .helpers import (
@@ -65,7 +66,13 @@ async def test_the_emulator_teaches_environment_variables_and_its_command_works(
     process.send_signal(signal.SIGINT)
     run = await finish(process)
     assert run.code == 0, run
-    assert run.stdout == ""  # stdout carries only data, and the emulator has none
+    # stdout carries only data: the emulator's settings, for a program to read.
+    assert [line.split("=")[0] for line in run.stdout.splitlines()] == [
+        "base_url",
+        "account_sid",
+        "auth_token",
+        "channel_list",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -128,6 +135,21 @@ async def test_help_says_why_secrets_belong_in_the_environment_or_a_file(command
     assert "visible to every user of the machine (in ps, /proc)" in text
     assert "--auth-token-file FILE" in text
     assert "--api-secret-file FILE" in text
+
+
+@pytest.mark.parametrize("secret", ["--auth-token", "--api-secret"])
+def test_the_help_of_a_secret_option_says_its_alternatives_itself(
+    capsys: pytest.CaptureFixture[str], secret: str
+) -> None:
+    # argparse lists these options apart from the group's note, so "see above" pointed at
+    # nothing: each help says the alternatives in its own words.
+    assert main(["list", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    variable = "$TWILIO_" + secret.removeprefix("--").replace("-", "_").upper()
+    # The entry runs to the next one, the option's -file twin.
+    [entry] = re.findall(rf" {secret} [A-Z]+ (default: .*?) {secret}-file FILE ", text)
+    assert "see above" not in entry
+    assert f"visible to other users in ps: prefer {variable} or {secret}-file" in entry
 
 
 @pytest.mark.parametrize("file_format", ["table", "jsonl", "csv"])
