@@ -25,7 +25,9 @@ async def main(told: float | None = None) -> tuple[int, float | None]:
             limiter = client.limiter
             assert isinstance(limiter, AdaptiveLimiter)
             print(f"{delivered} participants of {len(channels)} channels")
-            print(f"{limiter.throttled} requests answered 429; the rate is now {limiter.rate} /s")
+            print(
+                f"{limiter.throttled} requests answered 429; the rate is now {limiter.rate:.1f} /s"
+            )
             return limiter.throttled, limiter.rate
 
 
