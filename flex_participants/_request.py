@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import warnings
+from typing import TypeGuard
 
 from yarl import URL
 
@@ -22,7 +23,9 @@ __all__ = [
     "check_page_size",
     "check_same_origin",
     "check_sids",
+    "is_sid",
     "participants_url",
+    "sid_problem",
 ]
 
 DEFAULT_BASE_URL = "https://flex-api.twilio.com"
@@ -31,19 +34,58 @@ DEFAULT_PAGE_SIZE = 50
 
 _INTERACTION_SID = re.compile(r"KD[0-9a-fA-F]{32}")
 _CHANNEL_SID = re.compile(r"UO[0-9a-fA-F]{32}")
+_ANY_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+
+
+# What a SID of another kind is, by its prefix: the SIDs met next to a channel's in Flex.
+_OTHER_SIDS = {
+    "WT": "a TaskSid: the task's attributes hold its flexInteractionSid and "
+    "flexInteractionChannelSid",
+    "CH": "a Conversation SID: the task's attributes hold the flexInteractionSid and "
+    "flexInteractionChannelSid beside it",
+    "UT": "a participant's SID",
+    "AC": "an Account SID",
+    "SK": "an API key SID",
+}
+
+
+def is_sid(value: object, prefix: str) -> TypeGuard[str]:
+    """Whether ``value`` is a SID of ``prefix`` (``KD`` or ``UO``): it and 32 hex digits."""
+    pattern = _INTERACTION_SID if prefix == "KD" else _CHANNEL_SID
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def sid_problem(name: str, value: object, prefix: str) -> str | None:
+    """What is wrong with ``value`` as the SID argument ``name``, whose SIDs are ``prefix``
+    (``KD`` or ``UO``) and 32 hex digits; ``None`` if nothing is."""
+    if is_sid(value, prefix):
+        return None
+    kind = "an InteractionSid" if prefix == "KD" else "a ChannelSid"
+    problem = f"{name} must be {kind}, {prefix!r} and 32 hex digits, got {value!r}"
+    if isinstance(value, str) and _ANY_SID.fullmatch(value):
+        other = _OTHER_SIDS.get(value[:2])
+        if other is not None:
+            problem += f", which is {other}"
+    return problem
 
 
 def check_sids(interaction_sid: object, channel_sid: object) -> tuple[str, str]:
-    """Return the two SIDs if they match the API's patterns, else raise `InvalidArgumentError`."""
-    if not isinstance(interaction_sid, str) or not _INTERACTION_SID.fullmatch(interaction_sid):
+    """Return the two SIDs if they are an InteractionSid (``KD`` and 32 hex digits) and a
+    ChannelSid (``UO`` and 32 hex digits), else raise `InvalidArgumentError`, which says
+    what is wrong, and whether the two were given the other way round."""
+    if is_sid(interaction_sid, "KD") and is_sid(channel_sid, "UO"):
+        return interaction_sid, channel_sid
+    if is_sid(interaction_sid, "UO") and is_sid(channel_sid, "KD"):
         raise InvalidArgumentError(
-            f"interaction_sid must match ^KD[0-9a-fA-F]{{32}}$, got {interaction_sid!r}"
+            f"interaction_sid and channel_sid are swapped: got the ChannelSid "
+            f"{interaction_sid!r} as interaction_sid and the InteractionSid {channel_sid!r} "
+            f"as channel_sid"
         )
-    if not isinstance(channel_sid, str) or not _CHANNEL_SID.fullmatch(channel_sid):
-        raise InvalidArgumentError(
-            f"channel_sid must match ^UO[0-9a-fA-F]{{32}}$, got {channel_sid!r}"
-        )
-    return interaction_sid, channel_sid
+    problems = (
+        sid_problem("interaction_sid", interaction_sid, "KD"),
+        sid_problem("channel_sid", channel_sid, "UO"),
+    )
+    raise InvalidArgumentError(next(problem for problem in problems if problem is not None))
 
 
 def check_page_size(page_size: object) -> int | None:

@@ -59,7 +59,10 @@ BAD_INTERACTION_SIDS: list[tuple[str, object]] = [
     "bad", [bad for _, bad in BAD_INTERACTION_SIDS], ids=[name for name, _ in BAD_INTERACTION_SIDS]
 )
 def test_a_malformed_interaction_sid_is_rejected(bad: object) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"^interaction_sid must match \^KD"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^interaction_sid must be an InteractionSid, 'KD' and 32 hex digits, got ",
+    ):
         check_sids(bad, UO)
 
 
@@ -80,7 +83,10 @@ BAD_CHANNEL_SIDS: list[tuple[str, object]] = [
     "bad", [bad for _, bad in BAD_CHANNEL_SIDS], ids=[name for name, _ in BAD_CHANNEL_SIDS]
 )
 def test_a_malformed_channel_sid_is_rejected(bad: object) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"^channel_sid must match \^UO"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^channel_sid must be a ChannelSid, 'UO' and 32 hex digits, got ",
+    ):
         check_sids(KD, bad)
 
 
@@ -92,6 +98,25 @@ def test_a_sid_error_is_also_a_value_error() -> None:
 def test_a_sid_error_shows_the_value_given() -> None:
     with pytest.raises(InvalidArgumentError, match=r"got 'KD1'"):
         check_sids("KD1", UO)
+
+
+def test_swapped_sids_are_named_as_swapped() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^interaction_sid and channel_sid are swapped"):
+        check_sids(UO, KD)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "kind"),
+    [("WT", "a TaskSid"), ("CH", "a Conversation SID"), ("UT", "a participant's SID")],
+)
+def test_a_sid_of_another_kind_is_named_for_what_it_is(prefix: str, kind: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"got '{prefix}a{{32}}', which is {kind}"):
+        check_sids(prefix + "a" * 32, UO)
+
+
+def test_an_unknown_prefix_gets_no_guess() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"got 'ZZa{32}'$"):
+        check_sids(KD, "ZZ" + "a" * 32)
 
 
 # page_size and limit

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
+from .._request import sid_problem
 from ._responses import dumps, loads
 
 __all__ = [
@@ -207,16 +208,14 @@ class Dataset:
         """Add a channel; see `FlexEmulator.add_channel`."""
         if interaction_sid is None:
             interaction_sid = _random_sid("KD", self._rng)
-        elif not isinstance(interaction_sid, str) or not INTERACTION_SID.fullmatch(interaction_sid):
-            raise ValueError(
-                f"interaction_sid must match ^KD[0-9a-fA-F]{{32}}$, got {interaction_sid!r}"
-            )
+        elif problem := sid_problem("interaction_sid", interaction_sid, "KD"):
+            raise ValueError(problem)
         if channel_sid is None:
             channel_sid = _random_sid("UO", self._rng)
             while (interaction_sid, channel_sid) in self._channels:  # pragma: no cover
                 channel_sid = _random_sid("UO", self._rng)
-        elif not isinstance(channel_sid, str) or not CHANNEL_SID.fullmatch(channel_sid):
-            raise ValueError(f"channel_sid must match ^UO[0-9a-fA-F]{{32}}$, got {channel_sid!r}")
+        elif problem := sid_problem("channel_sid", channel_sid, "UO"):
+            raise ValueError(problem)
         if (interaction_sid, channel_sid) in self._channels:
             raise ValueError(f"channel {interaction_sid}/{channel_sid} already exists")
         index = len(self._channels)

@@ -11,8 +11,8 @@ import attrs
 from aiohttp import web
 
 from .._arguments import check_count, check_quantity
+from .._request import is_sid
 from ._compression import Encoding, compress_padded
-from ._data import CHANNEL_SID, INTERACTION_SID
 from ._paging import RequestedPage, page_token, page_url, participants_url
 from ._responses import (
     HTML_BAD_GATEWAY,
@@ -341,13 +341,12 @@ class Fault:
         if not (
             isinstance(value, tuple)
             and len(value) == 2
-            and all(isinstance(sid, str) for sid in value)
-            and INTERACTION_SID.fullmatch(value[0])
-            and CHANNEL_SID.fullmatch(value[1])
+            and is_sid(value[0], "KD")
+            and is_sid(value[1], "UO")
         ):
             raise ValueError(
-                "as_channel must be an (interaction_sid, channel_sid) tuple matching "
-                f"^KD[0-9a-fA-F]{{32}}$ and ^UO[0-9a-fA-F]{{32}}$, got {value!r}"
+                "as_channel must be an (interaction_sid, channel_sid) tuple: an InteractionSid "
+                f"and a ChannelSid, 'KD' and 'UO' and 32 hex digits each, got {value!r}"
             )
 
     def matches(self, channel_sid: str, page: int) -> bool:
