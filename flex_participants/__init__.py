@@ -8,7 +8,6 @@ Example::
 """
 
 import logging
-import warnings
 from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
@@ -109,21 +108,3 @@ __all__ = [
 # The logging HOWTO's advice for a library: nothing is printed unless the application
 # configures logging (not even warnings, through logging's last resort).
 logging.getLogger("flex_participants").addHandler(logging.NullHandler())
-
-_MOVED_TO_REDIS = ("RedisLimiter", "RedisLimitState")
-
-
-def __getattr__(name: str) -> object:
-    # Deprecated: the Redis limiter lives in flex_participants.redis, and is not listed in
-    # __all__ here, so that this package's names do not change with what is installed.
-    if name in _MOVED_TO_REDIS:
-        warnings.warn(
-            f"flex_participants.{name} is deprecated and will be removed in the next release:"
-            f" import it from flex_participants.redis",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from . import redis
-
-        return getattr(redis, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

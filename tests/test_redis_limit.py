@@ -40,7 +40,7 @@ from flex_participants import (
     TransportError,
 )
 from flex_participants.emulator import FlexEmulator
-from flex_participants.redis import RedisLimiter, RedisLimitState, _limiter
+from flex_participants.redis import RedisLimiter, _limiter
 
 from .conftest import RedisServer, free_port, redis_server_or_skip, uninstalled
 
@@ -1154,14 +1154,6 @@ def test_its_names_are_listed_by_flex_participants_redis_alone() -> None:
     # So that flex_participants.__all__ does not change with what is installed.
     assert set(flex_participants.redis.__all__) == {"RedisLimiter", "RedisLimitState"}
     assert not set(flex_participants.redis.__all__) & set(flex_participants.__all__)
-
-
-@pytest.mark.parametrize(
-    ("name", "moved"), [("RedisLimiter", RedisLimiter), ("RedisLimitState", RedisLimitState)]
-)
-def test_the_old_import_path_still_works_but_warns_of_the_new_one(name: str, moved: type) -> None:
-    with pytest.warns(DeprecationWarning, match=r"import it from flex_participants\.redis$"):
-        assert getattr(flex_participants, name) is moved
 
 
 def test_importing_it_without_redis_names_the_extra() -> None:
