@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hatchling.metadata.core import ProjectMetadata
+from hatchling.plugin.manager import PluginManager
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -50,3 +52,14 @@ def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
     assert tests == "python3 -m pip install nox && nox"
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "\nnox\n" in ci
+
+
+def test_the_long_description_is_the_readme_from_its_pitch_without_the_clone_commands() -> None:
+    # What an index shows: the opening commands install from a clone, not from the index.
+    metadata = ProjectMetadata(str(README.parent), PluginManager())
+    description = metadata.core.readme
+    assert metadata.core.readme_content_type == "text/markdown"
+    assert description.startswith("# flex-participants\n\nAn asyncio client for Twilio Flex's")
+    assert "pip install '.[" not in description
+    assert "nox" not in description.split("## Install")[0]
+    assert description.endswith(README.read_text(encoding="utf-8").split("## Install", 1)[1])
