@@ -406,22 +406,24 @@ async def test_arq_fleet_workers_run_their_jobs_under_one_budget_in_redis(
 # -- workers.md and scale-out.md: the arq samples under a real arq worker -----------------
 
 
-async def run_in(project: Path, *command: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run ``python COMMAND`` in ``project`` to its end, while the emulator serves on this
-    loop; its exit code and what it printed."""
+async def run_in(
+    project: Path, *command: str, env: dict[str, str], stdin: str = ""
+) -> tuple[int, str, str]:
+    """Run ``python COMMAND`` in ``project`` to its end, with ``stdin`` as its input, while
+    the emulator serves on this loop; its exit code, its stdout and its stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *command,
         cwd=project,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(120):
-        out, _ = await process.communicate()
+        out, err = await process.communicate(stdin.encode())
     assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace")
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 async def job_results(redis_url: str) -> dict[tuple[str, str], Any]:
@@ -459,11 +461,11 @@ async def test_arq_worker_runs_the_queued_jobs_under_arq(
         environment = sample_environment(emulator, redis_url)
         sids = [sid for channel in [*channels, (MISSING_KD, MISSING_UO)] for sid in channel]
         # Queued as the docs say, by the fleet sample's enqueue; run by the single worker.
-        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
-        code, printed = await run_in(
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "", "")
+        code, out, err = await run_in(
             project, "-m", "arq", "worker_arq.WorkerSettings", "--burst", env=environment
         )
-        assert code == 0, printed
+        assert code == 0, out + err
 
         assert await job_results(redis_url) == {
             **{channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels},
@@ -486,10 +488,10 @@ async def test_arq_fleet_of_two_arq_workers_keeps_one_budget(
             emulator, redis_url, FLEET_MAX_CONCURRENCY=str(cap), FLEET_RATE_LIMIT=str(rate)
         )
         sids = [sid for channel in channels for sid in channel]
-        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "")
+        assert await run_in(project, "arq_fleet.py", *sids, env=environment) == (0, "", "")
         worker = ("-m", "arq", "arq_fleet.WorkerSettings", "--burst")
         runs = await asyncio.gather(*(run_in(project, *worker, env=environment) for _ in "ab"))
-        assert [code for code, _ in runs] == [0, 0], runs
+        assert [code for code, _, _ in runs] == [0, 0], runs
 
         assert await job_results(redis_url) == {
             channel: dict(types_of(emulator.participants_of(*channel))) for channel in channels
@@ -883,24 +885,19 @@ async def test_the_sample_runs_as_a_script_in_a_project_of_its_own(
             FLEX_PARTICIPANTS_BASE_URL=emulator.base_url,
             REDIS_URL=redis_server.url(SAMPLES_DB),
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
+        code, out, err = await run_in(
+            project,
             name,
             *script.arguments(channels, project),
-            cwd=project,
             env=environment,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=script.stdin(channels),
         )
-        async with asyncio.timeout(120):
-            out, err = await process.communicate(script.stdin(channels).encode())
         expected = script.expected(emulator, channels)
 
-    assert process.returncode == script.exit_code, err.decode()
-    printed = out.decode().splitlines()
+    assert code == script.exit_code, err
+    printed = out.splitlines()
     missing = [line for line in expected if not any(p.startswith(line) for p in printed)]
-    assert missing == [], out.decode() + err.decode()
+    assert missing == [], out + err
 
 
 def test_every_script_sample_is_run_as_a_script() -> None:
