@@ -29,7 +29,7 @@ from ._errors import (
     _transport_errors,
 )
 from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
-from ._interrupt import Interrupts
+from ._interrupt import Interrupts, uninterrupted
 from ._limit import (
     AdaptiveLimiter,
     Limiter,
@@ -132,7 +132,8 @@ class FlexClient:
             default a fifth of a second of the rate (4 at 20 per second).
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
             ``rate_limit`` then only size the batch window). An exception it raises fails
-            the request as a `FlexError`.
+            the request as a `FlexError`. Its ``release`` is awaited to its end even when
+            `close`, a deadline or a cancellation lands during it.
         max_body_size: the largest response body read, in bytes after decompression
             (default 8 MiB); a larger one fails its request with `ResponseTooLargeError`.
         hooks: callables, each called with every event of the client (see the events, such
@@ -616,6 +617,15 @@ class FlexClient:
         # Only an interrupt by close() leaves the loop.
         raise ClientClosedError(f"the client was closed while requesting {url}", attempts=attempt)
 
+    async def _give_back(self, permit: object, throttled: bool, throttle: Throttle | None) -> None:
+        with limiter_errors(self._limiter, "take a slot back"):
+            if self._takes_throttle:
+                # Only a limiter whose release takes it is given what the 429 said.
+                release: Any = self._limiter.release
+                await release(permit, throttled=throttled, throttle=throttle)
+            else:
+                await self._limiter.release(permit, throttled=throttled)
+
     async def _attempt(
         self,
         url: URL,
@@ -676,39 +686,39 @@ class FlexClient:
             if status == 429:
                 self._throttled += 1
             try:
-                with limiter_errors(self._limiter, "take a slot back"):
-                    if self._takes_throttle:
-                        # Only a limiter whose release takes it is given what the 429 said.
-                        release: Any = self._limiter.release
-                        await release(permit, throttled=status == 429, throttle=throttle)
-                    else:
-                        await self._limiter.release(permit, throttled=status == 429)
+                # To its end, even if close(), a deadline or a cancellation lands meanwhile:
+                # a slot not given back is lost (to the whole fleet, with Redis).
+                await uninterrupted(
+                    self._give_back(permit, status == 429, throttle), "give a slot back"
+                )
             except FlexError:
                 if finished:
                     raise
                 # Another error is on its way out (a cancellation included): it must not be
                 # replaced by the limiter's, which is logged instead.
                 logger.exception("the limiter failed to take a slot back")
-            # The slot is back before any hook runs: a hook that raises what `emit` lets
-            # through (a cancellation, KeyboardInterrupt) can cost no slot.
-            if told:
-                assert events is not None
-                assert self._events is not None
-                try:
-                    if finished:
-                        assert isinstance(status, int)
-                        events.received(status, headers, len(body))
-                    else:
-                        events.failed(failure)
-                finally:
-                    self._events.limits_read()
-            logger.debug(
-                "GET %s -> %s (attempt %d, %.1f ms)",
-                url_text,
-                status,
-                attempt,
-                (time.perf_counter() - started) * 1000,
-            )
+            finally:
+                # The one end event of the request, however the release went. The slot is
+                # back before any hook runs: a hook that raises what `emit` lets through (a
+                # cancellation, KeyboardInterrupt) can cost no slot.
+                if told:
+                    assert events is not None
+                    assert self._events is not None
+                    try:
+                        if finished:
+                            assert isinstance(status, int)
+                            events.received(status, headers, len(body))
+                        else:
+                            events.failed(failure)
+                    finally:
+                        self._events.limits_read()
+                logger.debug(
+                    "GET %s -> %s (attempt %d, %.1f ms)",
+                    url_text,
+                    status,
+                    attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
         if api_error is not None:
             raise api_error
         assert isinstance(status, int)
