@@ -39,7 +39,7 @@ from ._limit import (
     takes_throttle,
 )
 from ._models import Participant, ParticipantPage
-from ._network import check_trace_configs, route_to
+from ._network import check_session, check_trace_configs, refused_by_aiohttp, route_to
 from ._options import CallOptions, call_options
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -111,7 +111,10 @@ class FlexClient:
         max_concurrency: the most HTTP requests this client has in flight at once.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
-        session: an aiohttp session to use; it is never closed by the client.
+        session: an aiohttp session to use; it is never closed by the client. It may not
+            have ``auth=``, nor ``trust_env=True`` with credentials for the origin's host in
+            the ``.netrc`` it reads (aiohttp would refuse every request that carries the
+            client's own).
         proxy: an ``http://`` proxy URL every request goes through (an ``https`` origin is
             reached with ``CONNECT``, TLS end to end). Credentials in it
             (``http://user:password@host:port``) go to the proxy alone, as
@@ -156,7 +159,7 @@ class FlexClient:
     Raises:
         InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL (the origin's
             or the proxy's), a region other than ``us1`` (Flex runs in US1 only), an ``ssl``
-            that is no `ssl.SSLContext`, or a number out of range (a ``bool``, NaN or
+            that is no `ssl.SSLContext`, a ``session`` it cannot use, or a number out of range (a ``bool``, NaN or
             infinity is no number here).
     """
 
@@ -199,16 +202,7 @@ class FlexClient:
         self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidArgumentError(
-                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
-            )
-        if session is not None and session.auth is not None:
-            # aiohttp refuses a request with both the session's auth and our header.
-            raise InvalidArgumentError(
-                "the session passed in has its own auth=; the client sends its own credentials, "
-                "so pass a session without auth"
-            )
+        session = check_session(session, self._origin)
         rate_limit, burst = check_rate_limit(rate_limit, burst)
         if limiter is None:
             limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit, burst=burst)
@@ -654,7 +648,7 @@ class FlexClient:
             if events is not None:
                 told = True
                 events.sent()
-            with _transport_errors(url_text):
+            with refused_by_aiohttp(url_text, session), _transport_errors(url_text):
                 async with session.get(
                     url,
                     headers=self._headers,

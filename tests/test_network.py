@@ -15,6 +15,7 @@ import pytest_asyncio
 from flex_participants import (
     FlexAPIError,
     FlexClient,
+    FlexError,
     InvalidArgumentError,
     RetryPolicy,
     TransportError,
@@ -306,6 +307,51 @@ async def test_a_netrc_entry_for_the_origin_neither_replaces_nor_breaks_the_cred
     size = await first_page_size(emulator_client(emulator, trust_env=True), emulator)
 
     assert size == 5
+
+
+def write_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> None:
+    """A .netrc of ``text``, where aiohttp's trust_env looks for it."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(text)
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "machine 127.0.0.1 login someone-else password not-the-token\n",
+        "default login someone-else password not-the-token\n",
+    ],
+    ids=["for-the-host", "default"],
+)
+async def test_a_trusting_session_that_would_read_netrc_credentials_is_refused_when_made(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: str
+) -> None:
+    write_netrc(monkeypatch, tmp_path, entry)
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        with pytest.raises(InvalidArgumentError, match=r"trust_env=True.*\.netrc.*127\.0\.0\.1"):
+            emulator_client(emulator, session=session)
+
+
+async def test_a_trusting_session_whose_netrc_names_other_hosts_only_works(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_netrc(monkeypatch, tmp_path, "machine example.com login someone password secret\n")
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        assert await first_page_size(emulator_client(emulator, session=session), emulator) == 5
+
+
+async def test_a_netrc_entry_written_after_the_client_was_made_fails_with_a_flex_error(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        client = emulator_client(emulator, session=session)
+        write_netrc(monkeypatch, tmp_path, "machine 127.0.0.1 login someone password secret\n")
+        with pytest.raises(FlexError, match="trust_env=True") as raised:
+            await first_page_size(client, emulator)
+    assert not isinstance(raised.value, InvalidArgumentError)
+    assert isinstance(raised.value.__cause__, ValueError)
 
 
 def test_an_https_proxy_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
