@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -737,19 +737,19 @@ async def test_a_release_that_raises_after_a_whole_response_still_ends_its_reque
 
 
 class SlowRelease(AdaptiveLimiter):
-    """A limiter whose release waits for `open` before it gives the slot back, as one that
-    tells another process would; `releasing` is set when a release starts waiting."""
+    """A limiter of one slot whose release first awaits ``delay()``, as one that tells another
+    process would; `releasing` is set when a release starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: Callable[[], Awaitable[object]]) -> None:
         super().__init__(1)
         self.releasing = asyncio.Event()
-        self.open = asyncio.Event()
+        self._delay = delay
 
     async def release(
         self, permit: object, *, throttled: bool, throttle: Throttle | None = None
     ) -> None:
         self.releasing.set()
-        await self.open.wait()
+        await self._delay()
         await super().release(permit, throttled=throttled, throttle=throttle)
 
 
@@ -758,13 +758,14 @@ async def test_close_landing_while_a_slot_is_given_back_still_gives_it_back_and_
 ) -> None:
     kd, uo = emulator.add_channel(participants=3)
     hook = Recorder()
-    limiter = SlowRelease()
+    gate = asyncio.Event()
+    limiter = SlowRelease(gate.wait)
     client = client_of(hooks=[hook], limiter=limiter)
     fetching = asyncio.create_task(client.fetch_page(kd, uo))
     await limiter.releasing.wait()
     closing = asyncio.create_task(client.close())
     await asyncio.sleep(0)  # close() has cancelled the release's wait
-    limiter.open.set()
+    gate.set()
     with pytest.raises(ClientClosedError):
         await fetching
     await closing
@@ -773,22 +774,9 @@ async def test_close_landing_while_a_slot_is_given_back_still_gives_it_back_and_
     assert hook.kinds() == ["RequestSent", "ResponseReceived"]
 
 
-class SleepyRelease(AdaptiveLimiter):
-    """A limiter whose release takes a second before it gives the slot back."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-    async def release(
-        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
-    ) -> None:
-        await asyncio.sleep(1.0)
-        await super().release(permit, throttled=throttled, throttle=throttle)
-
-
 def test_a_deadline_running_out_while_a_slot_is_given_back_still_gives_it_back() -> None:
     hook = Recorder()
-    limiter = SleepyRelease()
+    limiter = SlowRelease(lambda: asyncio.sleep(1.0))
 
     async def main() -> None:
         async with FlexEmulator(seed=15) as emulator:
