@@ -159,8 +159,8 @@ class FlexClient:
     Raises:
         InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL (the origin's
             or the proxy's), a region other than ``us1`` (Flex runs in US1 only), an ``ssl``
-            that is no `ssl.SSLContext`, a ``session`` it cannot use, or a number out of range (a ``bool``, NaN or
-            infinity is no number here).
+            that is no `ssl.SSLContext`, a ``session`` it cannot use (see above), or a
+            number out of range (a ``bool``, NaN or infinity is no number here).
     """
 
     def __init__(

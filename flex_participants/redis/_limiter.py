@@ -373,7 +373,8 @@ class RedisLimiter(SlotWindow):
 
         A release never raises for Redis: if Redis cannot be reached, the lease runs out on its
         own within ``lease_seconds`` (a warning is logged, and the next `acquire` deals with
-        the failure as ``on_redis_error`` says).
+        the failure as ``on_redis_error`` says). Nor is it cut short: cancelled while Redis is
+        slow, it still tells Redis (within ``timeout``), then raises the cancellation.
 
         Raises:
             InvalidArgumentError: ``permit`` did not come from this limiter's `acquire`.
