@@ -114,7 +114,7 @@ class FlexClient:
         session: an aiohttp session to use; it is never closed by the client. It may not
             have ``auth=``, nor ``trust_env=True`` with credentials for the origin's host in
             the ``.netrc`` it reads (aiohttp would refuse every request that carries the
-            client's own).
+            client's own). With ``auto_decompress=False``, uncompressed bodies are asked for.
         proxy: an ``http://`` proxy URL every request goes through (an ``https`` origin is
             reached with ``CONNECT``, TLS end to end). Credentials in it
             (``http://user:password@host:port``) go to the proxy alone, as
@@ -234,6 +234,9 @@ class FlexClient:
             "User-Agent": _USER_AGENT,
         }
         self._headers.update(self._route.headers)
+        if session is not None and not session.auto_decompress:
+            # Such a session hands a gzip body over as it came, which is no JSON: ask for none.
+            self._headers["Accept-Encoding"] = "identity"
         self.requests_sent = 0
         """How many HTTP attempts this client has made."""
         self.retries = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -11,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from flex_participants import (
     FlexAPIError,
@@ -22,8 +25,9 @@ from flex_participants import (
 )
 from flex_participants.emulator import FlexEmulator
 
-from .helpers import assert_no_secret, secrets_of
+from .helpers import KD, Credentials, assert_no_secret, secrets_of
 from .proxy_servers import ForwardingProxy, TLSFront
+from .server import PagedServer, Seen
 
 PROXY_USER = "alice"
 PROXY_SECRET = "pr0xy-s3cret-do-not-leak"
@@ -403,3 +407,27 @@ async def test_an_ssl_context_works_with_a_session_passed_in(
 def test_ssl_must_be_an_ssl_context(value: object) -> None:
     with pytest.raises(InvalidArgumentError, match="ssl"):
         FlexClient(account_sid="AC" + "0" * 32, auth_token="token", ssl=value)  # type: ignore[arg-type]
+
+
+async def test_a_session_that_does_not_decompress_is_sent_bodies_it_can_read(
+    paged_server: PagedServer, credentials: Credentials
+) -> None:
+    uo = paged_server.add_channel(1, 3)
+
+    async def gzip_if_asked(seen: Seen) -> web.StreamResponse | None:
+        # As Twilio does: a gzip body to a client that accepts one.
+        if "gzip" not in seen.request.headers.get("Accept-Encoding", ""):
+            return None
+        body = json.dumps(paged_server._page(seen.request, uo, seen.page)).encode()
+        return web.Response(
+            body=gzip.compress(body),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    paged_server.hook = gzip_if_asked
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with FlexClient(
+            **credentials, base_url=paged_server.base_url, session=session, rate_limit=None
+        ) as client:
+            page = await client.fetch_page(KD, uo)
+    assert len(page.participants) == 3
