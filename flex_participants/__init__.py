@@ -8,7 +8,6 @@ Example::
 """
 
 import logging
-from typing import TYPE_CHECKING
 
 from ._batch import ChannelBatch
 from ._channel_list import (
@@ -52,13 +51,6 @@ from ._request import FlexHostWarning
 from ._retry import RetryPolicy
 from ._stream import ParticipantStream
 from ._version import __version__
-
-if TYPE_CHECKING:
-    # The old home of the Redis limiter, for one release: type checkers still resolve it
-    # (at run time, `__getattr__` below warns).
-    from .redis import RedisLimiter as RedisLimiter
-    from .redis import RedisLimitState as RedisLimitState
-
 
 __all__ = [
     "AdaptiveLimiter",

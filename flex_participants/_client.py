@@ -29,7 +29,7 @@ from ._errors import (
     _transport_errors,
 )
 from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
-from ._interrupt import Interrupts
+from ._interrupt import Interrupts, uninterrupted
 from ._limit import (
     AdaptiveLimiter,
     Limiter,
@@ -39,7 +39,7 @@ from ._limit import (
     takes_throttle,
 )
 from ._models import Participant, ParticipantPage
-from ._network import check_trace_configs, route_to
+from ._network import check_session, check_trace_configs, refused_by_aiohttp, route_to
 from ._options import CallOptions, call_options
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -111,7 +111,10 @@ class FlexClient:
         max_concurrency: the most HTTP requests this client has in flight at once.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
-        session: an aiohttp session to use; it is never closed by the client.
+        session: an aiohttp session to use; it is never closed by the client. It may not
+            have ``auth=``, nor ``trust_env=True`` with credentials for the origin's host in
+            the ``.netrc`` it reads (aiohttp would refuse every request that carries the
+            client's own). With ``auto_decompress=False``, uncompressed bodies are asked for.
         proxy: an ``http://`` proxy URL every request goes through (an ``https`` origin is
             reached with ``CONNECT``, TLS end to end). Credentials in it
             (``http://user:password@host:port``) go to the proxy alone, as
@@ -132,7 +135,8 @@ class FlexClient:
             default a fifth of a second of the rate (4 at 20 per second).
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
             ``rate_limit`` then only size the batch window). An exception it raises fails
-            the request as a `FlexError`.
+            the request as a `FlexError`. Its ``release`` is awaited to its end even when
+            `close`, a deadline or a cancellation lands during it.
         max_body_size: the largest response body read, in bytes after decompression
             (default 8 MiB); a larger one fails its request with `ResponseTooLargeError`.
         hooks: callables, each called with every event of the client (see the events, such
@@ -155,8 +159,8 @@ class FlexClient:
     Raises:
         InvalidArgumentError: (a `ValueError`) no usable credentials, a bad URL (the origin's
             or the proxy's), a region other than ``us1`` (Flex runs in US1 only), an ``ssl``
-            that is no `ssl.SSLContext`, or a number out of range (a ``bool``, NaN or
-            infinity is no number here).
+            that is no `ssl.SSLContext`, a ``session`` it cannot use (see above), or a
+            number out of range (a ``bool``, NaN or infinity is no number here).
     """
 
     def __init__(
@@ -198,16 +202,7 @@ class FlexClient:
         self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidArgumentError(
-                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
-            )
-        if session is not None and session.auth is not None:
-            # aiohttp refuses a request with both the session's auth and our header.
-            raise InvalidArgumentError(
-                "the session passed in has its own auth=; the client sends its own credentials, "
-                "so pass a session without auth"
-            )
+        session = check_session(session, self._origin)
         rate_limit, burst = check_rate_limit(rate_limit, burst)
         if limiter is None:
             limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit, burst=burst)
@@ -239,6 +234,9 @@ class FlexClient:
             "User-Agent": _USER_AGENT,
         }
         self._headers.update(self._route.headers)
+        if session is not None and not session.auto_decompress:
+            # Such a session hands a gzip body over as it came, which is no JSON: ask for none.
+            self._headers["Accept-Encoding"] = "identity"
         self.requests_sent = 0
         """How many HTTP attempts this client has made."""
         self.retries = 0
@@ -616,6 +614,15 @@ class FlexClient:
         # Only an interrupt by close() leaves the loop.
         raise ClientClosedError(f"the client was closed while requesting {url}", attempts=attempt)
 
+    async def _give_back(self, permit: object, throttled: bool, throttle: Throttle | None) -> None:
+        with limiter_errors(self._limiter, "take a slot back"):
+            if self._takes_throttle:
+                # Only a limiter whose release takes it is given what the 429 said.
+                release: Any = self._limiter.release
+                await release(permit, throttled=throttled, throttle=throttle)
+            else:
+                await self._limiter.release(permit, throttled=throttled)
+
     async def _attempt(
         self,
         url: URL,
@@ -644,7 +651,7 @@ class FlexClient:
             if events is not None:
                 told = True
                 events.sent()
-            with _transport_errors(url_text):
+            with refused_by_aiohttp(url_text, session), _transport_errors(url_text):
                 async with session.get(
                     url,
                     headers=self._headers,
@@ -676,39 +683,39 @@ class FlexClient:
             if status == 429:
                 self._throttled += 1
             try:
-                with limiter_errors(self._limiter, "take a slot back"):
-                    if self._takes_throttle:
-                        # Only a limiter whose release takes it is given what the 429 said.
-                        release: Any = self._limiter.release
-                        await release(permit, throttled=status == 429, throttle=throttle)
-                    else:
-                        await self._limiter.release(permit, throttled=status == 429)
+                # To its end, even if close(), a deadline or a cancellation lands meanwhile:
+                # a slot not given back is lost (to the whole fleet, with Redis).
+                await uninterrupted(
+                    self._give_back(permit, status == 429, throttle), "give a slot back"
+                )
             except FlexError:
                 if finished:
                     raise
                 # Another error is on its way out (a cancellation included): it must not be
                 # replaced by the limiter's, which is logged instead.
                 logger.exception("the limiter failed to take a slot back")
-            # The slot is back before any hook runs: a hook that raises what `emit` lets
-            # through (a cancellation, KeyboardInterrupt) can cost no slot.
-            if told:
-                assert events is not None
-                assert self._events is not None
-                try:
-                    if finished:
-                        assert isinstance(status, int)
-                        events.received(status, headers, len(body))
-                    else:
-                        events.failed(failure)
-                finally:
-                    self._events.limits_read()
-            logger.debug(
-                "GET %s -> %s (attempt %d, %.1f ms)",
-                url_text,
-                status,
-                attempt,
-                (time.perf_counter() - started) * 1000,
-            )
+            finally:
+                # The one end event of the request, however the release went. The slot is
+                # back before any hook runs: a hook that raises what `emit` lets through (a
+                # cancellation, KeyboardInterrupt) can cost no slot.
+                if told:
+                    assert events is not None
+                    assert self._events is not None
+                    try:
+                        if finished:
+                            assert isinstance(status, int)
+                            events.received(status, headers, len(body))
+                        else:
+                            events.failed(failure)
+                    finally:
+                        self._events.limits_read()
+                logger.debug(
+                    "GET %s -> %s (attempt %d, %.1f ms)",
+                    url_text,
+                    status,
+                    attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
         if api_error is not None:
             raise api_error
         assert isinstance(status, int)

@@ -6,14 +6,50 @@ and as an error or an end of the stream, never as a `CancelledError` escaping in
 nobody cancelled. So the closer cancels the waiting task, and the waiter's `Wait` turns that
 one cancellation back into an ordinary outcome with `Task.uncancel`. A cancellation that
 someone else asked for too (a timeout, a task group) is left to propagate, as it must.
+
+Some work must not be cut short by any of these: giving a limiter's slot back, or a slot
+that Redis shares with a fleet would stay taken until its lease ran out. `uninterrupted`
+runs such work to its end and lets the cancellation go on afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
 from types import TracebackType
+from typing import TypeVar
 
-__all__ = ["Interrupts", "Wait"]
+__all__ = ["Interrupts", "Wait", "uninterrupted"]
+
+logger = logging.getLogger("flex_participants")
+
+T = TypeVar("T")
+
+
+async def uninterrupted(awaitable: Awaitable[T], what: str) -> T:
+    """Await ``awaitable`` to its end even if the task is cancelled meanwhile (by ``close()``,
+    a deadline, a timeout, a task group), then let that cancellation go on.
+
+    What ``awaitable`` returns or raises is the outcome, unless the task was cancelled: then
+    the `asyncio.CancelledError` is raised, and an error of ``awaitable``, which nobody would
+    see, is logged as the failure to ``what``. Keep ``awaitable`` bounded in time: nothing
+    but its own end ends it.
+    """
+    inner = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not inner.done():
+        try:
+            # Unlike awaiting it, a wait for it raises nothing of its own, and being
+            # cancelled does not cancel it.
+            await asyncio.wait([inner])
+        except asyncio.CancelledError:
+            cancelled = True
+    if not cancelled:
+        return inner.result()
+    if not inner.cancelled() and (error := inner.exception()) is not None:
+        logger.error("failed to %s", what, exc_info=error)
+    raise asyncio.CancelledError
 
 
 class Interrupts:

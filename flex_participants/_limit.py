@@ -100,6 +100,9 @@ class Limiter(Protocol):
     async def release(self, permit: object, *, throttled: bool) -> None:
         """Give a slot back; ``throttled`` says whether the request was answered with 429.
 
+        The client awaits it to its end, even when ``close()``, a deadline or a cancellation
+        lands during it (the cancellation goes on afterwards): keep it bounded in time.
+
         A limiter whose ``release`` also takes a keyword ``throttle`` gets, with each 429,
         a `Throttle` saying what the server said (its code, ``Retry-After`` and
         ``Twilio-Concurrent-Requests``), so that it can tell a rate limit from a

@@ -5,22 +5,35 @@ would also read ``.netrc`` for the origin's host, and a ``.netrc`` entry for it 
 for curl, say) makes aiohttp refuse every request that carries the client's own
 ``Authorization`` header. The environment is read with the same standard-library functions
 aiohttp uses (``urllib.request.getproxies`` and ``proxy_bypass``), once, when the client is
-made: the client talks to one origin only.
+made: the client talks to one origin only. A caller's own session that trusts the
+environment would read that ``.netrc`` itself: `check_session` refuses one that would find an
+entry for the origin there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import netrc
+import os
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from ssl import SSLContext
 from typing import Any, TypedDict
 
 import aiohttp
 from yarl import URL
 
-from ._errors import InvalidArgumentError
+from ._errors import FlexError, InvalidArgumentError
 
-__all__ = ["Route", "check_trace_configs", "route_to"]
+__all__ = [
+    "Route",
+    "check_session",
+    "check_trace_configs",
+    "netrc_has_entry",
+    "refused_by_aiohttp",
+    "route_to",
+]
 
 
 class _RequestOptions(TypedDict):
@@ -146,6 +159,74 @@ def _check_proxy(proxy: object, source: str) -> tuple[URL, str | None]:
         except (ValueError, UnicodeError):
             raise InvalidArgumentError(f"{source}: unusable proxy credentials") from None
     return url.with_user(None).with_password(None).with_path(""), header
+
+
+def netrc_has_entry(host: str | None) -> bool:
+    """Whether the ``.netrc`` that aiohttp reads for a session with ``trust_env=True`` (the
+    file ``NETRC`` names, else ``~/.netrc``) holds credentials for ``host``: its own entry,
+    or a ``default`` one. A file that is missing or cannot be parsed holds none, for aiohttp
+    too."""
+    if not host:
+        return False
+    try:
+        named = os.environ.get("NETRC")
+        path = Path(named) if named is not None else Path.home() / _NETRC_NAME
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, RuntimeError, netrc.NetrcParseError):  # RuntimeError: no home directory
+        return False
+
+
+_NETRC_NAME = "_netrc" if os.name == "nt" else ".netrc"
+
+
+def check_session(session: object, origin: URL) -> aiohttp.ClientSession | None:
+    """``session=`` as the client takes it: ``None``, or an `aiohttp.ClientSession` that can
+    carry the client's own ``Authorization`` header to ``origin``.
+
+    Raises:
+        InvalidArgumentError: not a session; a session with ``auth=``; or one with
+            ``trust_env=True`` while the ``.netrc`` it reads has credentials for the origin's
+            host: aiohttp would then refuse every request that carries the client's own.
+    """
+    if session is None:
+        return None
+    if not isinstance(session, aiohttp.ClientSession):
+        raise InvalidArgumentError(
+            f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+        )
+    if session.auth is not None:
+        # aiohttp refuses a request with both the session's auth and our header.
+        raise InvalidArgumentError(
+            "the session passed in has its own auth=; the client sends its own credentials, "
+            "so pass a session without auth"
+        )
+    if session.trust_env and netrc_has_entry(origin.host):
+        raise InvalidArgumentError(
+            f"the session passed in has trust_env=True, and the .netrc it reads has "
+            f"credentials for {origin.host}: aiohttp would send those and refuse every "
+            "request that carries the client's own. Pass a session with trust_env=False; "
+            "FlexClient(trust_env=True) still takes the proxy from the environment"
+        )
+    return session
+
+
+@contextlib.contextmanager
+def refused_by_aiohttp(url: str, session: aiohttp.ClientSession) -> Iterator[None]:
+    """Turn the `ValueError` with which aiohttp refuses to send a request into a `FlexError`:
+    for a session that trusts the environment, a ``.netrc`` entry for the origin written since
+    the client was made (see `check_session`)."""
+    try:
+        yield
+    except ValueError as exc:
+        if isinstance(exc, FlexError):  # InvalidArgumentError is a ValueError too
+            raise
+        hint = ""
+        if session.trust_env:
+            hint = (
+                "; the session has trust_env=True: does the .netrc it reads have credentials "
+                "for this host? Pass a session with trust_env=False"
+            )
+        raise FlexError(f"aiohttp refused to send the request to {url}: {exc}{hint}") from exc
 
 
 def check_trace_configs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import warnings
-from typing import TypeGuard
+from typing import Final, TypeGuard
 
 from yarl import URL
 
@@ -15,7 +15,9 @@ from ._errors import InvalidArgumentError, UnsafeURLError
 __all__ = [
     "DEFAULT_BASE_URL",
     "FLEX_REGION",
+    "MAX_BASE_URL_LENGTH",
     "MAX_PAGE_SIZE",
+    "MAX_PAGE_URL_LENGTH",
     "FlexHostWarning",
     "build_base_url",
     "channel_of",
@@ -31,6 +33,14 @@ __all__ = [
 DEFAULT_BASE_URL = "https://flex-api.twilio.com"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
+
+MAX_PAGE_URL_LENGTH: Final = 4096
+"""The longest URL of a page a stream fetches, as it sends it: a ``next_page_url`` that
+resolves to a longer one is a broken answer, and a cursor holds no longer one. Twilio's are a
+few hundred characters."""
+MAX_BASE_URL_LENGTH: Final = 1024
+"""The longest origin a client takes (``base_url``), so that its first page's URL stays well
+within `MAX_PAGE_URL_LENGTH`."""
 
 _INTERACTION_SID = re.compile(r"KD[0-9a-fA-F]{32}")
 _CHANNEL_SID = re.compile(r"UO[0-9a-fA-F]{32}")
@@ -195,7 +205,7 @@ def build_base_url(base_url: str | None, region: str | None, edge: str | None) -
         InvalidArgumentError: a region other than ``us1`` (Flex runs in US1 only), a region
             or edge that is no host name label; a ``base_url`` that is not an absolute
             http(s) URL, ``http`` to a host that is not loopback, credentials, a query or a
-            fragment in the URL.
+            fragment in the URL, or one longer than `MAX_BASE_URL_LENGTH` characters.
     """
     if base_url is None:
         base_url = _twilio_host(region, edge)
@@ -215,7 +225,13 @@ def build_base_url(base_url: str | None, region: str | None, edge: str | None) -
         )
     if url.query_string or url.fragment:
         raise InvalidArgumentError(f"base_url must not have a query or fragment, got {base_url!r}")
-    return url.with_path(url.path.rstrip("/"))
+    origin = url.with_path(url.path.rstrip("/"))
+    if len(str(origin)) > MAX_BASE_URL_LENGTH:
+        raise InvalidArgumentError(
+            f"base_url is {len(str(origin))} characters long; at most {MAX_BASE_URL_LENGTH} "
+            "are taken"
+        )
+    return origin
 
 
 def check_same_origin(url: URL, origin: URL, *, base: URL | None = None) -> URL:

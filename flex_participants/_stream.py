@@ -19,7 +19,7 @@ from yarl import URL
 from ._errors import ClientClosedError, FlexError, InvalidResponseError
 from ._interrupt import Interrupts
 from ._models import Participant, ParticipantPage
-from ._request import check_same_origin
+from ._request import MAX_PAGE_URL_LENGTH, check_same_origin
 from ._response import FetchedPage
 
 __all__ = ["ParticipantStream"]
@@ -29,6 +29,8 @@ _FetchPage = Callable[[URL], Awaitable[FetchedPage]]
 # The cursor of a stream whose next participant is number `skip` of the page at `url`
 # (None: the stream had ended).
 _CursorOf = Callable[[URL | None, int], str]
+# How much of a refused next_page_url an error shows.
+_SHOWN = 200
 
 
 class _Placed:
@@ -162,8 +164,11 @@ class _Pager:
             return None
 
         def broken(problem: str) -> InvalidResponseError:
+            shown = repr(next_page_url)
+            if len(next_page_url) > _SHOWN:  # the rest of a body's worth of URL says no more
+                shown = f"{next_page_url[:_SHOWN]!r}... ({len(next_page_url)} characters)"
             return InvalidResponseError(
-                f"meta.next_page_url {problem}: {next_page_url!r}",
+                f"meta.next_page_url {problem}: {shown}",
                 url=str(url),
                 status=200,
                 is_json=True,
@@ -176,6 +181,10 @@ class _Pager:
         # Resolved against this page (RFC 3986); anything off the origin, a hostless
         # "mailto:" or "https:/path" included, is an UnsafeURLError: credentials stay home.
         target = check_same_origin(target, self._origin, base=url).with_fragment(None)
+        # Bounded as sent, so that the cursor of any page a stream fetches is one its client
+        # takes back (see _cursor).
+        if len(str(target)) > MAX_PAGE_URL_LENGTH:
+            raise broken(f"is longer than {MAX_PAGE_URL_LENGTH} characters")
         if target.path != self._path:
             raise broken(f"leads to {target.path}, not to this channel's participants")
         token = target.query.get("PageToken")

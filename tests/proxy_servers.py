@@ -1,9 +1,12 @@
-"""Loopback servers between the client and the emulator: an HTTP proxy, and a TLS front.
+"""Loopback servers between the client and what it talks to: an HTTP proxy, a TLS front,
+and a relay that can hold what is sent through it.
 
 `ForwardingProxy` serves both ways a client uses an HTTP proxy: absolute-form requests
 (``GET http://host:port/path``), forwarded to the origin, and ``CONNECT host:port``, a tunnel.
 It records the head of every request it is sent. `TLSFront` serves TLS with a certificate of
 a test CA and relays the plaintext to the emulator, recording every byte that reached it.
+`HeldRelay` relays TCP to a port (a Redis server's), holding what the client sends while its
+`Gate` is closed: a server that has become slow, at the moment a test chooses.
 """
 
 from __future__ import annotations
@@ -42,13 +45,39 @@ def _parse_head(head: bytes) -> SeenRequest:
     return SeenRequest(method, target, headers)
 
 
+class Gate:
+    """Bytes pass while it is open; ``held`` is set once some wait at it, closed."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self.held = asyncio.Event()
+
+    def close(self) -> None:
+        self._open.clear()
+        self.held.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def through(self) -> None:
+        if not self._open.is_set():
+            self.held.set()
+            await self._open.wait()
+
+
 async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bytearray | None
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    record: bytearray | None,
+    gate: Gate | None = None,
 ) -> None:
     try:
         while data := await reader.read(65536):
             if record is not None:
                 record += data
+            if gate is not None:
+                await gate.through()
             writer.write(data)
             await writer.drain()
     except (OSError, ssl.SSLError):
@@ -62,9 +91,10 @@ async def _splice(
     writer: asyncio.StreamWriter,
     upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     record: bytearray | None = None,
+    gate: Gate | None = None,
 ) -> None:
     async with asyncio.TaskGroup() as group:
-        group.create_task(_pump(reader, upstream[1], record))
+        group.create_task(_pump(reader, upstream[1], record, gate))
         group.create_task(_pump(upstream[0], writer, None))
 
 
@@ -219,3 +249,20 @@ class TLSFront(_LoopbackServer):
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         await _splice(reader, writer, upstream, self.received)
+
+
+class HeldRelay(_LoopbackServer):
+    """Relays TCP to ``127.0.0.1:upstream_port``; what a client sends waits while `gate` is
+    closed (what comes back is never held)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self._upstream_port = upstream_port
+        self.gate = Gate()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        try:
+            await _splice(reader, writer, upstream, gate=self.gate)
+        finally:
+            upstream[1].close()

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Coroutine, Iterator
+import sys
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from flex_participants import (
     FlexClient,
@@ -25,13 +28,31 @@ from flex_participants import (
     ParticipantStream,
     RetryPolicy,
 )
-from flex_participants._cursor import _checksum
+from flex_participants._cursor import _checksum, encode_cursor, resume
+from flex_participants._errors import FlexError
+from flex_participants._request import (
+    MAX_BASE_URL_LENGTH,
+    MAX_PAGE_URL_LENGTH,
+    build_base_url,
+)
+from flex_participants._request import participants_url as page_url
+from flex_participants._stream import _Pager
 from flex_participants.emulator import Fault, FlexEmulator
 
-from .helpers import AUTH_TOKEN, KD, UO, Credentials, page_body, participants_url, sid
-from .server import sids_until
+from .helpers import (
+    AUTH_TOKEN,
+    KD,
+    UO,
+    Credentials,
+    page_body,
+    participants_url,
+    request_count,
+    sid,
+)
+from .server import PagedServer, Seen, sids_until
 
 T = TypeVar("T")
+ClientFor = Callable[..., FlexClient]
 
 
 class Running:
@@ -340,3 +361,156 @@ async def test_a_cursor_never_holds_the_credentials(
 ) -> None:
     cursor = await _a_cursor(mock_http, credentials)
     assert AUTH_TOKEN not in json.dumps(_fields(cursor))
+
+
+# -- whatever a stream gives, its client takes back; nothing else ---------------------------
+
+ORIGIN = URL("https://flex-api.twilio.com")
+CHANNEL = (KD, UO)
+FIRST_URL = URL(participants_url())
+
+
+def test_a_cursor_nested_to_any_depth_is_an_invalid_argument() -> None:
+    # Around the interpreter's recursion limit, where the JSON parser gives up, or parses what
+    # anything recursing over it afterwards (a checksum, a repr) cannot.
+    fields = _fields(encode_cursor(FIRST_URL, 0, origin=ORIGIN, channel=CHANNEL))
+    head, tail = json.dumps({**fields, "e": None}).split("null")
+    limit = sys.getrecursionlimit()
+    for depth in [*range(limit - 60, limit + 10), 6000]:
+        raw = f"{head}{'[' * depth}{']' * depth}{tail}".encode()
+        with pytest.raises(InvalidArgumentError, match="cursor refused"):
+            resume(_b64(raw), ORIGIN, CHANNEL, page_size=None)
+
+
+async def test_the_cursor_inside_a_page_of_more_than_1000_participants_resumes_there(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    # The client asks for 1,000 at most; a server may send more on a page.
+    async def one_big_page(seen: Seen) -> web.StreamResponse:
+        return web.json_response(page_body(range(1500), page_size=1500))
+
+    paged_server.hook = one_big_page
+    async with client_for(paged_server) as client:
+        async with client.participants(KD, UO, limit=1200) as stream:
+            await stream.collect()
+        assert stream.cursor is not None
+        rest = await client.participants(KD, UO, cursor=stream.cursor).collect()
+    assert [p.sid for p in rest] == [sid("UT", n) for n in range(1200, 1500)]
+
+
+def _token_of(length: int) -> str:
+    """A next_page_url of exactly ``length`` characters, as the client sends it."""
+    head = participants_url() + "?PageSize=5&Page=1&PageToken=PT"
+    return head + "a" * (length - len(head))
+
+
+async def test_a_next_page_url_longer_than_the_bound_fails_the_stream_unrequested(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    too_long = _token_of(MAX_PAGE_URL_LENGTH + 1)
+    mock_http.get(participants_url(), payload=page_body(range(5), next_page_url=too_long))
+    async with FlexClient(**credentials, rate_limit=None) as client:
+        got = await sids_until(
+            InvalidResponseError, aiter(client.participants(KD, UO)), match="longer than 4096"
+        )
+    assert len(got) == 5  # the page before it is delivered
+    assert request_count(mock_http) == 1
+
+
+async def test_the_cursor_of_a_page_at_the_longest_url_followed_resumes_there(
+    mock_http: aioresponses, credentials: Credentials
+) -> None:
+    longest = _token_of(MAX_PAGE_URL_LENGTH)
+    first = participants_url() + "?PageSize=5"
+    mock_http.get(first, payload=page_body(range(5), next_page_url=longest))
+    mock_http.get(longest, payload=page_body(range(5, 10)))
+    async with FlexClient(**credentials, rate_limit=None) as client:
+        async with client.participants(KD, UO, page_size=5, limit=7) as stream:
+            await stream.collect()
+        assert stream.cursor is not None
+        mock_http.get(longest, payload=page_body(range(5, 10)))
+        rest = await client.participants(KD, UO, cursor=stream.cursor).collect()
+    assert [p.sid for p in rest] == [sid("UT", n) for n in range(7, 10)]
+
+
+def test_the_longest_base_url_gives_cursors_its_client_takes_back() -> None:
+    path = "/p" * ((MAX_BASE_URL_LENGTH - len(str(ORIGIN))) // 2)
+    origin = build_base_url(str(ORIGIN) + path, None, None)
+    first = page_url(origin, *CHANNEL, page_size=1000)
+    cursor = encode_cursor(first, 7, origin=origin, channel=CHANNEL)
+    assert resume(cursor, origin, CHANNEL, page_size=None) == (first, 7)
+
+
+_URL_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
+_NEXT_PAGE_URLS = st.builds(
+    lambda start, text, pad: start + text + "a" * pad,
+    st.sampled_from(["?PageToken=", "Participants?", participants_url() + "?", "./?", "?a&b="]),
+    _URL_TEXT,
+    st.integers(0, MAX_PAGE_URL_LENGTH + 50),
+)
+
+
+def _followed(next_page_url: str) -> URL | None:
+    """The URL a stream fetches after its first page for ``next_page_url``, if it takes it."""
+
+    async def unused(url: URL) -> Any:
+        raise AssertionError("nothing is fetched")
+
+    try:
+        return _Pager(unused, FIRST_URL, None)._follow(FIRST_URL, next_page_url)
+    except FlexError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    next_page_url=_NEXT_PAGE_URLS,
+    skip=st.integers(0, 10**7),
+    page_size=st.none() | st.integers(1, 1000),
+)
+def test_every_cursor_a_stream_can_give_is_taken_back_by_its_client(
+    next_page_url: str, skip: int, page_size: int | None
+) -> None:
+    url = _followed(next_page_url)
+    assume(url is not None)
+    assert url is not None
+    cursor = encode_cursor(url, skip, origin=ORIGIN, channel=CHANNEL)
+    assert resume(cursor, ORIGIN, CHANNEL, page_size=None) == (url, skip)
+    if page_size is None:
+        return
+    try:
+        resized, _ = resume(cursor, ORIGIN, CHANNEL, page_size=page_size)
+    except InvalidArgumentError as refused:
+        assert "page_size cannot change" in str(refused)  # noqa: PT017 - the one other outcome
+        return
+    # The page a resumed stream fetches first is one whose cursor comes back too.
+    assert resized is not None
+    again = encode_cursor(resized, skip, origin=ORIGIN, channel=CHANNEL)
+    assert resume(again, ORIGIN, CHANNEL, page_size=None) == (resized, skip)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=20,
+)
+_FORGED = st.one_of(
+    st.text(max_size=200),
+    st.binary(max_size=200).map(_b64),
+    _JSON.map(lambda value: _b64(json.dumps(value).encode())),
+    # Every field present, each any JSON, with a checksum that matches.
+    st.fixed_dictionaries(dict.fromkeys(("v", "e", "o", "i", "c", "u", "s"), _JSON)).map(
+        lambda fields: _b64(json.dumps({**fields, "k": _checksum(fields)}).encode())
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(forged=_FORGED)
+def test_a_string_no_stream_gave_is_refused_as_an_invalid_argument_only(forged: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="cursor refused"):
+        resume(forged, ORIGIN, CHANNEL, page_size=None)

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -18,10 +18,13 @@ import pytest_asyncio
 import flex_participants._client
 import flex_participants._events
 from flex_participants import (
+    AdaptiveLimiter,
     ClientClosedError,
     ClientStats,
+    DeadlineExceededError,
     Event,
     FlexClient,
+    FlexError,
     InvalidArgumentError,
     LimitChanged,
     NotFoundError,
@@ -34,6 +37,7 @@ from flex_participants import (
     ServerError,
     StreamClosed,
     StreamOpened,
+    Throttle,
     TransportError,
 )
 from flex_participants.emulator import Fault, FlexEmulator
@@ -698,3 +702,92 @@ async def test_a_rate_is_told_when_it_moves_by_one_percent_and_not_below(
 
     # Each move is measured from the rate last told: 100 -> 101.2, then 101.2 -> 102.5.
     assert [event.rate for event in hook.of(LimitChanged)] == [101.2, 102.5]
+
+
+# -- every RequestSent ends once, and every slot comes back ---------------------------------
+
+
+class FailingRelease(AdaptiveLimiter):
+    """A limiter that gives each slot back, then raises."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    async def release(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        await super().release(permit, throttled=throttled, throttle=throttle)
+        raise RuntimeError("the limiter broke on the way out")
+
+
+async def test_a_release_that_raises_after_a_whole_response_still_ends_its_request(
+    emulator: FlexEmulator, client_of: Callable[..., FlexClient]
+) -> None:
+    kd, uo = emulator.add_channel(participants=3)
+    hook = Recorder()
+    async with client_of(hooks=[hook], limiter=FailingRelease()) as client:
+        with pytest.raises(FlexError, match="failed to take a slot back") as raised:
+            await client.fetch_page(kd, uo)
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert hook.kinds() == ["RequestSent", "ResponseReceived"]
+    sent, received = hook.events
+    assert isinstance(sent, RequestSent)
+    assert isinstance(received, ResponseReceived)
+    assert (received.id, received.status) == (sent.id, 200)
+
+
+class SlowRelease(AdaptiveLimiter):
+    """A limiter of one slot whose release first awaits ``delay()``, as one that tells another
+    process would; `releasing` is set when a release starts."""
+
+    def __init__(self, delay: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(1)
+        self.releasing = asyncio.Event()
+        self._delay = delay
+
+    async def release(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        self.releasing.set()
+        await self._delay()
+        await super().release(permit, throttled=throttled, throttle=throttle)
+
+
+async def test_close_landing_while_a_slot_is_given_back_still_gives_it_back_and_ends_once(
+    emulator: FlexEmulator, client_of: Callable[..., FlexClient]
+) -> None:
+    kd, uo = emulator.add_channel(participants=3)
+    hook = Recorder()
+    gate = asyncio.Event()
+    limiter = SlowRelease(gate.wait)
+    client = client_of(hooks=[hook], limiter=limiter)
+    fetching = asyncio.create_task(client.fetch_page(kd, uo))
+    await limiter.releasing.wait()
+    closing = asyncio.create_task(client.close())
+    await asyncio.sleep(0)  # close() has cancelled the release's wait
+    gate.set()
+    with pytest.raises(ClientClosedError):
+        await fetching
+    await closing
+
+    assert limiter.in_flight == 0  # the slot came back
+    assert hook.kinds() == ["RequestSent", "ResponseReceived"]
+
+
+def test_a_deadline_running_out_while_a_slot_is_given_back_still_gives_it_back() -> None:
+    hook = Recorder()
+    limiter = SlowRelease(lambda: asyncio.sleep(1.0))
+
+    async def main() -> None:
+        async with FlexEmulator(seed=15) as emulator:
+            kd, uo = emulator.add_channel(participants=3)
+            async with FlexClient(
+                **emulator.client_kwargs(), hooks=[hook], limiter=limiter
+            ) as client:
+                # The deadline runs out during the release, which it outlives.
+                with pytest.raises(DeadlineExceededError):
+                    await client.fetch_page(kd, uo, deadline=0.5)
+
+    in_virtual_time(main)
+    assert limiter.in_flight == 0
+    assert hook.kinds() == ["RequestSent", "ResponseReceived"]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flex_participants._interrupt import Interrupts
+from flex_participants._interrupt import Interrupts, uninterrupted
 
 
 async def waiting(interrupts: Interrupts, outcome: list[str]) -> None:
@@ -69,3 +69,59 @@ async def test_a_wait_that_was_not_interrupted_passes_its_exception_through() ->
     with pytest.raises(KeyError), interrupts.wait():
         raise KeyError("its own")
     assert not interrupts.busy()
+
+
+# -- uninterrupted: work that a cancellation must not cut short ---------------------------
+
+
+async def test_uninterrupted_work_ends_before_the_cancellation_goes_on() -> None:
+    gate, done = asyncio.Event(), list[str]()
+
+    async def work() -> None:
+        await gate.wait()
+        done.append("given back")
+
+    task = asyncio.create_task(uninterrupted(work(), "give a slot back"))
+    await asyncio.sleep(0)
+    task.cancel()
+    task.cancel()  # twice, as close() and a deadline may
+    await asyncio.sleep(0)
+    assert not task.done()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["given back"]
+
+
+async def test_uninterrupted_work_that_fails_while_cancelled_is_logged_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = asyncio.Event()
+
+    async def work() -> None:
+        await gate.wait()
+        raise RuntimeError("broken")
+
+    task = asyncio.create_task(uninterrupted(work(), "give a slot back"))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = [r for r in caplog.records if r.name == "flex_participants"]
+    assert record.getMessage() == "failed to give a slot back"
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+async def test_uninterrupted_work_not_cancelled_returns_or_raises_as_itself() -> None:
+    async def value() -> int:
+        return 7
+
+    async def failing() -> None:
+        raise RuntimeError("broken")
+
+    assert await uninterrupted(value(), "compute") == 7
+    with pytest.raises(RuntimeError, match="broken"):
+        await uninterrupted(failing(), "fail")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -11,18 +13,21 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from flex_participants import (
     FlexAPIError,
     FlexClient,
+    FlexError,
     InvalidArgumentError,
     RetryPolicy,
     TransportError,
 )
 from flex_participants.emulator import FlexEmulator
 
-from .helpers import assert_no_secret, secrets_of
+from .helpers import KD, Credentials, assert_no_secret, secrets_of
 from .proxy_servers import ForwardingProxy, TLSFront
+from .server import PagedServer, Seen
 
 PROXY_USER = "alice"
 PROXY_SECRET = "pr0xy-s3cret-do-not-leak"
@@ -308,6 +313,51 @@ async def test_a_netrc_entry_for_the_origin_neither_replaces_nor_breaks_the_cred
     assert size == 5
 
 
+def write_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> None:
+    """A .netrc of ``text``, where aiohttp's trust_env looks for it."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(text)
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "machine 127.0.0.1 login someone-else password not-the-token\n",
+        "default login someone-else password not-the-token\n",
+    ],
+    ids=["for-the-host", "default"],
+)
+async def test_a_trusting_session_that_would_read_netrc_credentials_is_refused_when_made(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: str
+) -> None:
+    write_netrc(monkeypatch, tmp_path, entry)
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        with pytest.raises(InvalidArgumentError, match=r"trust_env=True.*\.netrc.*127\.0\.0\.1"):
+            emulator_client(emulator, session=session)
+
+
+async def test_a_trusting_session_whose_netrc_names_other_hosts_only_works(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_netrc(monkeypatch, tmp_path, "machine example.com login someone password secret\n")
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        assert await first_page_size(emulator_client(emulator, session=session), emulator) == 5
+
+
+async def test_a_netrc_entry_written_after_the_client_was_made_fails_with_a_flex_error(
+    emulator: FlexEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession(trust_env=True) as session:
+        client = emulator_client(emulator, session=session)
+        write_netrc(monkeypatch, tmp_path, "machine 127.0.0.1 login someone password secret\n")
+        with pytest.raises(FlexError, match="trust_env=True") as raised:
+            await first_page_size(client, emulator)
+    assert not isinstance(raised.value, InvalidArgumentError)
+    assert isinstance(raised.value.__cause__, ValueError)
+
+
 def test_an_https_proxy_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", f"https://alice:{PROXY_SECRET}@proxy.example.com:3128")
 
@@ -357,3 +407,27 @@ async def test_an_ssl_context_works_with_a_session_passed_in(
 def test_ssl_must_be_an_ssl_context(value: object) -> None:
     with pytest.raises(InvalidArgumentError, match="ssl"):
         FlexClient(account_sid="AC" + "0" * 32, auth_token="token", ssl=value)  # type: ignore[arg-type]
+
+
+async def test_a_session_that_does_not_decompress_is_sent_bodies_it_can_read(
+    paged_server: PagedServer, credentials: Credentials
+) -> None:
+    uo = paged_server.add_channel(1, 3)
+
+    async def gzip_if_asked(seen: Seen) -> web.StreamResponse | None:
+        # As Twilio does: a gzip body to a client that accepts one.
+        if "gzip" not in seen.request.headers.get("Accept-Encoding", ""):
+            return None
+        body = json.dumps(paged_server._page(seen.request, uo, seen.page)).encode()
+        return web.Response(
+            body=gzip.compress(body),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    paged_server.hook = gzip_if_asked
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with FlexClient(
+            **credentials, base_url=paged_server.base_url, session=session, rate_limit=None
+        ) as client:
+            page = await client.fetch_page(KD, uo)
+    assert len(page.participants) == 3

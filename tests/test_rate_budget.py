@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 from typing import Any
 
 import attrs
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flex_participants import (
     AdaptiveLimiter,
+    Event,
     FlexClient,
     InvalidArgumentError,
     Limiter,
     RateLimitError,
+    RequestSent,
     RetryPolicy,
     Throttle,
 )
@@ -24,6 +30,8 @@ from flex_participants._limit import DOCUMENTED_RATE
 from flex_participants.emulator import FlexEmulator
 
 from .helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
     KD,
     UO,
     Credentials,
@@ -32,6 +40,7 @@ from .helpers import (
     participants_url,
     twilio_error,
 )
+from .server import PagedServer, Seen, serve
 
 NO_WAIT = RetryPolicy(backoff_base=0.0)
 
@@ -433,3 +442,88 @@ def test_close_from_another_task_ends_every_request_queued_for_the_rate() -> Non
     # client's error, and their waits leave nothing taken or asked for.
     assert kinds == ["list"] * 3 + ["ClientClosedError"] * 5
     assert (in_flight, requests) == (0, 3)
+
+
+# -- a told budget is a ceiling, whatever the 429s say ------------------------------------
+
+# What the server answers a request with, in the order requests arrive; then pages.
+_ANSWERS = {
+    "page": None,
+    "429": (429, 20429, None),
+    "429, Retry-After: 0": (429, 20429, "0"),
+    "429 for requests in flight": (429, 45780, None),
+    "429 for requests in flight, Retry-After: 0": (429, 45780, "0"),
+    "429 without a code, Retry-After: 0": (429, None, "0"),
+    "503, Retry-After: 0": (503, 20503, "0"),
+}
+
+
+def _answer(status: int, code: int | None, retry_after: str | None) -> web.Response:
+    body = twilio_error(status, code, "Too many requests") if code is not None else {}
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def starts_under(
+    plan: list[str], *, rate: float, burst: int, channels: int, max_concurrency: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """When a client told ``rate`` and ``burst`` started each request, and when the server saw
+    each, for a batch of one-page channels whose requests are answered as ``plan`` says."""
+
+    async def main() -> tuple[tuple[float, ...], tuple[float, ...]]:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+
+        def hook(event: Event) -> None:
+            if isinstance(event, RequestSent):
+                sent.append(loop.time())
+
+        server = PagedServer()
+        pairs = [(KD, server.add_channel(n, 3)) for n in range(channels)]
+        answers = iter(plan)
+
+        async def answer(seen: Seen) -> web.StreamResponse | None:
+            planned = _ANSWERS[next(answers, "page")]
+            return None if planned is None else _answer(*planned)
+
+        server.hook = answer
+        async with (
+            serve(server),
+            FlexClient(
+                account_sid=ACCOUNT_SID,
+                auth_token=AUTH_TOKEN,
+                base_url=server.base_url,
+                rate_limit=rate,
+                burst=burst,
+                retry=RetryPolicy(max_attempts=3, backoff_base=0.0, patience=5.0),
+                hooks=[hook],
+            ) as client,
+        ):
+            async with client.participants_for_channels(pairs) as batch:
+                async for _ in batch:
+                    pass
+        return tuple(sent), tuple(sorted(seen.at for seen in server.seen))
+
+    return in_virtual_time(main)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=st.lists(st.sampled_from(list(_ANSWERS)), max_size=40),
+    rate=st.sampled_from([0.3, 1.0, 4.0, 20.0, 50.0]),
+    burst=st.integers(1, 6),
+    channels=st.integers(1, 25),
+    max_concurrency=st.integers(1, 10),
+)
+def test_told_a_rate_no_order_of_429s_lets_starts_exceed_it_plus_its_burst(
+    plan: list[str], rate: float, burst: int, channels: int, max_concurrency: int
+) -> None:
+    sent, seen = starts_under(
+        plan, rate=rate, burst=burst, channels=channels, max_concurrency=max_concurrency
+    )
+    assert len(sent) == len(seen) >= channels
+    for starts in (sent, seen):
+        # Every window that begins and ends at a start: the tightest there are.
+        for first, last in itertools.combinations(range(len(starts)), 2):
+            window = starts[last] - starts[first]
+            assert last - first + 1 <= burst + rate * window + 1e-6, (window, starts)

@@ -33,8 +33,12 @@ import redis.asyncio as aioredis
 
 import flex_participants
 from flex_participants import (
+    ClientClosedError,
+    Event,
     FlexClient,
     InvalidArgumentError,
+    RequestFailed,
+    ResponseReceived,
     RetryPolicy,
     Throttle,
     TransportError,
@@ -43,6 +47,9 @@ from flex_participants.emulator import FlexEmulator
 from flex_participants.redis import RedisLimiter, _limiter
 
 from .conftest import RedisServer, free_port, redis_server_or_skip, uninstalled
+from .helpers import KD, hold_requests
+from .proxy_servers import HeldRelay
+from .server import PagedServer
 
 T = TypeVar("T")
 
@@ -239,6 +246,76 @@ async def test_a_cancellation_dropped_inside_redis_py_still_cancels_the_waiter(
     state = await limiter.read_state()
     assert (state.in_flight, state.waiting) == (1, 0)
     await limiter.release(holder, throttled=False)
+
+
+@contextlib.asynccontextmanager
+async def behind_a_held_relay(
+    redis_server: RedisServer,
+) -> AsyncIterator[tuple[HeldRelay, aioredis.Redis]]:
+    """A relay in front of the session's Redis, and a client of Redis through it."""
+    async with HeldRelay(redis_server.port) as relay:
+        client = aioredis.Redis(host="127.0.0.1", port=relay.port)
+        try:
+            yield relay, client
+        finally:
+            await client.aclose()
+
+
+async def test_a_release_cancelled_while_redis_is_slow_still_gives_the_slot_back(
+    redis_server: RedisServer, connect: Callable[[], aioredis.Redis], key: str
+) -> None:
+    async with behind_a_held_relay(redis_server) as (relay, slow):
+        limiter = RedisLimiter(slow, key=key, max_concurrency=2, lease_seconds=60, timeout=30)
+        permit = await limiter.acquire()
+        # The release needs a new connection, whose first words Redis is slow to hear.
+        await slow.connection_pool.disconnect()
+        relay.gate.close()
+        releasing = asyncio.create_task(limiter.release(permit, throttled=False))
+        await within(10, relay.gate.held.wait())
+        releasing.cancel()
+        relay.gate.open()
+        with pytest.raises(asyncio.CancelledError):
+            await within(10, releasing)
+    # Given back to the fleet now, not when its lease of a minute runs out.
+    observer = RedisLimiter(connect(), key=key, max_concurrency=2)
+    assert (await observer.read_state()).in_flight == 0
+
+
+async def test_close_while_a_request_gives_its_slot_back_to_a_slow_redis_gives_it_back(
+    redis_server: RedisServer,
+    connect: Callable[[], aioredis.Redis],
+    key: str,
+    paged_server: PagedServer,
+    client_for: Callable[..., FlexClient],
+) -> None:
+    uo = paged_server.add_channel(1, 3)
+    respond = hold_requests(paged_server)
+    ends: list[Event] = []
+
+    def hook(event: Event) -> None:
+        if isinstance(event, ResponseReceived | RequestFailed):
+            ends.append(event)
+
+    async with behind_a_held_relay(redis_server) as (relay, slow):
+        limiter = RedisLimiter(slow, key=key, max_concurrency=2, lease_seconds=60, timeout=30)
+        client = client_for(paged_server, limiter=limiter, hooks=[hook])
+        fetching = asyncio.create_task(client.fetch_page(KD, uo))
+        await paged_server.wait_for_requests(1)
+        # Redis turns slow while the request is out: the release needs a new connection,
+        # whose first words it is slow to hear.
+        await slow.connection_pool.disconnect()
+        relay.gate.close()
+        respond.set()
+        await within(10, relay.gate.held.wait())
+        closing = asyncio.create_task(client.close())
+        await asyncio.sleep(0)  # close() has cancelled the request's task
+        relay.gate.open()
+        with pytest.raises(ClientClosedError):
+            await within(10, fetching)
+        await closing
+    assert [type(event) for event in ends] == [ResponseReceived]
+    observer = RedisLimiter(connect(), key=key, max_concurrency=2)
+    assert (await observer.read_state()).in_flight == 0
 
 
 # -- leases while they are held -----------------------------------------------------------

@@ -8,6 +8,7 @@ from yarl import URL
 from flex_participants._errors import InvalidArgumentError, UnsafeURLError
 from flex_participants._request import (
     DEFAULT_BASE_URL,
+    MAX_BASE_URL_LENGTH,
     MAX_PAGE_SIZE,
     build_base_url,
     check_limit,
@@ -294,6 +295,13 @@ def test_credentials_in_the_base_url_are_rejected_without_echoing_them(base_url:
 def test_a_query_or_fragment_in_the_base_url_is_rejected(base_url: str) -> None:
     with pytest.raises(InvalidArgumentError, match="must not have a query or fragment"):
         build_base_url(base_url, None, None)
+
+
+def test_a_base_url_longer_than_the_bound_is_rejected() -> None:
+    longest = "https://flex-api.twilio.com/" + "p" * (MAX_BASE_URL_LENGTH - 28)
+    assert str(build_base_url(longest, None, None)) == longest
+    with pytest.raises(InvalidArgumentError, match="at most 1024"):
+        build_base_url(longest + "p", None, None)
 
 
 def test_an_empty_query_mark_in_the_base_url_is_dropped() -> None:

@@ -65,6 +65,7 @@ from redis.exceptions import RedisError
 
 from .._arguments import check_burst, check_count, check_quantity, check_rate
 from .._errors import InvalidArgumentError, TransportError
+from .._interrupt import uninterrupted
 from .._limit import AdaptiveLimiter, SlotWindow, Throttle, default_burst
 
 __all__ = ["RedisLimitState", "RedisLimiter"]
@@ -372,7 +373,8 @@ class RedisLimiter(SlotWindow):
 
         A release never raises for Redis: if Redis cannot be reached, the lease runs out on its
         own within ``lease_seconds`` (a warning is logged, and the next `acquire` deals with
-        the failure as ``on_redis_error`` says).
+        the failure as ``on_redis_error`` says). Nor is it cut short: cancelled while Redis is
+        slow, it still tells Redis (within ``timeout``), then raises the cancellation.
 
         Raises:
             InvalidArgumentError: ``permit`` did not come from this limiter's `acquire`.
@@ -390,6 +392,16 @@ class RedisLimiter(SlotWindow):
         if throttled:
             self.throttled += 1
         self._held.pop(permit.id, None)
+        # To its end, even if the caller is cancelled meanwhile (a close(), a deadline): a
+        # slot not given back would be lost to the whole fleet until its lease ran out.
+        await uninterrupted(
+            self._release_shared(permit, throttled, throttle), f"give a slot back to {self._where}"
+        )
+        self._raise_renewal_failure()
+
+    async def _release_shared(
+        self, permit: _RedisPermit, throttled: bool, throttle: Throttle | None
+    ) -> None:
         try:
             reply = await self._call(
                 self._release_script,
@@ -429,7 +441,6 @@ class RedisLimiter(SlotWindow):
         finally:
             self._wake_first()
             await self._stop_renewal_if_idle()
-        self._raise_renewal_failure()
 
     # -- reading the shared state -----------------------------------------------------------
 
@@ -525,12 +536,16 @@ class RedisLimiter(SlotWindow):
     async def _forget(self, permit_id: str) -> None:
         """Take a waiter that gave up out of the queue, with the lease and start it may hold."""
         self._held.pop(permit_id, None)
-        with contextlib.suppress(_RedisUnavailableError, asyncio.CancelledError):
-            # If this fails, the waiter's grace period, or the lease, runs out on its own.
-            await self._call(
-                self._forget_script,
-                [self._leases, self._queue, self._alive, self._state],
-                [permit_id],
+        with contextlib.suppress(_RedisUnavailableError):
+            # If this fails, the waiter's grace period, or the lease, runs out on its own. A
+            # cancellation landing meanwhile does not cut it short (see release).
+            await uninterrupted(
+                self._call(
+                    self._forget_script,
+                    [self._leases, self._queue, self._alive, self._state],
+                    [permit_id],
+                ),
+                f"give a slot back to {self._where}",
             )
         await self._stop_renewal_if_idle()
 
