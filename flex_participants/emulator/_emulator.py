@@ -13,7 +13,7 @@ from aiohttp import web
 from .._arguments import check_burst, check_count, check_quantity, check_rate
 from .._errors import InvalidArgumentError
 from ._app import CONCURRENCY_CODES, Endpoint
-from ._budget import RateSchedule, check_rate_schedule
+from ._budget import check_rate_schedule
 from ._data import Dataset, StoredChannel
 from ._faults import Fault, FaultPlan
 from ._stats import EmulatorStats
@@ -390,7 +390,7 @@ class FlexEmulator:
         self._endpoint.set_burst(value)
 
     @property
-    def rate_schedule(self) -> RateSchedule:
+    def rate_schedule(self) -> tuple[tuple[float, float], ...]:
         """The steps of the rate, ``(seconds, rate)`` pairs, as given (empty: none)."""
         return self._endpoint.rate_schedule
 
