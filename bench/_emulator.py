@@ -37,9 +37,9 @@ class ServerStats:
     rate_throttled: int = 0
     """429s for the rate, the token bucket having no token."""
     first_started: float | None = None
-    """From the log, if kept: when the first request arrived (the emulator's clock)."""
+    """When the first request arrived (the emulator's clock)."""
     last_finished: float | None = None
-    """From the log, if kept: when the last answer had been written."""
+    """When the last answer had been written."""
 
     @property
     def per_request(self) -> float:
@@ -48,7 +48,8 @@ class ServerStats:
 
     @property
     def span(self) -> float | None:
-        """Seconds from the first request to the last answer, if the log was kept."""
+        """The server's span: seconds from the first request to the last answer, whoever
+        sent them."""
         if self.first_started is None or self.last_finished is None:
             return None
         return self.last_finished - self.first_started
@@ -62,8 +63,9 @@ class ServerStats:
 class EmulatorProcess(Closing):
     """``python -m bench._server`` with a seed, a latency and channel groups, for one scenario.
 
-    ``rate_limit`` and ``burst`` give it a token bucket; ``log=True`` keeps its request log
-    (for `ServerStats.span`): not for runs of a million requests.
+    ``rate_limit`` and ``burst`` give it a token bucket, whose rate follows ``rate_schedule``
+    from the first request after each reset; ``log=True`` keeps its request log: not for runs
+    of a million requests.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class EmulatorProcess(Closing):
         latency: float = 0.0,
         rate_limit: float | None = None,
         burst: int | None = None,
+        rate_schedule: Sequence[tuple[float, float]] = (),
         log: bool = False,
     ) -> None:
         self.seed = seed
@@ -81,6 +84,7 @@ class EmulatorProcess(Closing):
         self.latency = latency
         self.rate_limit = rate_limit
         self.burst = burst
+        self.rate_schedule = tuple(rate_schedule)
         self.log = log
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
@@ -95,6 +99,9 @@ class EmulatorProcess(Closing):
             command += ["--rate-limit", repr(self.rate_limit)]
         if self.burst is not None:
             command += ["--burst", str(self.burst)]
+        if self.rate_schedule:
+            steps = ",".join(f"{seconds!r}:{rate!r}" for seconds, rate in self.rate_schedule)
+            command += ["--rate-schedule", steps]
         if self.log:
             command += ["--log-limit", str(_LOG_LIMIT)]
         for group in self.groups:
@@ -131,11 +138,10 @@ class EmulatorProcess(Closing):
         self._call("POST", "/__emulator__/reset")
 
     def stats(self) -> ServerStats:
-        """The counters since the last reset (``GET /__emulator__/stats``), and the span of
-        the log if it is kept."""
+        """The counters since the last reset (``GET /__emulator__/stats``); the log, if kept,
+        must be whole."""
         query = "" if self.log else "?log=0"
         data: dict[str, Any] = json.loads(self._call("GET", "/__emulator__/stats" + query))
-        log: list[dict[str, Any]] = data.get("log", [])
         if self.log and data.get("log_dropped"):
             raise RuntimeError(f"the emulator's log dropped {data['log_dropped']} requests")
         return ServerStats(
@@ -144,8 +150,8 @@ class EmulatorProcess(Closing):
             peak_in_flight=data["peak_in_flight"],
             throttled=data["throttled"],
             rate_throttled=data.get("rate_throttled", 0),
-            first_started=min((record["started"] for record in log), default=None),
-            last_finished=max((record["finished"] for record in log), default=None),
+            first_started=data["first_started"],
+            last_finished=data["last_finished"],
         )
 
     def size(self, channel: tuple[str, str]) -> int:
