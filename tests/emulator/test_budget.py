@@ -896,11 +896,22 @@ async def test_the_command_passes_max_in_flight_and_concurrency_code_on() -> Non
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
+async def test_the_command_names_the_rate_schedule() -> None:
+    options = ("--rate-limit", "20", "--rate-schedule", "5:10,13:20")
+    async with command_emulator(*options) as (_, lines):
+        pass
+
+    assert "  schedule     10/s from 5 s, 20/s from 13 s (after the first request)" in lines
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
 async def test_the_command_without_limits_names_none() -> None:
     async with command_emulator() as (_, lines):
         pass
 
-    assert not [line for line in lines if "rate limit" in line or "at once" in line]
+    assert not [
+        line for line in lines if "rate limit" in line or "at once" in line or "schedule" in line
+    ]
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
