@@ -49,6 +49,8 @@ __all__ = [
     "Sizes",
     "budget_cases",
     "crowd_cases",
+    "default_burst",
+    "fleet_concurrency",
     "grid_cases",
     "run_scenarios",
     "schedule_cases",
