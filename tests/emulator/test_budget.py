@@ -887,21 +887,26 @@ async def test_the_command_passes_rate_limit_and_burst_on(session: aiohttp.Clien
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
-async def test_the_command_passes_max_in_flight_and_concurrency_code_on() -> None:
-    options = ("--max-in-flight", "3", "--concurrency-code", "45780")
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ("--max-in-flight", "3", "--concurrency-code", "45780"),
+            "  concurrency  3 at once (429 code 45780)",
+        ),
+        (
+            ("--rate-limit", "20", "--rate-schedule", "5:10,13:20"),
+            "  schedule     10/s from 5 s, 20/s from 13 s (after the first request)",
+        ),
+    ],
+)
+async def test_the_command_names_the_limits_it_passes_on(
+    options: tuple[str, ...], line: str
+) -> None:
     async with command_emulator(*options) as (_, lines):
         pass
 
-    assert "  concurrency  3 at once (429 code 45780)" in lines
-
-
-@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
-async def test_the_command_names_the_rate_schedule() -> None:
-    options = ("--rate-limit", "20", "--rate-schedule", "5:10,13:20")
-    async with command_emulator(*options) as (_, lines):
-        pass
-
-    assert "  schedule     10/s from 5 s, 20/s from 13 s (after the first request)" in lines
+    assert line in lines
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
