@@ -79,8 +79,8 @@ def bench(session: nox.Session) -> None:
     """Benchmark against twilio and a hand-written loop; rewrite docs/performance.md.
 
     ``nox -s bench -- --quick`` is a tiny smoke run that checks only that nothing is lost;
-    ``-- --scenario budget`` runs one scenario. The budget scenario's fleet needs
-    redis-server on ``PATH``.
+    ``-- --scenario grid`` runs one scenario (``--grid-rate`` and ``--grid-latency`` a part
+    of the grid). The crowd scenario's fleets need redis-server on ``PATH``.
     """
     _install(session, "bench", extras="speedups,redis")
     session.run("python", "-m", "bench", *session.posargs)

@@ -1,44 +1,99 @@
-"""The budget scenario's terms: the server's token bucket and its floor, the targets, and what
-a run under the budget delivered, channel by channel."""
+"""The budget scenarios' terms: the server's token bucket, its schedule and its floor, the
+targets, and what a run under the budget delivered, channel by channel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 import attrs
 
 from ._systems import System
 
-__all__ = ["Budget", "Delivery", "Target", "deliver"]
+__all__ = ["Budget", "Delivery", "Schedule", "Target", "deliver", "last_start", "refilled"]
+
+
+Schedule = tuple[tuple[float, float], ...]
+"""Steps of a server's rate: ``(seconds, rate)``, ``seconds`` after the first request."""
+
+
+def _segments(rate: float, schedule: Schedule) -> Iterator[tuple[float, float, float]]:
+    """``(start, end, rate)`` of each stretch of constant rate, from 0; the last one endless."""
+    start, current = 0.0, rate
+    for seconds, step_rate in schedule:
+        yield start, seconds, current
+        start, current = seconds, step_rate
+    yield start, math.inf, current
+
+
+def refilled(seconds: float, rate: float, schedule: Schedule = ()) -> float:
+    """The tokens a bucket refilled at ``rate``, then at each step of ``schedule``, makes in
+    its first ``seconds`` (none lost to its cap)."""
+    return sum(
+        max(0.0, min(end, seconds) - start) * current
+        for start, end, current in _segments(rate, schedule)
+    )
+
+
+def last_start(requests: int, burst: int, rate: float, schedule: Schedule = ()) -> float:
+    """The earliest time, from the first request, at which the last of ``requests`` can start
+    through a token bucket of ``burst`` tokens, full at 0, refilled at ``rate`` a second and
+    from each step of ``schedule`` at the step's rate.
+
+    The burst goes at once; every later request takes a token as soon as one is whole, so the
+    bucket never holds more than one and its cap never binds: the ``n``-th request starts when
+    the refill integrated from 0 (`refilled`) reaches ``n - burst``.
+    """
+    needed = float(max(0, requests - burst))
+    for start, end, current in _segments(rate, schedule):
+        made = (end - start) * current
+        if made >= needed:
+            return start + needed / current
+        needed -= made
+    raise AssertionError("the last segment is endless")  # pragma: no cover
 
 
 @attrs.frozen
 class Budget:
     """A server's budget: a token bucket of ``rate`` requests/s holding ``burst`` tokens, full
-    when a run starts, in front of ``latency`` seconds a request; and ``channels`` of one page
-    each to fetch through it."""
+    when a run starts, whose rate follows ``schedule`` from the run's first request, in front
+    of ``latency`` seconds a request; and ``channels`` of one page each to fetch through it."""
 
     rate: float
     burst: int
     latency: float
     channels: int
+    schedule: Schedule = ()
+
+    @classmethod
+    def lasting(
+        cls, rate: float, burst: int, latency: float, seconds: float, schedule: Schedule = ()
+    ) -> Budget:
+        """The budget whose floor is at least ``seconds`` plus the latency: the fewest
+        channels that keep the bucket busy that long."""
+        # A hair less than the refill, so that a whole number of tokens is not rounded up.
+        channels = burst + math.ceil(refilled(seconds, rate, schedule) - 1e-9)
+        return cls(rate, burst, latency, channels, schedule)
 
     @property
     def floor(self) -> float:
-        """The least time a run can take: the burst at once, then one request a token, and
-        the last one's latency: ``(channels - burst) / rate + latency``."""
-        return max(0, self.channels - self.burst) / self.rate + self.latency
+        """The least time a run can take: the burst at once, then one request a token as the
+        rate (and its schedule) makes them, and the last one's latency; without a schedule,
+        ``(channels - burst) / rate + latency``."""
+        return last_start(self.channels, self.burst, self.rate, self.schedule) + self.latency
 
     @property
     def refill(self) -> float:
-        """Seconds of idle that fill the bucket again, with a margin, between two runs."""
+        """Seconds of idle that fill the bucket again, with a margin, between two runs (the
+        emulator's reset puts a schedule's rate back to ``rate``)."""
         return max(0.2, 2 * self.burst / self.rate)
 
     def describe(self) -> str:
         """The budget in a few words, for the table."""
+        steps = "".join(f", {rate:g}/s from {seconds:g} s" for seconds, rate in self.schedule)
         return (
-            f"{self.rate:g}/s, burst {self.burst}, {self.latency * 1000:g} ms,"
+            f"{self.rate:g}/s{steps}, burst {self.burst}, {self.latency * 1000:g} ms,"
             f" {self.channels:,} channels"
         )
 
@@ -46,23 +101,35 @@ class Budget:
 @attrs.frozen
 class Target:
     """What a row must reach: wall at most ``ratio`` x the floor, at most ``throttled`` of its
-    requests answered 429, and every channel delivered."""
+    requests answered 429 (``None``: any share), every channel delivered, and, for several
+    processes, no process's own wall more than ``spread`` above another's (``None``: not
+    judged)."""
 
     ratio: float
-    throttled: float
+    throttled: float | None
+    spread: float | None = None
 
     def describe(self) -> str:
         """The target in a few words, for the table."""
-        share = "no 429" if self.throttled == 0 else f"≤ {self.throttled:.0%} 429s"
-        return f"≤ {self.ratio:.2f} x floor, {share}, none lost"
+        parts = [f"≤ {self.ratio:.2f} x floor"]
+        if self.throttled is not None:
+            parts.append("no 429" if self.throttled == 0 else f"≤ {self.throttled:.0%} 429s")
+        if self.spread is not None:
+            parts.append(f"processes within {self.spread:.0%}")
+        return ", ".join([*parts, "none lost"])
 
-    def misses(self, ratio: float, throttled: float, lost: int) -> list[str]:
-        """What of the target a run with these figures missed; empty if none."""
+    def misses(
+        self, ratio: float, throttled: float, lost: int, spread: float | None = None
+    ) -> list[str]:
+        """What of the target a run with these figures missed; empty if none. ``spread``: the
+        processes' walls, the longest over the shortest, less 1."""
         missed = []
         if not ratio <= self.ratio:  # a NaN ratio (no valid run) misses too
             missed.append("wall")
-        if not throttled <= self.throttled:
+        if self.throttled is not None and not throttled <= self.throttled:
             missed.append("429s")
+        if self.spread is not None and not (spread is not None and spread <= self.spread):
+            missed.append("share")
         if lost:
             missed.append("channels lost")
         return missed

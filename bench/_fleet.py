@@ -1,15 +1,19 @@
-"""A fleet of processes sharing one `RedisLimiter` on a redis-server of the benchmark's own.
+"""Fleets of processes on one budget: sharing one `RedisLimiter` on a redis-server of the
+benchmark's own, or each a `FlexClient()` of its own that knows nothing of the others (a
+crowd, as a few workers of one account without Redis are).
 
 `RedisServer` starts a redis-server on a free loopback port, without persistence, in a
 temporary folder, and stops it. `run_fleet` starts the worker processes (``python -m
 bench._fleet '{json}'``), lets each open its client, then starts them all at once, and merges
 what they delivered. A worker prints ``{"ready": true}`` once its client is open, waits for a
-line on its standard input, fetches its channels, and prints its `Delivery` and its timings.
+line on its standard input, fetches its channels, and prints its `Delivery`, its timings and
+its client's counters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -27,9 +31,17 @@ import attrs
 from ._budget import Delivery, deliver
 from ._emulator import ROOT
 from ._spawner import Closing, stop_process
-from ._systems import open_system, quiet_sdk_log
+from ._systems import SdkSystem, quiet_sdk_log
 
-__all__ = ["FleetRun", "RedisServer", "free_port", "main", "redis_binary", "run_fleet"]
+__all__ = [
+    "FleetRun",
+    "RedisServer",
+    "SharedLimit",
+    "free_port",
+    "main",
+    "redis_binary",
+    "run_fleet",
+]
 
 
 def redis_binary() -> str | None:
@@ -109,39 +121,55 @@ class RedisServer(Closing):
 
 
 @attrs.frozen
+class SharedLimit:
+    """One `RedisLimiter` for every process of a fleet, on ``key`` of the redis-server at
+    ``redis_port``, told the budget."""
+
+    redis_port: int
+    key: str
+    max_concurrency: int
+    rate_limit: float
+
+
+@attrs.frozen
 class FleetRun:
     """What a fleet delivered, its wall time by the processes' clocks (from the first one's
-    start to the last one's end), and the CPU time of all of them."""
+    start to the last one's end), the CPU time of all of them, and each process's own wall
+    and counters."""
 
     delivery: Delivery
     wall: float
     cpu: float
     throttled: int
-    """429s the processes' limiters were told of."""
+    """429s the processes' clients received."""
+    walls: tuple[float, ...] = ()
+    """Each process's own wall: from its start to the end of its share of the channels."""
+    requests: tuple[int, ...] = ()
+    """Each process's requests, retries of 429s included."""
+
+    @property
+    def spread(self) -> float:
+        """How unequal the processes' shares of the budget were: the longest own wall over
+        the shortest, less 1 (each process has as many channels to fetch); 0 for one."""
+        return max(self.walls) / min(self.walls) - 1 if self.walls else 0.0
 
 
 async def run_fleet(
     *,
     processes: int,
     base_url: str,
-    redis_port: int,
-    key: str,
-    max_concurrency: int,
-    rate_limit: float,
     channels: Sequence[tuple[str, str]],
     page_size: int,
+    shared: SharedLimit | None,
 ) -> FleetRun:
-    """Split ``channels`` between ``processes`` workers sharing a `RedisLimiter` on ``key``
-    with ``rate_limit`` and ``max_concurrency``; start them all at once once all are ready."""
+    """Split ``channels`` between ``processes`` workers, each on the ``shared`` limiter, or
+    each a `FlexClient()` of its own (``None``); start them all at once once all are ready."""
     workers = []
     try:
         for index in range(processes):
             spec = {
                 "base_url": base_url,
-                "redis_port": redis_port,
-                "key": key,
-                "max_concurrency": max_concurrency,
-                "rate_limit": rate_limit,
+                "shared": None if shared is None else attrs.asdict(shared),
                 "channels": [list(channel) for channel in channels[index::processes]],
                 "page_size": page_size,
             }
@@ -188,6 +216,8 @@ async def run_fleet(
         - min(report["started"] for report in reports),
         cpu=sum(report["cpu"] for report in reports),
         throttled=sum(report["throttled"] for report in reports),
+        walls=tuple(report["finished"] - report["started"] for report in reports),
+        requests=tuple(report["requests"] for report in reports),
     )
 
 
@@ -200,34 +230,39 @@ async def _err(worker: asyncio.subprocess.Process) -> str:
 
 
 async def _work(spec: dict[str, Any]) -> dict[str, Any]:
-    import redis.asyncio as aioredis
+    channels = [(kd, uo) for kd, uo in spec["channels"]]
+    async with contextlib.AsyncExitStack() as stack:
+        options: dict[str, Any] = {}
+        shared = spec["shared"]
+        if shared is not None:
+            import redis.asyncio as aioredis
 
-    from flex_participants.redis import RedisLimiter
+            from flex_participants.redis import RedisLimiter
 
-    redis = aioredis.Redis(host="127.0.0.1", port=spec["redis_port"])
-    try:
-        limiter = RedisLimiter(
-            redis,
-            key=spec["key"],
-            max_concurrency=spec["max_concurrency"],
-            rate_limit=spec["rate_limit"],
-        )
-        channels = [(kd, uo) for kd, uo in spec["channels"]]
-        async with open_system("sdk", spec["base_url"], None, limiter=limiter) as system:
-            print(json.dumps({"ready": True}), flush=True)
-            await asyncio.to_thread(sys.stdin.readline)
-            started, cpu = time.time(), time.process_time()
-            delivery = Delivery()
-            await deliver(system, channels, spec["page_size"], delivery)
-            finished, cpu = time.time(), time.process_time() - cpu
-    finally:
-        await redis.aclose()
+            redis = aioredis.Redis(host="127.0.0.1", port=shared["redis_port"])
+            stack.push_async_callback(redis.aclose)
+            options["limiter"] = RedisLimiter(
+                redis,
+                key=shared["key"],
+                max_concurrency=shared["max_concurrency"],
+                rate_limit=shared["rate_limit"],
+            )
+        # No concurrency given: the client's own defaults, as a new user builds it.
+        system = await stack.enter_async_context(SdkSystem(spec["base_url"], None, **options))
+        print(json.dumps({"ready": True}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        started, cpu = time.time(), time.process_time()
+        delivery = Delivery()
+        await deliver(system, channels, spec["page_size"], delivery)
+        finished, cpu = time.time(), time.process_time() - cpu
+        stats = system.client_stats()
     return {
         "delivery": delivery.as_dict(),
         "started": started,
         "finished": finished,
         "cpu": cpu,
-        "throttled": limiter.throttled,
+        "throttled": stats.throttled,
+        "requests": stats.requests,
     }
 
 

@@ -1,9 +1,10 @@
 """The benchmark's command line: run the scenarios, print the table, write the record and the docs page.
 
 ``--quick`` runs every scenario at a tiny size, once, and checks only that every system
-returned every participant exactly once (in the budget scenario, that this SDK delivered
+returned every participant exactly once (in the budget scenarios, that this SDK delivered
 every channel; a peer's channels failed with 429 are its figures): it is the smoke run for
-CI and asserts nothing about speed. The exit status is 1 if any system lost or repeated a
+CI and asserts nothing about speed. ``--scenario grid --grid-rate 50 --grid-latency 1000``
+runs one point of the budget grid. The exit status is 1 if any system lost or repeated a
 participant, or this SDK lost a channel to the budget, else 0, whatever the targets say
 (the table says that).
 """
@@ -53,8 +54,8 @@ across runs.
   a token bucket of 20 requests/s holding 5 tokens (full when a run starts) and adds 200 ms to
   every answer, a 429 included; 200 channels of one page each. The floor is the least time a
   run can take: the burst at once, then one request per token, then the last one's latency:
-  (channels - burst) / rate + latency, 9.95 s. The wall time is the emulator's, from its
-  request log: from the first request to the last answer, so that a fleet of processes is
+  (channels - burst) / rate + latency, 9.95 s. The wall time is the emulator's span, from
+  its counters: from the first request to the last answer, so that a fleet of processes is
   timed like one client. The share of 429s is the emulator's count of requests it answered
   429 over all the requests it received. A channel is lost if its participants were not all
   returned, or its fetch raised. The systems:
@@ -64,10 +65,6 @@ across runs.
   - `sdk strict`: the same client against a stricter server, 10/s (the budget shared with
     another app), 100 channels; its own floor, 9.7 s. Target: 1.10 x floor, 5 % of 429s.
   - `sdk told`: `FlexClient(rate_limit=20)`. Target: 1.02 x floor, no 429.
-  - `sdk fleet`: 4 processes, each a `FlexClient(limiter=RedisLimiter(redis,
-    max_concurrency=20, rate_limit=20))` on one key of a redis-server the benchmark starts,
-    splitting the 200 channels; started together once all four are ready. Target: 1.05 x
-    floor, no 429.
   - `twilio` and `twilio retries`: twilio-python's `AsyncTwilioHttpClient()`, and
     `AsyncTwilioHttpClient(max_retries=3)`, 10 channels at a time: comparisons, no target. Its
     `max_retries` retries server errors only, never a 429, so its channels answered 429 fail
@@ -76,6 +73,41 @@ across runs.
   Every target also asks that no channel be lost. The wall is judged on the median run, the
   429s and the channels lost on every run. There is no warm-up run (each run waits seconds on
   the budget, and each starts a new client), and the bucket is left to fill between runs.
+- **Any budget** (the `grid` scenario). A real account's budget is rarely exactly 20/s for
+  one client: other applications of the account spend it, Twilio raises it for some
+  accounts, and answers take longer on a bad day. The grid meets every budget of 5, 10, 15,
+  20, 30, 50 and 100 requests/s at answers of 50 ms, 200 ms and 1 s, each with a bucket of a
+  quarter second of requests (the emulator's default: 1 at 5/s, 5 at 20/s, 25 at 100/s),
+  with two clients: `untold`, `FlexClient()`, which must find the budget; and `told`,
+  `FlexClient(rate_limit=R)`, the true budget. Each run has the fewest channels that keep the
+  bucket busy 10 s, burst + 10 x rate, so its floor, (channels - burst) / rate + latency, is
+  10 s plus the latency. Targets: untold at most 1.05 x floor and 3 % of 429s (8 % below
+  10/s, where a 429 is a larger share of far fewer requests); told at most 1.02 x floor and
+  no 429. One run of each point unless `--repeat` says otherwise: 42 runs of some 10 s.
+  `--grid-rate` and `--grid-latency` run part of it.
+- **A budget that changes** (the `schedule` scenario): 20/s, bucket 5, 200 ms, that falls to
+  10/s from 3 s after the first request to 11 s (`FlexEmulator(rate_schedule=...)`), as when
+  another application spends half the budget for 8 s, then comes back; 245 channels. The
+  floor integrates the rate over the schedule: the burst at once, then the n-th request when
+  the refill since the first request, 20/s then 10/s then 20/s, has made n - burst tokens
+  (the bucket never holds more than one, so its cap never binds), and the last one's
+  latency: 3 + 8 + 5 + 0.2 = 16.2 s. Targets: `untold`, `FlexClient()`, at most 1.08 x
+  floor; `told the old budget`, `FlexClient(rate_limit=20)`, at most 1.05 x floor; their
+  429s are figures, not targets.
+- **Several processes on one budget** (the `crowd` scenario), each process with its share of
+  the channels, all started together once all are ready, timed by the server's span (from
+  the first request it received to the last answer it sent), whose floor is that of one
+  client:
+  - `crowd untold`: 4 processes, each a `FlexClient()` that knows nothing of the others, as
+    a few workers of one account without Redis are; 20/s, bucket 5, 200 ms, 205 channels
+    (floor 10.2 s). Target: at most 1.10 x floor and 5 % of 429s, and a fair share: each
+    process's own wall (from its start to its last channel; each has as many channels)
+    within 25 % of every other's.
+  - `fleet told 200 ms` and `fleet told 1000 ms`: 4 processes, each a
+    `FlexClient(limiter=RedisLimiter(redis, max_concurrency=M, rate_limit=20))` on one key
+    of a redis-server the benchmark starts, at 200 ms and 1 s answers; M is twice what the
+    budget keeps in flight (rate x latency), at least 20. Target: at most 1.03 x floor, no
+    429.
 - **The systems of the other scenarios.** `sdk`: `FlexClient.participants` and
   `FlexClient.participants_for_channels`, with `max_concurrency=20` and `rate_limit=None`,
   since these servers have no budget to find. `twilio`: `twilio.rest.Client` with
@@ -118,14 +150,18 @@ across runs.
 $ nox -s bench                         # the full run: rewrites the results above and the plot
 $ nox -s bench -- --quick              # a tiny run that checks only that nothing is lost
 $ nox -s bench -- --scenario budget    # one scenario (repeatable)
+$ nox -s bench -- --scenario grid --no-docs                 # the grid alone, some 10 minutes
+$ nox -s bench -- --scenario grid --grid-rate 50 --grid-latency 1000 --no-docs  # one point
+$ nox -s bench -- --scenario schedule --scenario crowd --no-docs
 $ python -m bench --help               # from the repository's root, with the extras
 ```
 
 `python -m bench --repeat 9 --scenario cpu` runs one scenario with more repetitions;
 `--profile` writes a profile of the client in the cpu scenario (needs `pyinstrument`). The
-budget scenario's fleet needs `redis-server` on `PATH` (without it, its row says it did not
-run). Every run also writes its full record (every run of every system, the machine, the
-errors of channels that failed) as JSON under `bench/results/`.
+crowd scenario's fleets need `redis-server` on `PATH` (without it, their rows say they did
+not run). A run of some scenarios rewrites the results above with theirs alone: `--no-docs`
+keeps the page as it is. Every run also writes its full record (every run of every system,
+the machine, the errors of channels that failed) as JSON under `bench/results/`.
 
 ## What the design does for the budget and for throughput
 
@@ -165,16 +201,46 @@ judge only the guards that stand for them, which catch a regression:
 """
 
 
+def _positive(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None, *, spawner: Spawner) -> int:
     """Parse ``argv``, run, report; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, once: correctness only")
-    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions of each scenario (default 5; the grid's 1; --quick 1)",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
         choices=list(SCENARIOS),
         help="run only these (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--grid-rate",
+        type=_positive,
+        action="append",
+        metavar="R",
+        help="the grid's budgets, requests/s (repeatable; default: 5 10 15 20 30 50 100)",
+    )
+    parser.add_argument(
+        "--grid-latency",
+        type=_positive,
+        action="append",
+        metavar="MS",
+        help="the grid's answer latencies, ms (repeatable; default: 50 200 1000)",
     )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
@@ -183,8 +249,12 @@ def main(argv: Sequence[str] | None = None, *, spawner: Spawner) -> int:
     parser.add_argument("--profile", action="store_true", help="profile the SDK on the cpu run")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
-    if repeat < 1:
+    if args.grid_rate:
+        sizes = attrs.evolve(sizes, grid_rates=tuple(args.grid_rate))
+    if args.grid_latency:
+        sizes = attrs.evolve(sizes, grid_latencies=tuple(ms / 1000 for ms in args.grid_latency))
+    repeat = 1 if args.quick and args.repeat is None else args.repeat
+    if repeat is not None and repeat < 1:
         parser.error("--repeat must be at least 1")
     names = args.scenario or list(SCENARIOS)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
@@ -240,7 +310,7 @@ def main(argv: Sequence[str] | None = None, *, spawner: Spawner) -> int:
     print(f"record written to {path}", file=sys.stderr)
     if not args.quick and not args.no_docs:
         plot(results, IMAGE)
-        section = results_section(results, info, repeat, "_static/performance.png")
+        section = results_section(results, info, "_static/performance.png")
         update_page(PAGE, section, PAGE_TEMPLATE)
         print(f"{PAGE.relative_to(ROOT)} and {IMAGE.relative_to(ROOT)} written", file=sys.stderr)
     return 1 if lost else 0

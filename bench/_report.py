@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from ._scenarios import ScenarioResult
+from ._scenarios import BUDGET_SCENARIOS, ScenarioResult
 
-__all__ = ["machine", "markdown_table", "plot", "update_page", "write_json"]
+__all__ = ["grid_table", "machine", "markdown_table", "plot", "update_page", "write_json"]
 
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
@@ -101,6 +101,38 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def grid_table(result: ScenarioResult) -> str:
+    """The grid as a matrix: a budget a line, a latency a column; in each cell the untold
+    client's wall / floor and share of 429s, then the told client's wall / floor (and its
+    429s, if any); each with its verdict's mark."""
+    cells: dict[tuple[str, str], list[str]] = {}
+    rates: dict[str, None] = {}
+    latencies: dict[str, None] = {}
+    for row in result.rows:
+        how, _, point = row.system.partition(" ")
+        rate, _, latency = point.partition(" ")
+        if not latency:
+            continue  # a note
+        rates[rate] = None
+        latencies[latency] = None
+        summary = result.summary.get(row.system, {})
+        ratio, share = summary.get("ratio", float("nan")), summary.get("throttled_share", 0.0)
+        mark = "✓" if row.verdict == "PASS" else "✗" if row.verdict.startswith("FAIL") else ""
+        text = f"{how} {ratio:.2f}" + (f" {share:.1%}" if share or how == "untold" else "")
+        cells.setdefault((rate, latency), []).append(f"{text} {mark}".rstrip())
+    lines = [
+        "| Budget | " + " | ".join(latencies) + " |",
+        "| --- |" + " --- |" * len(latencies),
+    ]
+    for rate in rates:
+        lines.append(
+            f"| {rate} | "
+            + " | ".join("; ".join(cells.get((rate, latency), [])) for latency in latencies)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """The whole record of the run: machine, settings, every run, every summary."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +158,9 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
         result = by_name[panel.scenario]
         labels, medians, lows, highs = _bars(result, panel)
         positions = range(len(labels))
-        colours = ["#3b6ea8" if label.startswith("sdk") else "#9aa5b1" for label in labels]
+        # This SDK in blue, its peers in grey.
+        peers = ("twilio", "reference")
+        colours = ["#9aa5b1" if label.startswith(peers) else "#3b6ea8" for label in labels]
         axis.bar(positions, medians, color=colours)
         axis.errorbar(
             positions,
@@ -149,7 +183,7 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
             if panel.target_of is not None and summary.get("target"):
                 target = summary["target"][panel.target_of] * panel.scale
                 axis.hlines(target, position - 0.4, position + 0.4, color="#c0392b", linewidth=2)
-            lost = summary.get("channels_lost") if panel.scenario == "budget" else None
+            lost = summary.get("channels_lost") if panel.scenario in BUDGET_SCENARIOS else None
             if lost:
                 axis.annotate(
                     f"{lost:.0f} lost",
@@ -212,6 +246,22 @@ _PANELS = [
         "throttled",
         100,
     ),
+    _Panel(
+        "schedule",
+        "schedule: wall / floor (20/s, 10/s for 8 s)",
+        "ratio (red: each target)",
+        _key("ratio"),
+        None,
+        "ratio",
+    ),
+    _Panel(
+        "crowd",
+        "crowd: server span / floor",
+        "ratio (red: each target)",
+        _key("ratio"),
+        None,
+        "ratio",
+    ),
     _Panel("prefetch", "prefetch: wall / bound (a comparison)", "ratio", _key("ratio")),
     _Panel("batch", "batch: wall / bound (a comparison)", "ratio", _key("ratio")),
     _Panel("cpu", "cpu: CPU per participant", "µs", _key("cpu_per_participant", 1e6)),
@@ -235,18 +285,20 @@ def _bars(
     return labels, medians, [min(v) for v in values], [max(v) for v in values]
 
 
-def results_section(
-    results: Sequence[ScenarioResult], info: dict[str, Any], repeat: int, image: str
-) -> str:
-    """The part of the docs page that each run rewrites: the budget's table first."""
+def results_section(results: Sequence[ScenarioResult], info: dict[str, Any], image: str) -> str:
+    """The part of the docs page that each run rewrites: the budget's tables first."""
     packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
     load = info["load_average"]
     load_text = f"; load average {load[0]:.2f} at the start" if load else ""
-    budget = [result for result in results if result.name == "budget"]
-    others = [result for result in results if result.name != "budget"]
+    budget = [result for result in results if result.name in BUDGET_SCENARIOS]
+    others = [result for result in results if result.name not in BUDGET_SCENARIOS]
+    repetitions = ", ".join(f"{result.name} {result.repeat}" for result in results)
     tables = []
     if budget:
         tables += ["### The rate budget", "", markdown_table(budget), ""]
+    grid = [result for result in results if result.name == "grid"]
+    if grid:
+        tables += ["### The grid at a glance", "", grid_table(grid[0]), ""]
     if others:
         tables += ["### Guards and comparisons", "", markdown_table(others), ""]
     return "\n".join(
@@ -255,8 +307,8 @@ def results_section(
             "",
             f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores,"
             f" {info['implementation']} {info['python']} ({info['platform']}){load_text};"
-            f" {packages}; commit {info['source']}. {repeat} repetitions of each scenario, the"
-            " systems interleaved within each; the figures are medians with the (min-max) of"
+            f" {packages}; commit {info['source']}. Repetitions: {repetitions}; the systems"
+            " interleaved within each server; the figures are medians with the (min-max) of"
             " the runs, the ratios medians of the per-run ratios.",
             "",
             *tables,

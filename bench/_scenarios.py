@@ -1,9 +1,9 @@
-"""The six scenarios, each described as data (`Scenario`): its systems, how it measures them
+"""The scenarios, each described as data (`Scenario`): its systems, how it measures them
 (its own emulator process, every system in turn, A B C A B C ..., what each returned
 checked), what each system's runs sum up to, the row that shows it, and its target. One path,
 `Scenario.run`, takes every scenario from its runs to its summary to its rows.
 
-The budget scenario's targets are the ones that matter (see docs/performance.md); the CPU and
+The budget scenarios' targets are the ones that matter (see docs/performance.md); the CPU and
 batch targets of the others are retired, and kept as guards: comparisons with the peers that
 catch a regression, never a failed row for the retired figure.
 """
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -23,15 +24,18 @@ from typing import Any, Protocol
 
 import attrs
 
+from flex_participants.emulator import FlexEmulator
+
 from ._budget import Budget, Delivery, Target, deliver
 from ._emulator import ROOT, EmulatorProcess, ServerStats, expected_sids
-from ._fleet import RedisServer, redis_binary, run_fleet
+from ._fleet import FleetRun, RedisServer, SharedLimit, redis_binary, run_fleet
 from ._measure import Fingerprint, Timing, timed
 from ._spawner import Spawner
 from ._systems import System, open_system
 from ._worker import ORJSON_BLOCKER
 
 __all__ = [
+    "BUDGET_SCENARIOS",
     "FULL",
     "QUICK",
     "SCENARIOS",
@@ -44,7 +48,12 @@ __all__ = [
     "ScenarioResult",
     "Sizes",
     "budget_cases",
+    "crowd_cases",
+    "default_burst",
+    "fleet_concurrency",
+    "grid_cases",
     "run_scenarios",
+    "schedule_cases",
 ]
 
 SEED = 20_260_101
@@ -78,7 +87,22 @@ class Sizes:
     budget_channels: int = 200
     budget_strict_rate: float = 10.0
     budget_strict_channels: int = 100
-    budget_fleet: int = 4
+    grid_rates: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
+    grid_latencies: tuple[float, ...] = (0.05, 0.2, 1.0)
+    grid_seconds: float = 10.0
+    """How long each run of the grid lasts at its floor, but for the latency."""
+    schedule_rate: float = 20.0
+    schedule_low: float = 10.0
+    schedule_from: float = 3.0
+    """Seconds after the first request at which the budget falls to ``schedule_low``."""
+    schedule_for: float = 8.0
+    schedule_latency: float = 0.2
+    schedule_seconds: float = 16.0
+    crowd_rate: float = 20.0
+    crowd_latency: float = 0.2
+    crowd_seconds: float = 10.0
+    crowd_processes: int = 4
+    fleet_latencies: tuple[float, ...] = (0.2, 1.0)
 
 
 FULL = Sizes()
@@ -103,6 +127,19 @@ QUICK = Sizes(
     budget_channels=10,
     budget_strict_rate=20.0,
     budget_strict_channels=8,
+    grid_rates=(25.0,),
+    grid_latencies=(0.005,),
+    grid_seconds=0.4,
+    schedule_rate=25.0,
+    schedule_low=12.5,
+    schedule_from=0.1,
+    schedule_for=0.3,
+    schedule_latency=0.005,
+    schedule_seconds=0.6,
+    crowd_rate=25.0,
+    crowd_latency=0.005,
+    crowd_seconds=0.4,
+    fleet_latencies=(0.005, 0.05),
 )
 
 
@@ -126,6 +163,7 @@ class ScenarioResult:
     """What a scenario measured: every run, the summary figures, and its rows."""
 
     name: str
+    repeat: int = 1
     runs: list[dict[str, Any]] = attrs.Factory(list)
     summary: dict[str, Any] = attrs.Factory(dict)
     rows: list[Row] = attrs.Factory(list)
@@ -134,6 +172,7 @@ class ScenarioResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "repeat": self.repeat,
             "summary": self.summary,
             "rows": [attrs.asdict(row) for row in self.rows],
             "lost": self.lost,
@@ -270,10 +309,12 @@ class Scenario:
     judges: Mapping[str, Judge] = attrs.Factory(dict)
     notes: Sequence[Row] = ()
     """Rows shown after the systems': what did not run, and why."""
+    repeat: int | None = None
+    """Its repetitions unless the run says otherwise; ``None``: the run's default."""
 
     async def run(self, sizes: Sizes, repeat: int, spawner: Spawner) -> ScenarioResult:
         """Measure, then sum up and judge each system: the one path of every scenario."""
-        result = ScenarioResult(self.name)
+        result = ScenarioResult(self.name, repeat=repeat)
         await self.measure(sizes, repeat, spawner, result)
         for system in self.systems:
             result.summary[system] = self.summarise(result, system)
@@ -798,7 +839,7 @@ def scale(sizes: Sizes) -> Scenario:
     )
 
 
-# -- 6. budget ---------------------------------------------------------------------------
+# -- 6-9. the budget: one client, a grid of budgets, a schedule, a crowd --------------------
 
 BUDGET_SIZES = "0-9"
 """Participants per channel, cycling: one page each, so that every channel is one request."""
@@ -806,7 +847,22 @@ BUDGET_PAGE_SIZE = 50
 TWILIO_CONCURRENCY = 10
 TWILIO_RETRIES = 3
 FLEET_CONCURRENCY = 20
-"""The fleet's shared cap on requests in flight: more than the budget keeps in flight."""
+"""The least shared cap on requests in flight a fleet is given: more than the budget keeps in
+flight at 20/s and 200 ms."""
+
+
+def fleet_concurrency(server: Budget) -> int:
+    """The shared cap on requests in flight a fleet told ``server``'s budget is given: twice
+    what the budget keeps in flight (rate x latency, Little's law), at least
+    `FLEET_CONCURRENCY`, as a user who read the docs would choose it."""
+    return max(FLEET_CONCURRENCY, math.ceil(2 * server.rate * server.latency))
+
+
+def default_burst(rate: float) -> int:
+    """The burst the emulator gives a bucket of ``rate`` unless told: a quarter second."""
+    burst = FlexEmulator(rate_limit=rate).burst
+    assert burst is not None
+    return burst
 
 
 def _of_case(result: ScenarioResult, name: str, key: str) -> list[float]:
@@ -816,9 +872,10 @@ def _of_case(result: ScenarioResult, name: str, key: str) -> list[float]:
 
 @attrs.frozen
 class BudgetCase:
-    """One row of the budget scenario: a system as it is built, the server it meets and its
-    target (``None``: a comparison). ``fleet``: that many processes sharing a `RedisLimiter`
-    instead of one client in this process."""
+    """One row of a budget scenario: a system as it is built, the server it meets and its
+    target (``None``: a comparison). ``processes``: that many processes, each with its share
+    of the channels, instead of one client in this process: on one `RedisLimiter` told the
+    server's rate if ``shared``, else each a `FlexClient()` of its own."""
 
     name: str
     how: str
@@ -827,16 +884,20 @@ class BudgetCase:
     system: str = "sdk"
     concurrency: int | None = None
     options: Mapping[str, Any] = attrs.Factory(dict)
-    fleet: int = 0
+    processes: int = 0
+    shared: bool = False
 
     def apply(self, result: ScenarioResult, row: Row) -> None:
-        """Judge the row by the target: the median run's wall, and every run's 429s and
-        channels lost."""
+        """Judge the row by the target: the median run's wall, and every run's 429s,
+        processes' shares and channels lost."""
         if self.target is None:
             return
         summary = result.summary[self.name]
         lost = int(max(_of_case(result, self.name, "channels_lost"), default=1))
-        misses = self.target.misses(summary["ratio"], summary["worst_throttled_share"], lost)
+        spread = summary["worst_spread"] if self.processes else None
+        misses = self.target.misses(
+            summary["ratio"], summary["worst_throttled_share"], lost, spread
+        )
         row.target = self.target.describe()
         row.verdict = f"FAIL ({', '.join(misses)})" if misses else "PASS"
 
@@ -865,13 +926,6 @@ def budget_cases(sizes: Sizes) -> list[BudgetCase]:
             options={"rate_limit": budget.rate},
         ),
         BudgetCase(
-            "sdk fleet",
-            f"{sizes.budget_fleet} processes, `RedisLimiter(rate_limit={rate})` on one key",
-            budget,
-            Target(1.05, 0.0),
-            fleet=sizes.budget_fleet,
-        ),
-        BudgetCase(
             "twilio",
             f"`AsyncTwilioHttpClient()`, {twilio}",
             budget,
@@ -891,8 +945,88 @@ def budget_cases(sizes: Sizes) -> list[BudgetCase]:
     ]
 
 
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:g} ms"
+
+
+def grid_cases(sizes: Sizes) -> list[BudgetCase]:
+    """Every budget of the grid at every latency, each met by `FlexClient()` and by
+    `FlexClient(rate_limit=R)`: runs that last `Sizes.grid_seconds` at the floor."""
+    cases = []
+    for rate in sizes.grid_rates:
+        for latency in sizes.grid_latencies:
+            server = Budget.lasting(rate, default_burst(rate), latency, sizes.grid_seconds)
+            point = f"{rate:g}/s {_milliseconds(latency)}"
+            # Below 10/s a 429 is a larger share of far fewer requests.
+            untold = Target(1.05, 0.08 if rate < 10 else 0.03)
+            cases += [
+                BudgetCase(f"untold {point}", "`FlexClient()`", server, untold),
+                BudgetCase(
+                    f"told {point}",
+                    f"`FlexClient(rate_limit={rate:g})`",
+                    server,
+                    Target(1.02, 0.0),
+                    options={"rate_limit": rate},
+                ),
+            ]
+    return cases
+
+
+def schedule_cases(sizes: Sizes) -> list[BudgetCase]:
+    """A budget that falls to `Sizes.schedule_low` for `Sizes.schedule_for` seconds and comes
+    back, as when another application of the account spends it for a while: met by
+    `FlexClient()`, and by a client told the budget as it was."""
+    rate, start = sizes.schedule_rate, sizes.schedule_from
+    steps = ((start, sizes.schedule_low), (start + sizes.schedule_for, rate))
+    server = Budget.lasting(
+        rate, default_burst(rate), sizes.schedule_latency, sizes.schedule_seconds, steps
+    )
+    return [
+        BudgetCase("untold", "`FlexClient()`", server, Target(1.08, None)),
+        BudgetCase(
+            "told the old budget",
+            f"`FlexClient(rate_limit={rate:g})`",
+            server,
+            Target(1.05, None),
+            options={"rate_limit": rate},
+        ),
+    ]
+
+
+def crowd_cases(sizes: Sizes) -> list[BudgetCase]:
+    """`Sizes.crowd_processes` processes on one budget: each a `FlexClient()` that knows
+    nothing of the others, then on one `RedisLimiter` told the budget at each of
+    `Sizes.fleet_latencies`."""
+    rate, processes = sizes.crowd_rate, sizes.crowd_processes
+    burst = default_burst(rate)
+    crowd = Budget.lasting(rate, burst, sizes.crowd_latency, sizes.crowd_seconds)
+    cases = [
+        BudgetCase(
+            "crowd untold",
+            f"{processes} processes, each `FlexClient()`",
+            crowd,
+            Target(1.10, 0.05, spread=0.25),
+            processes=processes,
+        )
+    ]
+    for latency in sizes.fleet_latencies:
+        server = Budget.lasting(rate, burst, latency, sizes.crowd_seconds)
+        cases.append(
+            BudgetCase(
+                f"fleet told {_milliseconds(latency)}",
+                f"{processes} processes, `RedisLimiter(max_concurrency="
+                f"{fleet_concurrency(server)}, rate_limit={rate:g})` on one key",
+                server,
+                Target(1.03, 0.0),
+                processes=processes,
+                shared=True,
+            )
+        )
+    return cases
+
+
 def _fleet_available() -> str:
-    """Why the fleet cannot run here, or "" if it can."""
+    """Why a fleet on Redis cannot run here, or "" if it can."""
     if redis_binary() is None:
         return "no redis-server on PATH"
     if importlib.util.find_spec("redis") is None:
@@ -900,84 +1034,112 @@ def _fleet_available() -> str:
     return ""
 
 
+@attrs.frozen
+class _BudgetRun:
+    """What one run of a case delivered, its own timing, and its processes' if several."""
+
+    delivery: Delivery
+    timing: Timing
+    fleet: FleetRun | None = None
+
+
 async def _budget_run(
     case: BudgetCase, emulator: EmulatorProcess, redis: RedisServer | None, key: str
-) -> tuple[Delivery, Timing]:
-    """One run of ``case`` against ``emulator``: what it delivered, and its own timing."""
+) -> _BudgetRun:
+    """One run of ``case`` against ``emulator``."""
     channels = emulator.channels
-    if case.fleet:
-        assert redis is not None
+    if case.processes:
+        shared = None
+        if case.shared:
+            assert redis is not None
+            shared = SharedLimit(redis.port, key, fleet_concurrency(case.server), case.server.rate)
         fleet = await run_fleet(
-            processes=case.fleet,
+            processes=case.processes,
             base_url=emulator.base_url,
-            redis_port=redis.port,
-            key=key,
-            max_concurrency=FLEET_CONCURRENCY,
-            rate_limit=case.server.rate,
             channels=channels,
             page_size=BUDGET_PAGE_SIZE,
+            shared=shared,
         )
-        return fleet.delivery, Timing(fleet.wall, fleet.cpu)
+        return _BudgetRun(fleet.delivery, Timing(fleet.wall, fleet.cpu), fleet)
     delivery = Delivery()
     async with open_system(
         case.system, emulator.base_url, case.concurrency, **case.options
     ) as system:
         timing = await timed(lambda: deliver(system, channels, BUDGET_PAGE_SIZE, delivery))
-    return delivery, timing
+    return _BudgetRun(delivery, timing)
 
 
-def _measure_budget(cases: Sequence[BudgetCase], no_fleet: str) -> Measure:
-    """Every case against a server that enforces a token bucket, as Twilio does."""
+def _measure_budget(cases: Sequence[BudgetCase], no_redis: str) -> Measure:
+    """Every case against a server that enforces a token bucket, as Twilio does: one server
+    at a time, each in a process of its own, its cases in turn (A B C A B C ...)."""
 
     async def measure(sizes: Sizes, repeat: int, spawner: Spawner, result: ScenarioResult) -> None:
         with contextlib.ExitStack() as stack:
-            redis = None if no_fleet else stack.enter_context(RedisServer())
-            emulators: dict[Budget, EmulatorProcess] = {}
-            expected: dict[Budget, dict[str, list[str]]] = {}
+            redis = None
+            if any(case.shared for case in cases) and not no_redis:
+                redis = stack.enter_context(RedisServer())
             for server in dict.fromkeys(case.server for case in cases):
-                emulator = EmulatorProcess(
+                with EmulatorProcess(
                     seed=SEED,
                     groups=[f"{server.channels}x{BUDGET_SIZES}"],
                     latency=server.latency,
                     rate_limit=server.rate,
                     burst=server.burst,
-                    log=True,
-                )
-                emulators[server] = stack.enter_context(emulator)
-                expected[server] = {
-                    channel[1]: list(expected_sids(emulator.mirror, channel))
-                    for channel in emulator.channels
-                }
-            # No warm-up: a run is seconds of waiting for the budget, and each starts a new
-            # client.
-            for rep in range(repeat):
-                for case in cases:
-                    emulator = emulators[case.server]
-                    await asyncio.sleep(case.server.refill)  # a full bucket, as a server starts
-                    emulator.reset()
-                    delivery, timing = await _budget_run(case, emulator, redis, f"bench-{rep}")
-                    stats = emulator.stats()
-                    lost, silent = delivery.lost(expected[case.server])
-                    _note_lost(result, case, rep, delivery, lost, silent)
-                    wall = stats.span if stats.span is not None else timing.wall
-                    record = _record(case.name, rep, not silent, wall, timing.cpu, stats)
-                    record.update(
-                        client_wall=timing.wall,
-                        bound=case.server.floor,
-                        ratio=wall / case.server.floor,
-                        rate_throttled=stats.rate_throttled,
-                        throttled_share=stats.throttled_share,
-                        channels=case.server.channels,
-                        channels_lost=len(lost),
-                        errors=sorted(set(delivery.errors.values()))[:5],
-                    )
-                    result.runs.append(record)
+                    rate_schedule=server.schedule,
+                ) as emulator:
+                    expected = {
+                        channel[1]: list(expected_sids(emulator.mirror, channel))
+                        for channel in emulator.channels
+                    }
+                    # No warm-up: a run is seconds of waiting for the budget, and each starts
+                    # a new client.
+                    for rep in range(repeat):
+                        for case in [case for case in cases if case.server == server]:
+                            await asyncio.sleep(server.refill)  # a full bucket, as at a start
+                            emulator.reset()  # and the schedule back to its start
+                            run = await _budget_run(case, emulator, redis, f"bench-{rep}")
+                            stats = emulator.stats()
+                            result.runs.append(
+                                _budget_record(result, case, rep, run, stats, expected)
+                            )
         result.summary = {
             "page_size": BUDGET_PAGE_SIZE,
-            "fleet": no_fleet or f"{sizes.budget_fleet} processes",
+            "fleet": no_redis or "redis-server",
         }
 
     return measure
+
+
+def _budget_record(
+    result: ScenarioResult,
+    case: BudgetCase,
+    rep: int,
+    run: _BudgetRun,
+    stats: ServerStats,
+    expected: Mapping[str, Sequence[str]],
+) -> dict[str, Any]:
+    """The record of one run: the server's span over the floor, its 429s, what was lost."""
+    lost, silent = run.delivery.lost(expected)
+    _note_lost(result, case, rep, run.delivery, lost, silent)
+    wall = stats.span if stats.span is not None else run.timing.wall
+    record = _record(case.name, rep, not silent, wall, run.timing.cpu, stats)
+    record.update(
+        client_wall=run.timing.wall,
+        bound=case.server.floor,
+        ratio=wall / case.server.floor,
+        rate_throttled=stats.rate_throttled,
+        throttled_share=stats.throttled_share,
+        channels=case.server.channels,
+        channels_lost=len(lost),
+        errors=sorted(set(run.delivery.errors.values()))[:5],
+    )
+    if run.fleet is not None:
+        record.update(
+            process_walls=list(run.fleet.walls),
+            process_requests=list(run.fleet.requests),
+            spread=run.fleet.spread,
+        )
+    return record
 
 
 def _note_lost(
@@ -991,7 +1153,7 @@ def _note_lost(
     """What the benchmark counts as lost: a channel lost without an error, by any system,
     and any channel this SDK did not deliver (a 429 must never lose one); a peer's channels
     failed with an error are its figures, not the benchmark's failure."""
-    where = f"budget/{case.name} run {rep}"
+    where = f"{result.name}/{case.name} run {rep}"
     if silent:
         result.lost.append(f"{where}: {len(silent)} channels lost or repeated without an error")
     failed = [channel for channel in lost if channel not in silent]
@@ -1000,58 +1162,91 @@ def _note_lost(
         result.lost.append(f"{where}: {len(failed)} channels failed, the first with {first}")
 
 
-def budget(sizes: Sizes) -> Scenario:
-    """Every system against a server that enforces a token bucket, as Twilio does: how close
-    each comes to the floor, how many 429s it provokes, and how many channels it loses."""
-    cases = budget_cases(sizes)
-    no_fleet = _fleet_available()
-    if no_fleet:
-        cases = [case for case in cases if not case.fleet]
-    by_name = {case.name: case for case in cases}
+def _budget_scenario(name: str, cases: Sequence[BudgetCase], repeat: int | None = None) -> Scenario:
+    """A scenario of ``cases`` against servers that enforce a token bucket: how close each
+    comes to its floor, how many 429s it provokes, and how many channels it loses. The cases
+    on a fleet of Redis are left out, with a note, where Redis is not available."""
+    no_redis = _fleet_available()
+    skipped = [case for case in cases if case.shared] if no_redis else []
+    by_name = {case.name: case for case in cases if case not in skipped}
 
-    def summarise(result: ScenarioResult, name: str) -> dict[str, Any]:
-        case = by_name[name]
-        shares = _of_case(result, name, "throttled_share")
+    def summarise(result: ScenarioResult, system: str) -> dict[str, Any]:
+        case = by_name[system]
+        shares = _of_case(result, system, "throttled_share")
+        spreads = _of_case(result, system, "spread") if case.processes else []
         return {
-            **_bounded_summary(result, name),
+            **_bounded_summary(result, system),
             "throttled_share": _median(shares),
             "worst_throttled_share": max(shares, default=float("nan")),
-            "channels_lost": max(_of_case(result, name, "channels_lost"), default=float("nan")),
+            "worst_spread": max(spreads, default=float("nan")),
+            "channels_lost": max(_of_case(result, system, "channels_lost"), default=float("nan")),
             "floor": case.server.floor,
             "server": attrs.asdict(case.server),
             "target": None if case.target is None else attrs.asdict(case.target),
         }
 
-    def row(result: ScenarioResult, name: str) -> Row:
-        case = by_name[name]
-        walls = _values(result.runs, name, "wall")
-        ratios = result.summary[name]["ratios"]
-        shares = _of_case(result, name, "throttled_share")
-        lost = _of_case(result, name, "channels_lost")
+    def row(result: ScenarioResult, system: str) -> Row:
+        case = by_name[system]
+        walls = _values(result.runs, system, "wall")
+        ratios = result.summary[system]["ratios"]
+        shares = _of_case(result, system, "throttled_share")
+        lost = _of_case(result, system, "channels_lost")
+        spreads = _of_case(result, system, "spread") if case.processes else []
+        shares_text = (
+            f"; processes' walls apart {_spread(spreads, 100, 1, ' %')}" if spreads else ""
+        )
         return Row(
-            "budget",
             name,
-            f"wall {_spread(walls, 1, 2, ' s')}; 429s {_spread(shares, 100, 1, ' %')};"
-            f" channels lost {_spread(lost)} of {case.server.channels:,}",
+            system,
+            f"wall {_spread(walls, 1, 2, ' s')}; 429s {_spread(shares, 100, 1, ' %')}"
+            f"{shares_text}; channels lost {_spread(lost)} of {case.server.channels:,}",
             f"{case.how}; floor {case.server.floor:.2f} s ({case.server.describe()})",
             f"{_median(ratios):.3f}" if ratios else "",
             delivered=not any(lost),
         )
 
-    notes = [Row("budget", "sdk fleet", f"not run: {no_fleet}")] if no_fleet else []
+    notes = [Row(name, case.name, f"not run: {no_redis}") for case in skipped]
     return Scenario(
-        "budget",
+        name,
         list(by_name),
-        _measure_budget(cases, no_fleet),
+        _measure_budget(list(by_name.values()), no_redis),
         summarise,
         row,
         by_name,
         notes,
+        repeat,
     )
 
 
+def budget(sizes: Sizes) -> Scenario:
+    """Every system against a server that enforces Twilio's documented budget."""
+    return _budget_scenario("budget", budget_cases(sizes))
+
+
+def grid(sizes: Sizes) -> Scenario:
+    """`FlexClient()` and `FlexClient(rate_limit=R)` at every budget and latency of the grid;
+    one repetition unless told (the grid is long, and each point is judged on its own)."""
+    return _budget_scenario("grid", grid_cases(sizes), repeat=1)
+
+
+def schedule(sizes: Sizes) -> Scenario:
+    """A budget that halves for a while and comes back."""
+    return _budget_scenario("schedule", schedule_cases(sizes))
+
+
+def crowd(sizes: Sizes) -> Scenario:
+    """Several processes on one budget: untold, and on one `RedisLimiter`."""
+    return _budget_scenario("crowd", crowd_cases(sizes))
+
+
+BUDGET_SCENARIOS = ("budget", "grid", "schedule", "crowd")
+"""The scenarios of the rate budget, whose targets are the ones that matter."""
+
 SCENARIOS: dict[str, Callable[[Sizes], Scenario]] = {
     "budget": budget,
+    "grid": grid,
+    "schedule": schedule,
+    "crowd": crowd,
     "prefetch": prefetch,
     "batch": batch,
     "cpu": cpu,
@@ -1064,13 +1259,19 @@ SCENARIOS: dict[str, Callable[[Sizes], Scenario]] = {
 async def run_scenarios(
     names: Sequence[str],
     sizes: Sizes,
-    repeat: int,
+    repeat: int | None,
     spawner: Spawner,
     progress: Callable[[str], None],
+    *,
+    default_repeat: int = 5,
 ) -> list[ScenarioResult]:
-    """Run the named scenarios in order."""
+    """Run the named scenarios in order, each ``repeat`` times, or if ``None`` as many as
+    the scenario asks (`Scenario.repeat`), else ``default_repeat``."""
     results = []
     for name in names:
-        progress(f"running {name} ...")
-        results.append(await SCENARIOS[name](sizes).run(sizes, repeat, spawner))
+        scenario = SCENARIOS[name](sizes)
+        times = repeat or scenario.repeat or default_repeat
+        progress(f"running {name} ({times} repetitions) ...")
+        result = await scenario.run(sizes, times, spawner)
+        results.append(result)
     return results

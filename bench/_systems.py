@@ -24,13 +24,14 @@ from typing import Any, Protocol, Self
 
 import aiohttp
 
-from flex_participants import FlexClient
+from flex_participants import ClientStats, FlexClient
 from flex_participants.emulator import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
 __all__ = [
     "SYSTEMS",
     "BatchSink",
     "FailSink",
+    "SdkSystem",
     "Sink",
     "System",
     "import_all",
@@ -136,6 +137,11 @@ class SdkSystem(_Closing):
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    def client_stats(self) -> ClientStats:
+        """The client's counters (`FlexClient.stats`): its requests and 429s so far."""
+        assert self._client is not None
+        return self._client.stats()
 
     async def stream(
         self, channel: tuple[str, str], page_size: int, consume: float, sink: Sink

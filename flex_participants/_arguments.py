@@ -20,7 +20,7 @@ from ._errors import InvalidArgumentError
 
 __all__ = ["check_burst", "check_count", "check_quantity", "check_rate", "option_type"]
 
-_T = TypeVar("_T", int, float)
+_T = TypeVar("_T")
 
 # Slower than one request in 11 days, the interval between two requests is no usable time
 # (at 1e-320, 1 / rate is infinite, and a timer set from it never fires).
@@ -100,12 +100,18 @@ def check_burst(burst: object, rate: object) -> int | None:
     return check_count("burst", burst, minimum=1)
 
 
-def option_type(convert: type[_T], check: Callable[[_T], object]) -> Callable[[str], _T]:
+def option_type(
+    convert: Callable[[str], _T], check: Callable[[_T], object], *, noun: str | None = None
+) -> Callable[[str], _T]:
     """An argparse ``type``: ``convert`` the text, then hold it to ``check`` (one of the
     rules above, as the library applies it), so that a value the library would refuse is a
     usage error naming the option, in the library's words, before anything starts.
+
+    ``noun`` says what text ``convert`` takes, for the message when it raises ``ValueError``
+    (default: "an integer" for ``int``, "a number" otherwise).
     """
-    noun = "an integer" if convert is int else "a number"
+    if noun is None:
+        noun = "an integer" if convert is int else "a number"
 
     def parse(text: str) -> _T:
         try:

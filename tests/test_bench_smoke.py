@@ -1,6 +1,7 @@
 """The benchmark in ``bench/``, run at its tiny ``--quick`` size: every system returns every
-participant exactly once, and this SDK delivers every channel under the budget scenario's
-token bucket. Nothing here is about speed."""
+participant exactly once, and this SDK delivers every channel under the budget scenarios'
+token buckets, alone, told, on a schedule and in a crowd of processes. Nothing here is about
+speed."""
 
 from __future__ import annotations
 
@@ -37,7 +38,14 @@ pytestmark = [
     ),
 ]
 
-SDK_BUDGET_SYSTEMS = {"sdk", "sdk strict", "sdk told", "sdk fleet"}
+SDK_BUDGET_SYSTEMS = {"sdk", "sdk strict", "sdk told"}
+BUDGET_SCENARIOS = {
+    "budget": SDK_BUDGET_SYSTEMS,
+    "grid": {"untold 25/s 5 ms", "told 25/s 5 ms"},
+    "schedule": {"untold", "told the old budget"},
+    "crowd": {"crowd untold", "fleet told 5 ms", "fleet told 50 ms"},
+}
+"""The SDK's systems of each budget scenario in the quick run."""
 
 
 @attrs.frozen
@@ -89,6 +97,7 @@ def test_quick_run_runs_every_system_of_every_scenario(quick_run: QuickRun) -> N
         for scenario in quick_run.record["scenarios"]
     }
     assert systems == {
+        **BUDGET_SCENARIOS,
         "budget": SDK_BUDGET_SYSTEMS | {"twilio", "twilio retries"},
         "prefetch": {"sdk", "twilio", "reference"},
         "batch": {"sdk", "twilio", "reference"},
@@ -98,23 +107,33 @@ def test_quick_run_runs_every_system_of_every_scenario(quick_run: QuickRun) -> N
     }
 
 
-def test_quick_budget_run_delivers_every_channel_from_every_sdk_system(
-    quick_run: QuickRun,
+@pytest.mark.parametrize("name", sorted(BUDGET_SCENARIOS))
+def test_quick_budget_runs_deliver_every_channel_from_every_sdk_system(
+    quick_run: QuickRun, name: str
 ) -> None:
-    runs = [
-        run for run in quick_run.scenario("budget")["runs"] if run["system"] in SDK_BUDGET_SYSTEMS
-    ]
-    assert {run["system"] for run in runs} == SDK_BUDGET_SYSTEMS
+    systems = BUDGET_SCENARIOS[name]
+    runs = [run for run in quick_run.scenario(name)["runs"] if run["system"] in systems]
+    assert {run["system"] for run in runs} == systems
     assert [(run["system"], run["channels_lost"]) for run in runs] == [
         (run["system"], 0) for run in runs
     ]
 
 
-def test_quick_budget_run_records_wall_over_floor_and_429s_of_every_run(
-    quick_run: QuickRun,
+@pytest.mark.parametrize("name", sorted(BUDGET_SCENARIOS))
+def test_quick_budget_runs_record_wall_over_floor_and_429s_of_every_run(
+    quick_run: QuickRun, name: str
 ) -> None:
-    for run in quick_run.scenario("budget")["runs"]:
+    for run in quick_run.scenario(name)["runs"]:
         assert run["bound"] > 0, run["system"]
         assert run["ratio"] == pytest.approx(run["wall"] / run["bound"]), run["system"]
         assert 0 <= run["throttled_share"] <= 1, run["system"]
         assert run["requests"] >= run["channels"], run["system"]
+
+
+def test_quick_crowd_runs_record_each_process_s_own_wall_and_requests(quick_run: QuickRun) -> None:
+    for run in quick_run.scenario("crowd")["runs"]:
+        assert len(run["process_walls"]) == len(run["process_requests"]) == 4, run["system"]
+        assert sum(run["process_requests"]) >= run["channels"], run["system"]
+        assert run["spread"] == pytest.approx(
+            max(run["process_walls"]) / min(run["process_walls"]) - 1
+        )

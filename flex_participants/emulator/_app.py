@@ -15,7 +15,7 @@ from typing import Final, Literal
 import attrs
 from aiohttp import web
 
-from ._budget import TokenBucket, default_burst
+from ._budget import RateSchedule, TokenBucket, default_burst
 from ._data import CHANNEL_SID, INTERACTION_SID, Dataset, StoredChannel
 from ._faults import FaultPlan, answer_with_fault
 from ._paging import InvalidQueryError, RequestedPage, parse_page_request, peek_int
@@ -82,6 +82,7 @@ class Endpoint:
         concurrency_code: int,
         rate_limit: float | None,
         burst: int | None,
+        rate_schedule: RateSchedule = (),
         retry_after: float | None,
         log_limit: int | None,
     ) -> None:
@@ -102,6 +103,12 @@ class Endpoint:
         self._burst = burst  # as given: None follows the rate
         self._clock: Callable[[], float] | None = None
         self._bucket: TokenBucket | None = None
+        self.rate_schedule = rate_schedule
+        # When the schedule's clock started (the first request since the start or the last
+        # reset), the rate it started from, and how many of its steps are done.
+        self._schedule_started: float | None = None
+        self._schedule_base: float | None = None
+        self._steps_done = 0
 
     def application(self) -> web.Application:
         """A new aiohttp application serving this endpoint."""
@@ -115,43 +122,90 @@ class Endpoint:
     # -- the rate budget ------------------------------------------------------------------
 
     def start_budget(self, clock: Callable[[], float]) -> None:
-        """Time the budget by ``clock`` from now on, with a full bucket: the server starts."""
+        """Time the budget by ``clock`` from now on, with a full bucket and the schedule not
+        yet started: the server starts."""
+        self._restart_schedule()
         self._clock = clock
         self._bucket = self._new_bucket()
 
     @property
     def rate_limit(self) -> float | None:
-        """Requests a second the bucket allows; ``None``: no bucket."""
+        """Requests a second the bucket allows now; ``None``: no bucket."""
+        self._follow_schedule()
         return self._rate_limit
 
     @property
     def burst(self) -> int | None:
         """The bucket's size: as given, else the default for the rate; ``None``: no bucket."""
+        self._follow_schedule()
+        return self._size()
+
+    def _size(self) -> int | None:
         if self._rate_limit is None:
             return None
         return default_burst(self._rate_limit) if self._burst is None else self._burst
 
     def set_rate_limit(self, rate_limit: float | None) -> None:
         """Change the rate (checked by the caller); ``None`` also forgets the burst given."""
+        self._follow_schedule()
         self._set_budget(rate_limit, None if rate_limit is None else self._burst)
 
     def set_burst(self, burst: int | None) -> None:
         """Change the burst (checked by the caller); ``None``: the default for the rate."""
+        self._follow_schedule()
         self._set_budget(self._rate_limit, burst)
 
-    def _set_budget(self, rate_limit: float | None, burst: int | None) -> None:
+    def _set_budget(
+        self, rate_limit: float | None, burst: int | None, at: float | None = None
+    ) -> None:
         # The tokens held are kept, up to the new burst.
         self._rate_limit, self._burst = rate_limit, burst
-        bucket, size = self._bucket, self.burst
+        bucket, size = self._bucket, self._size()
         if rate_limit is None or size is None:
             self._bucket = None
         elif bucket is None:
             self._bucket = self._new_bucket()
         else:
-            bucket.retune(rate_limit, size)
+            bucket.retune(rate_limit, size, at)
+
+    def _follow_schedule(self, *, arriving: bool = False) -> None:
+        """Make each step of `rate_schedule` due by now, at the instant it fell due, as the
+        rate setter does; a request ``arriving`` starts the schedule's clock if it is the
+        first since the start or the last `reset`.
+
+        Steps are applied when the budget is next read, not by timers: the bucket refills
+        at the old rate up to the step's instant and at the new one after it, exactly, however
+        late the loop runs.
+        """
+        if not self.rate_schedule or self._clock is None:
+            return
+        now = self._clock()
+        if self._schedule_started is None:
+            if not arriving:
+                return
+            self._schedule_started, self._schedule_base = now, self._rate_limit
+        while self._steps_done < len(self.rate_schedule):
+            seconds, rate = self.rate_schedule[self._steps_done]
+            due = self._schedule_started + seconds
+            if due > now:
+                break
+            self._steps_done += 1
+            self._set_budget(rate, self._burst, due)
+
+    def reset(self) -> None:
+        """Zero the counters; a schedule started goes back to the rate it started from
+        (keeping the tokens held), and starts again at the next request."""
+        self.stats.reset()
+        self._restart_schedule()
+
+    def _restart_schedule(self) -> None:
+        if self._schedule_started is not None:
+            base = self._schedule_base
+            self._schedule_started, self._schedule_base, self._steps_done = None, None, 0
+            self._set_budget(base, None if base is None else self._burst)
 
     def _new_bucket(self) -> TokenBucket | None:
-        size = self.burst
+        size = self._size()
         if self._clock is None or self._rate_limit is None or size is None:
             return None
         return TokenBucket(self._rate_limit, size, self._clock)
@@ -182,7 +236,7 @@ class Endpoint:
         return json_response(dumps(self.stats.as_dict(log=log)))
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
-        self.stats.reset()
+        self.reset()
         return web.Response(status=204)
 
     # -- the API --------------------------------------------------------------------------
@@ -199,7 +253,10 @@ class Endpoint:
         stats.requests += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        if stats.first_started is None:
+            stats.first_started = started
         request[_CONCURRENT_REQUESTS] = stats.in_flight
+        self._follow_schedule(arriving=True)
         throttle = self._throttle()
         if throttle is None:
             self._admitted += 1
@@ -232,6 +289,7 @@ class Endpoint:
             stats = self.stats
             stats.in_flight -= 1
             finished = loop.time()
+            stats.last_finished = finished
             stats.service_time += finished - started
             if self.log_limit is None or len(stats.log) < self.log_limit:
                 stats.log.append(

@@ -24,6 +24,7 @@ from typing import Any, Final
 from .._arguments import check_count, check_quantity, check_rate, option_type
 from .._channel_list import write_channel_list
 from ._app import CONCURRENCY_CODES
+from ._budget import check_rate_schedule, parse_rate_schedule
 from ._emulator import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -58,6 +59,7 @@ _AS_PARSED = (
     "channels",
     "rate_limit",
     "burst",
+    "rate_schedule",
     "max_in_flight",
     "concurrency_code",
     "retry_after",
@@ -121,6 +123,19 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --rate-limit: the most requests at once (default: R / 4, at least 1)",
     )
     parser.add_argument(
+        "--rate-schedule",
+        type=option_type(
+            parse_rate_schedule,
+            lambda steps: check_rate_schedule(steps, 1.0),  # --rate-limit is checked apart
+            noun="SECONDS:RATE steps, comma-separated",
+        ),
+        metavar="S:R,...",
+        help=(
+            "with --rate-limit: the rate becomes R, S seconds after the first request; "
+            "5:10,13:20 halves 20/s for 8 s from 5 s (default: none)"
+        ),
+    )
+    parser.add_argument(
         "--max-in-flight",
         type=option_type(int, lambda value: check_count("max_in_flight", value, minimum=1)),
         metavar="N",
@@ -164,8 +179,8 @@ def emulator_from_arguments(args: argparse.Namespace, **settings: Any) -> FlexEm
             say).
 
     Raises:
-        ValueError: the options do not go together (``--burst`` without ``--rate-limit``,
-            ``--api-key`` without ``--api-secret``).
+        ValueError: the options do not go together (``--burst`` or ``--rate-schedule``
+            without ``--rate-limit``, ``--api-key`` without ``--api-secret``).
     """
     parsed = {name: getattr(args, name) for name in _AS_PARSED}
     return FlexEmulator(latency=args.latency / 1000, **parsed, **settings)
@@ -315,6 +330,11 @@ def _usage(emulator: FlexEmulator, channel_list: Path) -> list[str]:
     ]
     if emulator.rate_limit is not None:
         lines.append(f"  rate limit   {emulator.rate_limit:g} requests/s, burst {emulator.burst}")
+    if emulator.rate_schedule:
+        steps = ", ".join(
+            f"{rate:g}/s from {seconds:g} s" for seconds, rate in emulator.rate_schedule
+        )
+        lines.append(f"  schedule     {steps} (after the first request)")
     if emulator.max_in_flight is not None:
         lines.append(
             f"  concurrency  {emulator.max_in_flight} at once "

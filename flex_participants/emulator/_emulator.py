@@ -13,6 +13,7 @@ from aiohttp import web
 from .._arguments import check_burst, check_count, check_quantity, check_rate
 from .._errors import InvalidArgumentError
 from ._app import CONCURRENCY_CODES, Endpoint
+from ._budget import check_rate_schedule
 from ._data import Dataset, StoredChannel
 from ._faults import Fault, FaultPlan
 from ._stats import EmulatorStats
@@ -100,7 +101,8 @@ class FlexEmulator:
 
     Use it as ``async with FlexEmulator(...) as emulator:``, or call `start` and `stop`.
     ``latency``, ``rate_limit``, ``burst``, ``max_in_flight``, ``concurrency_code`` and
-    ``retry_after`` may be changed while it runs.
+    ``retry_after`` may be changed while it runs; ``rate_schedule`` changes the rate by
+    itself, as another application that starts and stops spending the same budget would.
 
     Args:
         host: the address to listen on.
@@ -124,6 +126,14 @@ class FlexEmulator:
         burst: the most tokens the bucket holds, >= 1; ``None``: a quarter second of
             requests, ``max(1, round(rate_limit / 4))`` (5 at 20 a second). Only with
             ``rate_limit``.
+        rate_schedule: steps of the rate, ``(seconds, rate)`` pairs: ``seconds`` after the
+            first request to the API (since the start, or since the last `reset_stats`),
+            the rate becomes ``rate``, as if `rate_limit` were set then (the tokens held are
+            kept; a ``burst`` given stays, else it follows the rate). ``seconds`` are >= 0
+            and increasing. ``[(5.0, 10.0), (13.0, 20.0)]`` with ``rate_limit=20``: 20 a
+            second, 10 from 5 s after the first request, 20 again from 13 s. Timed from the
+            first request rather than the start, so that the steps fall at the same point of
+            every run, however long the client took to start. Only with ``rate_limit``.
         max_in_flight: above this many requests admitted and in flight at once, a request
             is answered 429 with ``concurrency_code``; ``None``: no limit.
         concurrency_code: Twilio's code for those 429s: 20429 ("Too many requests"), or
@@ -135,8 +145,9 @@ class FlexEmulator:
 
     Raises:
         ValueError: a number is out of range, ``burst`` without ``rate_limit``, a
-            ``concurrency_code`` other than 20429 and 45780, or an API key without its
-            secret (or the reverse).
+            ``concurrency_code`` other than 20429 and 45780, an API key without its
+            secret (or the reverse), or a ``rate_schedule`` that is not increasing or
+            comes without ``rate_limit``.
     """
 
     def __init__(
@@ -153,6 +164,7 @@ class FlexEmulator:
         latency: float = 0.0,
         rate_limit: float | None = None,
         burst: int | None = None,
+        rate_schedule: Sequence[tuple[float, float]] | None = None,
         max_in_flight: int | None = None,
         concurrency_code: int = 20429,
         retry_after: float | None = None,
@@ -176,6 +188,7 @@ class FlexEmulator:
         if rate_limit is not None:
             check_rate("rate_limit", rate_limit)
         check_burst(burst, rate_limit)
+        schedule = check_rate_schedule(rate_schedule, rate_limit)
         _check_count("max_in_flight", max_in_flight, 1, optional=True)
         _check_concurrency_code(concurrency_code)
         _check_seconds("retry_after", retry_after, optional=True)
@@ -201,6 +214,7 @@ class FlexEmulator:
             concurrency_code=concurrency_code,
             rate_limit=None if rate_limit is None else float(rate_limit),
             burst=burst,
+            rate_schedule=schedule,
             retry_after=retry_after,
             log_limit=log_limit,
         )
@@ -338,10 +352,12 @@ class FlexEmulator:
 
     @property
     def rate_limit(self) -> float | None:
-        """Requests a second the token bucket allows; ``None``: no rate limit.
+        """Requests a second the token bucket allows now (the `rate_schedule`'s steps
+        due included); ``None``: no rate limit.
 
         Changed while it runs, the tokens held are kept (up to the new `burst`); set from
         ``None``, the bucket starts full. Set to ``None``, the `burst` given is forgotten.
+        The `rate_schedule`'s later steps still apply.
 
         Raises:
             ValueError: (when set) not a finite number > 0, nor ``None``.
@@ -372,6 +388,11 @@ class FlexEmulator:
     def burst(self, value: int | None) -> None:
         check_burst(value, self._endpoint.rate_limit)
         self._endpoint.set_burst(value)
+
+    @property
+    def rate_schedule(self) -> tuple[tuple[float, float], ...]:
+        """The steps of the rate, ``(seconds, rate)`` pairs, as given (empty: none)."""
+        return self._endpoint.rate_schedule
 
     @property
     def max_in_flight(self) -> int | None:
@@ -512,5 +533,11 @@ class FlexEmulator:
         return self._endpoint.stats
 
     def reset_stats(self) -> None:
-        """Zero the counters and start a new log (``stats.log`` is a new list)."""
-        self._endpoint.stats.reset()
+        """Zero the counters and start a new log (``stats.log`` is a new list).
+
+        With a `rate_schedule` under way, the rate goes back to the one it started from (the
+        tokens held are kept), and the schedule starts again at the next request, so that
+        each run of a benchmark meets the same schedule. ``POST /__emulator__/reset`` does
+        the same.
+        """
+        self._endpoint.reset()

@@ -70,6 +70,8 @@ class EmulatorStats:
         concurrency_throttled: 429s sent for ``max_in_flight``.
         faults_fired: requests answered by a `Fault`.
         service_time: seconds spent in the handler, summed over requests (latency included).
+        first_started: ``loop.time()`` when the first request arrived; ``None`` before.
+        last_finished: ``loop.time()`` when the last answer had been written; ``None`` before.
         log: a `RequestRecord` per request answered, in the order they finished.
         log_dropped: records not kept because the log had reached its limit.
     """
@@ -82,8 +84,19 @@ class EmulatorStats:
     concurrency_throttled: int = 0
     faults_fired: int = 0
     service_time: float = 0.0
+    first_started: float | None = None
+    last_finished: float | None = None
     log: list[RequestRecord] = attrs.Factory(list)
     log_dropped: int = 0
+
+    @property
+    def span(self) -> float | None:
+        """The server's span: seconds from the first request's arrival to the last answer
+        written, over every client, the log kept or not; ``None`` until a request arrived
+        and was answered."""
+        if self.first_started is None or self.last_finished is None:
+            return None
+        return max(0.0, self.last_finished - self.first_started)
 
     def reset(self) -> None:
         """Zero the counters and start a new log; requests in flight stay counted."""
@@ -94,6 +107,8 @@ class EmulatorStats:
         self.concurrency_throttled = 0
         self.faults_fired = 0
         self.service_time = 0.0
+        self.first_started = None
+        self.last_finished = None
         self.log = []
         self.log_dropped = 0
 
@@ -108,6 +123,9 @@ class EmulatorStats:
             "concurrency_throttled": self.concurrency_throttled,
             "faults_fired": self.faults_fired,
             "service_time": self.service_time,
+            "first_started": self.first_started,
+            "last_finished": self.last_finished,
+            "span": self.span,
             "log_dropped": self.log_dropped,
         }
         if log:

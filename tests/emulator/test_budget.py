@@ -17,19 +17,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 
 from flex_participants import InvalidArgumentError
 from flex_participants.emulator import Fault, FlexEmulator
-from flex_participants.emulator._budget import TokenBucket, default_burst
+from flex_participants.emulator._budget import TokenBucket, default_burst, parse_rate_schedule
 
 from ..cli.helpers import SCRIPT, cli_command, environment, finish
 from .helpers import MIB, Answer, fetch, new_channel_url, opened
 
 HEADER = "Twilio-Concurrent-Requests"
+T = TypeVar("T")
 
 
 def assert_throttled(answer: Answer, code: int, message: str) -> None:
@@ -358,10 +359,10 @@ class _MovableClockLoop(asyncio.SelectorEventLoop):
         return super().time() + self.skew
 
 
-def on_a_movable_clock(main: Callable[[_MovableClockLoop], Awaitable[list[int]]]) -> list[int]:
+def on_a_movable_clock(main: Callable[[_MovableClockLoop], Awaitable[T]]) -> T:
     """Run ``main(loop)`` on a `_MovableClockLoop`; what it returns."""
 
-    async def run() -> list[int]:
+    async def run() -> T:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, _MovableClockLoop)
         return await main(loop)
@@ -371,13 +372,15 @@ def on_a_movable_clock(main: Callable[[_MovableClockLoop], Awaitable[list[int]]]
 
 
 async def statuses_as_the_clock_moves(
-    loop: _MovableClockLoop, emulator: FlexEmulator, moves: list[float]
+    loop: _MovableClockLoop, emulator: FlexEmulator, moves: list[float], *, first: float = 0.0
 ) -> list[int]:
-    """A request, then one after each move of the clock: their statuses."""
+    """A request, ``first`` seconds after the start, then one after each move of the clock:
+    their statuses."""
     # A fresh connection each time: moving the clock may time out an idle one at either end.
     connector = aiohttp.TCPConnector(force_close=True)
     async with emulator, aiohttp.ClientSession(connector=connector) as client_session:
         url = new_channel_url(emulator)
+        loop.skew += first
         statuses = [(await fetch(client_session, url)).status]
         for seconds in moves:
             loop.skew += seconds
@@ -401,6 +404,167 @@ def test_a_rate_429_takes_no_token() -> None:
         return statuses_as_the_clock_moves(loop, emulator, [50.0, 50.0])
 
     assert on_a_movable_clock(main) == [200, 429, 200]
+
+
+# -- a budget that follows a schedule -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        [(-1.0, 10.0)],
+        [(float("nan"), 10.0)],
+        [(True, 10.0)],
+        [(5.0, 0.0)],
+        [(5.0, float("inf"))],
+        [(5.0, 10.0), (5.0, 20.0)],
+        [(5.0, 10.0), (3.0, 20.0)],
+        [(5.0,)],
+        [(5.0, 10.0, 1.0)],
+        "5:10",
+        5.0,
+    ],
+)
+def test_a_schedule_out_of_range_is_refused(schedule: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="rate_schedule"):
+        FlexEmulator(rate_limit=20, rate_schedule=schedule)  # type: ignore[arg-type]
+
+
+def test_a_schedule_without_rate_limit_says_why() -> None:
+    with pytest.raises(InvalidArgumentError, match="give rate_limit too"):
+        FlexEmulator(rate_schedule=[(5.0, 10.0)])
+
+
+def test_a_schedule_is_kept_as_given_and_an_empty_one_is_none() -> None:
+    assert FlexEmulator(rate_limit=20, rate_schedule=[(5, 10), (13, 20)]).rate_schedule == (
+        (5.0, 10.0),
+        (13.0, 20.0),
+    )
+    assert FlexEmulator(rate_limit=20, rate_schedule=[]).rate_schedule == ()
+    assert FlexEmulator(rate_schedule=None).rate_schedule == ()
+
+
+def test_a_schedule_is_read_from_seconds_colon_rate_pairs() -> None:
+    assert parse_rate_schedule("5:10,13.5:20") == [(5.0, 10.0), (13.5, 20.0)]
+
+
+@pytest.mark.parametrize("text", ["", "5", "5:", "5:ten", "5:10;13:20"])
+def test_a_schedule_that_is_no_pairs_of_numbers_does_not_parse(text: str) -> None:
+    with pytest.raises(ValueError, match=r"SECONDS:RATE|could not convert"):
+        parse_rate_schedule(text)
+
+
+def test_the_schedule_is_timed_from_the_first_request_not_the_start() -> None:
+    # Timed from the start, the rate would be 1/s after the first 100 s, and the request
+    # 5 s after the first one would find a token.
+    async def main(loop: _MovableClockLoop) -> list[int]:
+        emulator = FlexEmulator(rate_limit=0.01, burst=1, rate_schedule=[(10.0, 1.0)])
+        statuses = await statuses_as_the_clock_moves(loop, emulator, [0.0, 5.0], first=100.0)
+        rates = [emulator.rate_limit]
+        loop.skew += 5.0  # 10 s after the first request
+        rates.append(emulator.rate_limit)
+        assert rates == [0.01, 1.0]
+        return statuses
+
+    assert on_a_movable_clock(main) == [200, 429, 429]
+
+
+def test_a_step_refills_at_the_old_rate_up_to_its_instant_and_at_the_new_one_after() -> None:
+    # Three tokens taken at once; the step to 1/s is due 10 s later, when 10 s at 0.1/s have
+    # made one token. 1.5 s later there are 2.5: two requests pass. Had the step been made
+    # only at the next request, 11.5 s at 0.1/s would have made 1.15 tokens: one.
+    def main(loop: _MovableClockLoop) -> Awaitable[list[int]]:
+        emulator = FlexEmulator(rate_limit=0.1, burst=3, rate_schedule=[(10.0, 1.0)])
+        return statuses_as_the_clock_moves(loop, emulator, [0.0, 0.0, 0.0, 11.5, 0.0, 0.0])
+
+    assert on_a_movable_clock(main) == [200, 200, 200, 429, 200, 200, 429]
+
+
+def test_a_step_keeps_the_tokens_held_and_a_burst_given() -> None:
+    async def main(loop: _MovableClockLoop) -> list[int]:
+        emulator = FlexEmulator(rate_limit=0.001, burst=2, rate_schedule=[(1.0, 0.002)])
+        statuses = await statuses_as_the_clock_moves(loop, emulator, [1.0, 0.0])
+        assert (emulator.rate_limit, emulator.burst) == (0.002, 2)
+        return statuses
+
+    # The first request takes one token of two; the second, after the step, the other.
+    assert on_a_movable_clock(main) == [200, 200, 429]
+
+
+def test_a_burst_not_given_follows_each_step_of_the_schedule() -> None:
+    async def main(loop: _MovableClockLoop) -> list[int]:
+        emulator = FlexEmulator(rate_limit=20, rate_schedule=[(1.0, 40.0)])
+        bursts = [emulator.burst or 0]
+        statuses = await statuses_as_the_clock_moves(loop, emulator, [1.0])
+        return [*bursts, emulator.burst or 0, *statuses]
+
+    assert on_a_movable_clock(main) == [5, 10, 200, 200]
+
+
+def test_a_reset_takes_the_schedule_back_to_its_start() -> None:
+    async def main(loop: _MovableClockLoop) -> list[float | None]:
+        emulator = FlexEmulator(rate_limit=0.01, burst=1, rate_schedule=[(10.0, 1.0)])
+        rates: list[float | None] = []
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with emulator, aiohttp.ClientSession(connector=connector) as client_session:
+            url = new_channel_url(emulator)
+            await fetch(client_session, url)  # the schedule starts
+            loop.skew += 20.0
+            rates.append(emulator.rate_limit)
+            emulator.reset_stats()
+            rates.append(emulator.rate_limit)
+            loop.skew += 20.0  # no request yet: the schedule waits for one
+            rates.append(emulator.rate_limit)
+            await fetch(client_session, url)  # it starts again
+            loop.skew += 10.0
+            rates.append(emulator.rate_limit)
+        return rates
+
+    assert on_a_movable_clock(main) == [1.0, 0.01, 0.01, 1.0]
+
+
+async def test_the_served_reset_takes_the_schedule_back_to_its_start(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FlexEmulator(rate_limit=1000, burst=1, rate_schedule=[(0.0, 0.001)]) as emulator:
+        await fetch(session, new_channel_url(emulator))
+        stepped = emulator.rate_limit
+        async with session.post(f"{emulator.base_url}/__emulator__/reset") as reset:
+            assert reset.status == 204
+
+        assert (stepped, emulator.rate_limit) == (0.001, 1000.0)
+
+
+# -- the server's span --------------------------------------------------------------------
+
+
+def test_the_span_runs_from_the_first_request_to_the_last_answer_without_the_log() -> None:
+    async def main(loop: _MovableClockLoop) -> list[int]:
+        emulator = FlexEmulator(log_limit=0)
+        statuses = await statuses_as_the_clock_moves(loop, emulator, [7.0])
+        stats = emulator.stats
+        assert stats.log == []
+        assert stats.first_started is not None
+        assert stats.last_finished is not None
+        assert stats.span == stats.last_finished - stats.first_started
+        assert stats.span >= 7.0
+        return statuses
+
+    assert on_a_movable_clock(main) == [200, 200]
+
+
+async def test_the_span_is_served_and_reset(session: aiohttp.ClientSession) -> None:
+    async with FlexEmulator() as emulator:
+        await fetch(session, new_channel_url(emulator))
+        stats_url = f"{emulator.base_url}/__emulator__/stats?log=0"
+        served = (await fetch(session, stats_url)).json()
+        emulator.reset_stats()
+        after = (await fetch(session, stats_url)).json()
+
+    assert served["span"] == served["last_finished"] - served["first_started"]
+    assert served["span"] >= 0
+    assert (after["first_started"], after["last_finished"], after["span"]) == (None, None, None)
+    assert emulator.stats.span is None
 
 
 # -- requests at once, over HTTP ----------------------------------------------------------
@@ -658,6 +822,17 @@ async def test_the_module_passes_rate_limit_and_burst_on(session: aiohttp.Client
     assert got == [(404, 20404), (404, 20404), (429, 20429)]
 
 
+async def test_the_module_passes_the_rate_schedule_on(session: aiohttp.ClientSession) -> None:
+    # From the first request, 0.001/s: the burst of 2 given, and then none. Without the
+    # schedule, 1,000/s would answer every request.
+    options = ("--rate-limit", "1000", "--burst", "2", "--rate-schedule", "0:0.001")
+    async with module_emulator(*options) as base_url:
+        url = f"{base_url}/v1/Interactions/KD0/Channels/UO0/Participants"
+        got = await statuses_and_codes(session, url, 3)
+
+    assert got == [(404, 20404), (404, 20404), (429, 20429)]
+
+
 async def test_the_module_passes_max_in_flight_and_concurrency_code_on(
     session: aiohttp.ClientSession,
 ) -> None:
@@ -686,6 +861,10 @@ async def test_the_module_passes_max_in_flight_and_concurrency_code_on(
         (["--burst", "5"], "rate_limit"),
         (["--concurrency-code", "429"], "--concurrency-code"),
         (["--max-in-flight", "0"], "max_in_flight"),
+        (["--rate-schedule", "5:10"], "rate_limit"),
+        (["--rate-limit", "20", "--rate-schedule", "5:10,3:20"], "increase"),
+        (["--rate-limit", "20", "--rate-schedule", "5:0"], "rate"),
+        (["--rate-limit", "20", "--rate-schedule", "soon"], "--rate-schedule"),
     ],
 )
 def test_the_module_refuses_bad_limits_with_exit_2(options: list[str], message: str) -> None:
@@ -708,12 +887,26 @@ async def test_the_command_passes_rate_limit_and_burst_on(session: aiohttp.Clien
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
-async def test_the_command_passes_max_in_flight_and_concurrency_code_on() -> None:
-    options = ("--max-in-flight", "3", "--concurrency-code", "45780")
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ("--max-in-flight", "3", "--concurrency-code", "45780"),
+            "  concurrency  3 at once (429 code 45780)",
+        ),
+        (
+            ("--rate-limit", "20", "--rate-schedule", "5:10,13:20"),
+            "  schedule     10/s from 5 s, 20/s from 13 s (after the first request)",
+        ),
+    ],
+)
+async def test_the_command_names_the_limits_it_passes_on(
+    options: tuple[str, ...], line: str
+) -> None:
     async with command_emulator(*options) as (_, lines):
         pass
 
-    assert "  concurrency  3 at once (429 code 45780)" in lines
+    assert line in lines
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
@@ -721,7 +914,9 @@ async def test_the_command_without_limits_names_none() -> None:
     async with command_emulator() as (_, lines):
         pass
 
-    assert not [line for line in lines if "rate limit" in line or "at once" in line]
+    assert not [
+        line for line in lines if "rate limit" in line or "at once" in line or "schedule" in line
+    ]
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
