@@ -31,6 +31,8 @@ from ._errors import (
 from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
 from ._interrupt import Interrupts
 from ._limit import (
+    FIXED_CONCURRENCY,
+    MAX_CONCURRENCY,
     AdaptiveLimiter,
     Limiter,
     Throttle,
@@ -108,7 +110,11 @@ class FlexClient:
             used. Ignored when ``base_url`` is given.
         edge: Twilio edge location (default ``TWILIO_EDGE``), giving
             ``https://flex-api.{edge}.us1.twilio.com``; implies region ``us1`` if none.
-        max_concurrency: the most HTTP requests this client has in flight at once.
+        max_concurrency: the most HTTP requests this client has in flight at once. Default:
+            with the client's own rate (``rate_limit``), as many as that rate needs at the
+            answer time measured (rate x latency, Little's law), up to `MAX_CONCURRENCY`
+            (500: 200 requests/s at 2 s answers, with room); without a rate, or with a
+            ``limiter`` of one's own, 10.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
         session: an aiohttp session to use; it is never closed by the client.
@@ -169,7 +175,7 @@ class FlexClient:
         base_url: str | None = None,
         region: str | None = None,
         edge: str | None = None,
-        max_concurrency: int = 10,
+        max_concurrency: int | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -193,7 +199,8 @@ class FlexClient:
             edge or environ.get("TWILIO_EDGE") or None,
         )
         self._route = route_to(self._origin, proxy=proxy, ssl=ssl, trust_env=trust_env)
-        check_count("max_concurrency", max_concurrency, minimum=1)
+        if max_concurrency is not None:
+            check_count("max_concurrency", max_concurrency, minimum=1)
         timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")
         self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -209,6 +216,9 @@ class FlexClient:
                 "so pass a session without auth"
             )
         rate_limit, burst = check_rate_limit(rate_limit, burst)
+        if max_concurrency is None:
+            follows = limiter is None and rate_limit is not None
+            max_concurrency = MAX_CONCURRENCY if follows else FIXED_CONCURRENCY
         if limiter is None:
             limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit, burst=burst)
         elif not isinstance(limiter, Limiter):
@@ -517,7 +527,10 @@ class FlexClient:
         Args:
             channels: an iterable or async iterable of ``(interaction_sid, channel_sid)``.
             page_size: participants per page for every channel.
-            concurrency: how many channels are fetched at once; default ``max_concurrency``.
+            concurrency: how many channels are fetched at once. Default: as many as the
+                client's own limiter lets into flight now, and one more (its ``level``,
+                which follows the rate and the answer time), never more than
+                ``max_concurrency``; with a limiter of one's own, ``max_concurrency``.
                 Requests in flight stay bounded by the client's limit either way.
             timeout, retry, deadline: each channel's own (see `FlexClient`); the deadline
                 runs from that channel's first request. A channel that runs out has a
@@ -530,8 +543,12 @@ class FlexClient:
                 request.
         """
         page_size = check_page_size(page_size)
+        follow = None
         if concurrency is None:
             concurrency = self._max_concurrency
+            limiter = self._limiter
+            if isinstance(limiter, AdaptiveLimiter):
+                follow = lambda: limiter.level + 1  # noqa: E731 - one line, one name
         check_count("concurrency", concurrency, minimum=1)
         call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
 
@@ -547,7 +564,7 @@ class FlexClient:
             )
             return tuple(await stream.collect())
 
-        batch = ChannelBatch(channels, collect, window=concurrency)
+        batch = ChannelBatch(channels, collect, window=concurrency, follow=follow)
         if self._closed:
             batch._close_by_client()
         self._batches.add(batch)
