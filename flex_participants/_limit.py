@@ -20,7 +20,6 @@ Two things adapt, each to the 429 that names it:
 from __future__ import annotations
 
 import asyncio
-import os
 import collections
 import contextlib
 import inspect
@@ -66,18 +65,11 @@ RateLimit = float | Literal["adaptive"] | None
 """A rate limit as callers give it: requests per second, ``"adaptive"``, or ``None`` for none."""
 
 _GROWTH: Final = 0.5
-_DEBUG = bool(os.environ.get("LIMDEBUG"))
 # The slots a rate needs: its rate x the answer time (Little's law), with this much room, plus
 # its burst; before the first answer, the answer time is taken to be `_LATENCY_GUESS`.
 _ROOM: Final = 1.25
 _LATENCY_GUESS: Final = 1.0
 _LATENCY_WEIGHT: Final = 0.2  # of each new answer time in the moving average
-# What the server accepted is counted over the successes that started in this many seconds
-# before a 429's request started, and not from less than `_MIN_EVIDENCE` seconds of them.
-_EVIDENCE: Final = type(1.0)(os.environ.get("EVIDENCE", 1.0))
-_MIN_EVIDENCE: Final = 0.1
-_EVIDENCE_STARTS: Final = type(10)(os.environ.get("EVIDENCE_STARTS", 10))
-_MIN_STARTS: Final = type(4)(os.environ.get("MIN_STARTS", 4))
 
 
 def default_burst(rate: float) -> int:
@@ -233,9 +225,6 @@ class AdaptiveLimiter(SlotWindow):
         self._in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._latency: float | None = None  # how long answers take: a moving average
-        # When each recent answer's request started, and whether it was accepted (not a
-        # 429): what the server accepted, for `_accepted_rate`.
-        self._answers: collections.deque[tuple[float, bool]] = collections.deque()
         self.peak_in_flight = 0
         """The most requests that were in flight at once."""
         self.throttled = 0
@@ -330,7 +319,7 @@ class AdaptiveLimiter(SlotWindow):
         self._in_flight -= 1
         known = permit if isinstance(permit, _Permit) else None
         if known is not None and known.rate is not None:
-            self._measure(known, throttled=throttled)
+            self._measure(known)
         if throttled:
             self.throttled += 1
             for_slots = self._control is None or (throttle is not None and throttle.concurrency)
@@ -349,44 +338,18 @@ class AdaptiveLimiter(SlotWindow):
             self._level = min(float(self._max), self._level + _GROWTH / self._level)
         self._wake()
 
-    def _measure(self, permit: _Permit, *, throttled: bool) -> None:
-        """Take in the answer to ``permit``: its time, and, for a success, its start."""
-        now = asyncio.get_running_loop().time()
-        took = max(0.0, now - permit.started)
+    def _measure(self, permit: _Permit) -> None:
+        """Take in how long the answer to ``permit`` took."""
+        took = max(0.0, asyncio.get_running_loop().time() - permit.started)
         old = self._latency
         self._latency = took if old is None else old + _LATENCY_WEIGHT * (took - old)
-        if self._control is not None:
-            self._control.latency = self._latency
-        answers = self._answers
-        answers.append((permit.started, not throttled))
-        horizon = now - max(_EVIDENCE, _EVIDENCE_STARTS / _MIN_RATE) - 2 * self._latency
-        while answers and answers[0][0] < horizon:
-            answers.popleft()
-
-    def _accepted_rate(self, before: float, rate: float) -> float | None:
-        """What the server accepted, in requests per second, when a request started at
-        ``rate`` at ``before`` was refused: that rate times the share of the answers to the
-        requests started in the `_EVIDENCE` seconds before (or `_EVIDENCE_STARTS` starts at
-        ``rate``, whichever is longer) that were not 429s, as Google's client-side
-        throttling counts accepts against requests; ``None`` if too few are known."""
-        window = max(_EVIDENCE, _EVIDENCE_STARTS / rate)
-        seen = [ok for start, ok in self._answers if before - window < start <= before]
-        if len(seen) < _MIN_STARTS:
-            return None
-        return rate * sum(seen) / len(seen)
 
     def _lower_rate(self, permit: _Permit) -> None:
         bucket, control = self._bucket, self._control
         if bucket is None or control is None or permit.rate is None:
             return
         now = asyncio.get_running_loop().time()
-        accepted = None
-        if permit.rate_generation == control.generation:  # else nothing will change
-            accepted = self._accepted_rate(permit.started, permit.rate)
-        saturated = bucket.saturated(now)
-        if _DEBUG and permit.rate_generation == control.generation:
-            print(f"  429 at {now:.2f} started {permit.started:.2f} rate {permit.rate:.2f} accepted {accepted} n={len(self._accepted)}")
-        if control.throttled(permit.rate_generation, permit.rate, saturated, accepted):
+        if control.throttled(permit.rate_generation, permit.rate, bucket.saturated(now)):
             if permit.from_burst:
                 # It started sooner after another than the rate allows, on the burst: the
                 # server's bucket is smaller than ours. It stays smaller: no regrowth.
@@ -402,83 +365,87 @@ class AdaptiveLimiter(SlotWindow):
                 waiter.set_result(None)
 
 
-# How the rate adapts. Its clock is the seconds during which requests queued for tokens: the
+# How the rate adapts. The times are seconds during which requests queued for tokens: the
 # rate is the limit then. While nobody waits, nothing is learnt and nothing changes.
+_PROVEN: Final = 2.0  # a rate used this long with no 429 is one the server sustains
+_FIRST_DECREASE: Final = 0.5  # with nothing proven, a 429 halves the rate ...
+_NEAR_DECREASE: Final = 0.9  # ... and a proven rate that is then refused was close: 10% less
 _MIN_RATE: Final = 0.5
-# Before the first 429 the budget is unknown: the rate doubles every `_DOUBLINGS` answer
-# times of queueing (TCP's slow start, on the answer time the client measures), so that it
-# overshoots the budget by about a third when the first 429 comes back.
-_DOUBLINGS: Final = type(2.0)(os.environ.get("DOUBLINGS", 2.0))
-_MIN_DOUBLING: Final = 0.1  # seconds: before any answer, or for answers quicker than this
-# A 429 sets the rate to `_DECREASE` of what the server was seen to accept (the successful
-# starts of the last window); it then grows back on CUBIC's curve, W(t) = top + C (t - K)^3,
-# flat near the rate that was refused, with C in requests/s per s^3: the same C for every
-# client, so that clients sharing a budget converge to equal shares, as TCP's flows do.
-_DECREASE: Final = type(0.9)(os.environ.get("DECREASE", 0.9))
-_BLIND: Final = type(0.5)(os.environ.get("BLIND", 0.5))  # with nothing measured, the budget is taken to be half the rate refused
-_CUBIC: Final = type(0.1)(os.environ.get("CUBIC", 0.1))
+# After a decrease to a rate known to work (or at the start), the rate is held this long,
+# then grows as base * (1 + (t / probe) ** 3): +1% after a fifth of `probe`, x2 after `probe`.
+_HOLD: Final = 5.0
+_PROBE: Final = 10.0
+# After a blind halving the budget lies between the two rates: it is sought sooner.
+_BLIND_HOLD: Final = 2.0
+_BLIND_PROBE: Final = 5.0
 
 
 class _RateControl:
-    """The rule by which the rate follows 429s: probe up fast while nothing is refused, cut to
-    what the server accepted when something is, then probe again, slowly near that rate.
+    """The rule by which the rate follows 429s: a decrease to what is known to work, a hold,
+    then a slow probe upwards.
 
-    * Until the first 429 the rate doubles every `_DOUBLINGS` answer times of queueing.
-    * A 429 to a request started at rate ``w`` (in the current generation: one decrease per
-      burst of 429s) sets ``top`` to the rate the server accepted (measured by the limiter,
-      no more than ``w``) and the rate to `_DECREASE` of it.
-    * The rate then follows CUBIC's curve back to ``top`` and past it, never above
-      ``ceiling``.
+    * A 429 to a request started at rate ``w`` lowers the rate once per burst (a 429 to a
+      request started before the last decrease was caused by the old rate). It goes to the
+      highest rate *proven* below ``w`` (used for `_PROVEN` seconds of queueing with no 429
+      after it); with none, to half of ``w``; if ``w`` was itself proven (the server's
+      budget shrank, or another client now shares it), to 90% of ``w``.
+    * The new rate is held for a few seconds of queueing, then grows as a cubic of the
+      queueing time since (flat at first, so that it lingers near the rate that worked),
+      never above ``ceiling``.
 
-    botocore's adaptive mode, the usual anchor, takes the measured send rate and a
-    multiplicative decrease of 0.7 on every throttle; measuring what was *accepted* instead
-    lets the decrease be small, and the rate sit within a few percent of the budget.
+    botocore's adaptive mode, the usual anchor, goes back to 70% of the measured rate on
+    every throttle and climbs back on a cubic centred on the rate that failed, so that it
+    meets the limit again within seconds; this rule spends the 429s it needs to find the
+    budget once, then stays just under it.
     """
 
     def __init__(self, start: float, ceiling: float | None) -> None:
         self._ceiling = math.inf if ceiling is None else ceiling
-        self._top: float | None = None  # the accepted rate at the last 429; None: none yet
-        self._since = 0.0  # queueing seconds at the last 429 (or at the start)
-        self._log2 = math.log2(start)  # the rate's log before the first 429
-        self._counted = 0.0  # queueing seconds the slow start has counted
-        self.rate = min(start, self._ceiling)
+        self._base = start  # the rate set by the last decrease (or the start)
+        self._since = 0.0  # queueing seconds when it was set
+        self._hold, self._probe = _HOLD, _PROBE
+        self._proven: float | None = None
+        self.rate = start
         self.generation = 0
-        self.latency: float | None = None
-        """How long answers take, in seconds, as the limiter measures them (``None``: no
-        answer yet): the slow start doubles the rate on this time."""
 
     def rate_at(self, saturated: float) -> float:
-        """The rate after ``saturated`` seconds of queueing in all."""
-        top = self._top
-        if top is None:
-            latency = self.latency
-            doubling = max(_MIN_DOUBLING, _DOUBLINGS * (latency or 0.0))
-            if latency is not None:
-                self._log2 += (saturated - self._counted) / doubling
-            self._counted = saturated
-            rate = 2.0**self._log2
-        else:
-            k = (top * (1 - _DECREASE) / _CUBIC) ** (1 / 3)
-            rate = top + _CUBIC * (saturated - self._since - k) ** 3
-        self.rate = max(min(_MIN_RATE, self._ceiling), min(rate, self._ceiling))
+        """The rate after ``saturated`` seconds of queueing in all; also proves older rates."""
+        elapsed = saturated - self._since
+        self.rate = self._curve(elapsed)
+        if elapsed >= _PROVEN:
+            self._prove(self._curve(elapsed - _PROVEN))
         return self.rate
 
-    def throttled(
-        self, generation: int, started_at: float, saturated: float, accepted: float | None
-    ) -> bool:
+    def throttled(self, generation: int, started_at: float, saturated: float) -> bool:
         """Take in a 429 to a request started at rate ``started_at`` (in generation
-        ``generation`` of the rate), after ``saturated`` seconds of queueing, the server
-        having accepted ``accepted`` requests per second meanwhile (``None``: not known);
-        return whether the rate fell."""
+        ``generation`` of the rate), after ``saturated`` seconds of queueing; return whether
+        the rate fell."""
         self.rate_at(saturated)
         if generation != self.generation:
             return False
-        top = started_at * _BLIND if accepted is None else min(started_at, accepted)
-        self._top = max(top, _MIN_RATE)
+        proven = self._proven
+        self._hold, self._probe = _HOLD, _PROBE
+        if proven is not None and proven < started_at:
+            rate = proven
+        elif proven is not None:
+            rate = started_at * _NEAR_DECREASE
+            self._proven = None
+        else:
+            rate = started_at * _FIRST_DECREASE
+            self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
+        # Never above a rate the caller gave, even one below the floor.
+        self.rate = self._base = max(min(_MIN_RATE, self._ceiling), min(rate, self._ceiling))
         self._since = saturated
         self.generation += 1
-        self.rate_at(saturated)
         return True
+
+    def _curve(self, elapsed: float) -> float:
+        probing = max(0.0, elapsed - self._hold)
+        return min(self._ceiling, self._base * (1 + (probing / self._probe) ** 3))
+
+    def _prove(self, rate: float) -> None:
+        if self._proven is None or rate > self._proven:
+            self._proven = rate
 
 
 class _Bucket:

@@ -628,29 +628,41 @@ def test_without_a_rate_there_is_no_rate_nor_burst() -> None:
 # Which 429 adapts what
 
 
-async def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
+def answered_after(
+    limiter: AdaptiveLimiter, seconds: float, **release: Any
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """One request through ``limiter`` answered after ``seconds`` (in virtual time), then
+    released with ``release``."""
+
+    async def main() -> None:
+        permit = await limiter.acquire()
+        await asyncio.sleep(seconds)
+        await limiter.release(permit, **release)
+
+    return main
+
+
+def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=20429)))
 
+    # 5 per second at 1 s answers need 5 x 1.25 + the burst + 1 slots: the 8 are left.
     assert (limiter.level, limiter.rate, limiter.throttled) == (8, 5.0, 1)
 
 
-async def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
+def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True)
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True))
 
     assert (limiter.level, limiter.rate) == (8, 5.0)
 
 
-async def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
+def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True, throttle=Throttle(code=45780))
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=45780)))
 
     assert (limiter.level, limiter.rate) == (4, 10.0)
 
