@@ -135,7 +135,7 @@ class FlexClient:
             that rate and ``burst`` (429s still slow it below, never above). ``None``: no
             rate limit, only ``max_concurrency``.
         burst: how many requests the rate's bucket lets start at once after a pause;
-            default a fifth of a second of the rate (4 at 20 per second).
+            default a fifth of a second of the rate, 1 to 4 (4 at 20 per second and above).
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
             ``rate_limit`` then only size the batch window). An exception it raises fails
             the request as a `FlexError`.

@@ -58,6 +58,9 @@ FIXED_CONCURRENCY: Final = 10
 DOCUMENTED_RATE: Final = 20.0
 """Requests per second per endpoint per account: the Interactions API's documented budget."""
 
+MAX_BURST: Final = 4
+"""The largest default burst: a fifth of a second of the documented budget."""
+
 CONCURRENCY_CODE: Final = 45780
 """Flex's code for a 429 that refuses a request for too many concurrent requests."""
 
@@ -66,20 +69,23 @@ RateLimit = float | Literal["adaptive"] | None
 
 _GROWTH: Final = 0.5
 # The slots a rate needs: its rate x the answer time (Little's law), with this much room, plus
-# its burst; before the first answer, the answer time is taken to be `_LATENCY_GUESS`.
+# its burst; before the first answer, the answer time is taken to be `_LATENCY_GUESS`, the
+# longest that the default ceiling is sized for, so that a client never starts short of slots.
 _ROOM: Final = 1.25
-_LATENCY_GUESS: Final = 1.0
+_LATENCY_GUESS: Final = 2.0
 _LATENCY_WEIGHT: Final = 0.2  # of each new answer time in the moving average
 
 
 def default_burst(rate: float) -> int:
-    """The burst used when none is given: a fifth of a second of requests, at least one.
+    """The burst used when none is given: a fifth of a second of requests, 1 to `MAX_BURST`.
 
     Twilio does not publish the burst it allows; a fifth of a second of the budget stays
     under what a token bucket of that rate usually holds, so that a client starting with a
-    full bucket provokes no 429.
+    full bucket provokes no 429. A budget above the documented one need not come with a
+    larger bucket, so the burst stops at the documented budget's: a burst of 20 at 100/s
+    against a bucket of 5 would be answered with 15 429s.
     """
-    return max(1, math.floor(rate / 5))
+    return max(1, min(MAX_BURST, math.floor(rate / 5)))
 
 
 @attrs.frozen
@@ -196,7 +202,7 @@ class AdaptiveLimiter(SlotWindow):
             known; it starts at Twilio's documented budget (20 per second), is lowered
             by 429s and probed back up while requests queue for it, with no ceiling.
         burst: how many starts the bucket holds: how many may start at once after a pause.
-            Default: a fifth of a second of the rate, at least 1 (4 at 20 per second).
+            Default: a fifth of a second of the rate, 1 to 4 (4 at 20 per second and above).
 
     Raises:
         InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1,
