@@ -904,7 +904,9 @@ def test_whole_numbers_are_quantities_too() -> None:
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(20, 4), (100, 4), (9.9, 1), (4, 1), (0.5, 1)])
-def test_burst_defaults_to_a_fifth_of_a_second_of_the_rate_from_one_to_four(rate: float, burst: int) -> None:
+def test_burst_defaults_to_a_fifth_of_a_second_of_the_rate_from_one_to_four(
+    rate: float, burst: int
+) -> None:
     limiter = RedisLimiter(aioredis.Redis(), max_concurrency=2, rate_limit=rate)
     assert (limiter.rate, limiter.burst) == (rate, burst)
 
