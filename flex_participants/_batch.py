@@ -19,6 +19,8 @@ __all__ = ["ChannelBatch", "Channels"]
 
 Channels = Iterable[tuple[str, str]] | AsyncIterable[tuple[str, str]]
 _Collect = Callable[[str, str], Awaitable[tuple[Participant, ...]]]
+_Follow = Callable[[], int]
+"""How many channels to work on at once now (a limiter's level); the window caps it."""
 _END: Final = object()
 
 
@@ -76,21 +78,26 @@ class _Workers:
     ends (even cancelled before it ever ran): the last one to end closes the queue.
     """
 
-    def __init__(self, source: _Source, collect: _Collect, window: int) -> None:
+    def __init__(
+        self, source: _Source, collect: _Collect, window: int, follow: _Follow | None
+    ) -> None:
         self._source = source
         self._collect = collect
         self._window = window
+        self._follow = follow
         self.results: asyncio.Queue[ChannelResult | BaseException | object] = asyncio.Queue()
         # Results waiting for the caller are bounded by this, not by the queue, so that the
         # closing put below never blocks.
         self.room = asyncio.Semaphore(window)
         self._failure: BaseException | None = None
         self._started = 0
+        self._active = 0  # workers started that have not decided to end
         self.tasks: set[asyncio.Task[None]] = set()
         self._start()
 
     def _start(self) -> None:
         self._started += 1
+        self._active += 1
         task = asyncio.create_task(
             self._work(), name=f"flex_participants batch worker {self._started}"
         )
@@ -108,8 +115,23 @@ class _Workers:
                 self.results.put_nowait(self._failure)
             self.results.put_nowait(_END)
 
+    def _wanted(self) -> int:
+        """How many workers there should be now: the window, or less, as ``follow`` says."""
+        if self._follow is None:
+            return self._window
+        return max(1, min(self._window, self._follow()))
+
     async def _work(self) -> None:
+        try:
+            await self._take_items()
+        finally:
+            # At once, in this step: a worker deciding whether to leave counts the others.
+            self._active -= 1
+
+    async def _take_items(self) -> None:
         while True:
+            if self._active > self._wanted():
+                return  # the window shrank, and at least one other worker goes on
             try:
                 item = await self._source.next()
             except Exception as exc:  # the caller's iterable failed: finish what is running
@@ -117,7 +139,7 @@ class _Workers:
                 return
             if item is _END:
                 return
-            if len(self.tasks) < self._window and not self._source.done:
+            if self._active < self._wanted() and not self._source.done:
                 self._start()
             result = await self._one(item)
             await self.room.acquire()
@@ -163,11 +185,14 @@ class ChannelBatch:
     (``async with``, `aclose`) or dropped.
     """
 
-    def __init__(self, channels: Channels, collect: _Collect, *, window: int) -> None:
+    def __init__(
+        self, channels: Channels, collect: _Collect, *, window: int, follow: _Follow | None = None
+    ) -> None:
         self._workers: _Workers | None = None
         self._source = _Source(channels)
         self._collect = collect
         self._window = window
+        self._follow = follow
         self._finished = False
         self._closed_by_client = False
         self.completed = 0
@@ -189,7 +214,7 @@ class ChannelBatch:
                 raise self._closed_error()
             raise StopAsyncIteration  # it ended, or its caller closed it on purpose
         if self._workers is None:
-            self._workers = _Workers(self._source, self._collect, self._window)
+            self._workers = _Workers(self._source, self._collect, self._window, self._follow)
         try:
             item = await self._workers.results.get()
         except BaseException:

@@ -31,6 +31,8 @@ from ._errors import (
 from ._events import ClientEvents, ClientStats, Event, RequestEvents, check_hooks, read_limits
 from ._interrupt import Interrupts, uninterrupted
 from ._limit import (
+    FIXED_CONCURRENCY,
+    MAX_CONCURRENCY,
     AdaptiveLimiter,
     Limiter,
     Throttle,
@@ -108,7 +110,11 @@ class FlexClient:
             used. Ignored when ``base_url`` is given.
         edge: Twilio edge location (default ``TWILIO_EDGE``), giving
             ``https://flex-api.{edge}.us1.twilio.com``; implies region ``us1`` if none.
-        max_concurrency: the most HTTP requests this client has in flight at once.
+        max_concurrency: the most HTTP requests this client has in flight at once. Default:
+            with the client's own rate (``rate_limit``), as many as that rate needs at the
+            answer time measured (rate x latency, Little's law), up to `MAX_CONCURRENCY`
+            (500: 200 requests/s at 2 s answers, with room); without a rate, or with a
+            ``limiter`` of one's own, 10.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.
         session: an aiohttp session to use; it is never closed by the client. It may not
@@ -132,7 +138,7 @@ class FlexClient:
             that rate and ``burst`` (429s still slow it below, never above). ``None``: no
             rate limit, only ``max_concurrency``.
         burst: how many requests the rate's bucket lets start at once after a pause;
-            default a fifth of a second of the rate (4 at 20 per second).
+            default a fifth of a second of the rate, 1 to 4 (4 at 20 per second and above).
         limiter: a `Limiter` to use instead of the client's own (``max_concurrency`` and
             ``rate_limit`` then only size the batch window). An exception it raises fails
             the request as a `FlexError`. Its ``release`` is awaited to its end even when
@@ -173,7 +179,7 @@ class FlexClient:
         base_url: str | None = None,
         region: str | None = None,
         edge: str | None = None,
-        max_concurrency: int = 10,
+        max_concurrency: int | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -197,13 +203,17 @@ class FlexClient:
             edge or environ.get("TWILIO_EDGE") or None,
         )
         self._route = route_to(self._origin, proxy=proxy, ssl=ssl, trust_env=trust_env)
-        check_count("max_concurrency", max_concurrency, minimum=1)
+        if max_concurrency is not None:
+            check_count("max_concurrency", max_concurrency, minimum=1)
         timeout = check_quantity("timeout", timeout, strict=True, unit="seconds")
         self._max_body_size = check_count("max_body_size", max_body_size, minimum=1)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         session = check_session(session, self._origin)
         rate_limit, burst = check_rate_limit(rate_limit, burst)
+        if max_concurrency is None:
+            follows = limiter is None and rate_limit is not None
+            max_concurrency = MAX_CONCURRENCY if follows else FIXED_CONCURRENCY
         if limiter is None:
             limiter = AdaptiveLimiter(max_concurrency, rate_limit=rate_limit, burst=burst)
         elif not isinstance(limiter, Limiter):
@@ -515,7 +525,10 @@ class FlexClient:
         Args:
             channels: an iterable or async iterable of ``(interaction_sid, channel_sid)``.
             page_size: participants per page for every channel.
-            concurrency: how many channels are fetched at once; default ``max_concurrency``.
+            concurrency: how many channels are fetched at once. Default: as many as the
+                client's own limiter lets into flight now, and one more (its ``level``,
+                which follows the rate and the answer time), never more than
+                ``max_concurrency``; with a limiter of one's own, ``max_concurrency``.
                 Requests in flight stay bounded by the client's limit either way.
             timeout, retry, deadline: each channel's own (see `FlexClient`); the deadline
                 runs from that channel's first request. A channel that runs out has a
@@ -528,8 +541,12 @@ class FlexClient:
                 request.
         """
         page_size = check_page_size(page_size)
+        follow = None
         if concurrency is None:
             concurrency = self._max_concurrency
+            limiter = self._limiter
+            if isinstance(limiter, AdaptiveLimiter):
+                follow = lambda: limiter.level + 1  # noqa: E731 - one line, one name
         check_count("concurrency", concurrency, minimum=1)
         call_options(self._options, timeout=timeout, retry=retry, deadline=deadline)
 
@@ -545,7 +562,7 @@ class FlexClient:
             )
             return tuple(await stream.collect())
 
-        batch = ChannelBatch(channels, collect, window=concurrency)
+        batch = ChannelBatch(channels, collect, window=concurrency, follow=follow)
         if self._closed:
             batch._close_by_client()
         self._batches.add(batch)

@@ -34,6 +34,8 @@ from ._errors import FlexError, InvalidArgumentError
 
 __all__ = [
     "DOCUMENTED_RATE",
+    "FIXED_CONCURRENCY",
+    "MAX_CONCURRENCY",
     "AdaptiveLimiter",
     "Limiter",
     "RateLimit",
@@ -45,8 +47,19 @@ __all__ = [
     "takes_throttle",
 ]
 
+MAX_CONCURRENCY: Final = 500
+"""The default ceiling of the requests a client with a rate has in flight: 200 requests/s at
+2 s answers, with a quarter more for the answers that take longer. It protects the process
+(its sockets) and the server; the slots in use follow the rate and the answer time below it."""
+
+FIXED_CONCURRENCY: Final = 10
+"""The requests a client has in flight at once when no rate says how many it needs."""
+
 DOCUMENTED_RATE: Final = 20.0
 """Requests per second per endpoint per account: the Interactions API's documented budget."""
+
+MAX_BURST: Final = 4
+"""The largest default burst: a fifth of a second of the documented budget."""
 
 CONCURRENCY_CODE: Final = 45780
 """Flex's code for a 429 that refuses a request for too many concurrent requests."""
@@ -55,16 +68,24 @@ RateLimit = float | Literal["adaptive"] | None
 """A rate limit as callers give it: requests per second, ``"adaptive"``, or ``None`` for none."""
 
 _GROWTH: Final = 0.5
+# The slots a rate needs: its rate x the answer time (Little's law), with this much room, plus
+# its burst; before the first answer, the answer time is taken to be `_LATENCY_GUESS`, the
+# longest that the default ceiling is sized for, so that a client never starts short of slots.
+_ROOM: Final = 1.25
+_LATENCY_GUESS: Final = 2.0
+_LATENCY_WEIGHT: Final = 0.2  # of each new answer time in the moving average
 
 
 def default_burst(rate: float) -> int:
-    """The burst used when none is given: a fifth of a second of requests, at least one.
+    """The burst used when none is given: a fifth of a second of requests, 1 to `MAX_BURST`.
 
     Twilio does not publish the burst it allows; a fifth of a second of the budget stays
     under what a token bucket of that rate usually holds, so that a client starting with a
-    full bucket provokes no 429.
+    full bucket provokes no 429. A budget above the documented one need not come with a
+    larger bucket, so the burst stops at the documented budget's: a burst of 20 at 100/s
+    against a bucket of 5 would be answered with 15 429s.
     """
-    return max(1, math.floor(rate / 5))
+    return max(1, min(MAX_BURST, math.floor(rate / 5)))
 
 
 @attrs.frozen
@@ -170,6 +191,7 @@ class _Permit:
     rate_generation: int
     rate: float | None
     from_burst: bool = False  # whether it started sooner after another than the rate allows
+    started: float = 0.0  # the loop's time when it was let start
 
 
 class AdaptiveLimiter(SlotWindow):
@@ -183,7 +205,7 @@ class AdaptiveLimiter(SlotWindow):
             known; it starts at Twilio's documented budget (20 per second), is lowered
             by 429s and probed back up while requests queue for it, with no ceiling.
         burst: how many starts the bucket holds: how many may start at once after a pause.
-            Default: a fifth of a second of the rate, at least 1 (4 at 20 per second).
+            Default: a fifth of a second of the rate, 1 to 4 (4 at 20 per second and above).
 
     Raises:
         InvalidArgumentError: (a `ValueError`) ``max_concurrency`` is not an integer >= 1,
@@ -211,6 +233,7 @@ class AdaptiveLimiter(SlotWindow):
         self._generation = 0
         self._in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._latency: float | None = None  # how long answers take: a moving average
         self.peak_in_flight = 0
         """The most requests that were in flight at once."""
         self.throttled = 0
@@ -224,6 +247,26 @@ class AdaptiveLimiter(SlotWindow):
     def in_flight(self) -> int:
         """How many requests hold a slot now (those waiting for a token of the rate included)."""
         return self._in_flight
+
+    @property
+    def level(self) -> int:
+        """How many requests may be in flight now, 1 to `max_concurrency`: with a rate, what
+        the rate needs at the answer time measured (rate x latency, Little's law, with room
+        for the burst), and never more than 429s for requests in flight have left."""
+        return max(1, math.floor(min(self._level, self._needed())))
+
+    @property
+    def latency(self) -> float | None:
+        """How long answers take, in seconds: a moving average (``None``: no answer yet, or
+        no rate, for which it is not measured)."""
+        return self._latency
+
+    def _needed(self) -> float:
+        bucket = self._bucket
+        if bucket is None:
+            return math.inf
+        latency = _LATENCY_GUESS if self._latency is None else self._latency
+        return bucket.rate * latency * _ROOM + bucket.burst + 1
 
     @property
     def rate(self) -> float | None:
@@ -268,7 +311,8 @@ class AdaptiveLimiter(SlotWindow):
             self._in_flight -= 1
             self._wake()
             raise
-        return _Permit(self._generation, control.generation, bucket.rate, from_burst)
+        started = asyncio.get_running_loop().time()
+        return _Permit(self._generation, control.generation, bucket.rate, from_burst, started)
 
     async def release(
         self, permit: object, *, throttled: bool, throttle: Throttle | None = None
@@ -283,6 +327,8 @@ class AdaptiveLimiter(SlotWindow):
         """
         self._in_flight -= 1
         known = permit if isinstance(permit, _Permit) else None
+        if known is not None and known.rate is not None:
+            self._measure(known)
         if throttled:
             self.throttled += 1
             for_slots = self._control is None or (throttle is not None and throttle.concurrency)
@@ -290,16 +336,22 @@ class AdaptiveLimiter(SlotWindow):
                 # One decrease per burst: the 429s of requests sent before the last
                 # decrease were caused by the old level and are already accounted for.
                 if known is not None and known.level_generation == self._generation:
-                    self._level = max(1.0, self._level / 2)
+                    self._level = max(1.0, min(self._level, self._needed()) / 2)
                     self._generation += 1
             elif known is not None and known.rate is not None:
                 self._lower_rate(known)
-        elif self._in_flight + 1 >= self.level:
-            # Grow only while the window is in use, by about one slot every two rounds of
-            # requests: slow enough that 429s stay rare once the level sits near the
-            # server's limit, and a window nobody fills does not drift up unchecked.
+        elif self._in_flight + 1 >= self.level and self._level <= self._needed():
+            # Grow only while the window is in use and is what limits it, by about one slot
+            # every two rounds of requests: slow enough that 429s stay rare once the level
+            # sits near the server's limit, and a window nobody fills does not drift up.
             self._level = min(float(self._max), self._level + _GROWTH / self._level)
         self._wake()
+
+    def _measure(self, permit: _Permit) -> None:
+        """Take in how long the answer to ``permit`` took."""
+        took = max(0.0, asyncio.get_running_loop().time() - permit.started)
+        old = self._latency
+        self._latency = took if old is None else old + _LATENCY_WEIGHT * (took - old)
 
     def _lower_rate(self, permit: _Permit) -> None:
         bucket, control = self._bucket, self._control

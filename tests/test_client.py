@@ -13,6 +13,7 @@ from aioresponses import aioresponses
 
 import flex_participants
 from flex_participants import (
+    AdaptiveLimiter,
     AuthenticationError,
     FlexAPIError,
     FlexClient,
@@ -27,6 +28,7 @@ from flex_participants import (
     TransportError,
     UnsafeURLError,
 )
+from flex_participants._limit import FIXED_CONCURRENCY, MAX_CONCURRENCY
 
 from .helpers import (
     ACCOUNT_SID,
@@ -478,3 +480,20 @@ async def test_an_error_body_over_the_cap_fails_too(
     async with FlexClient(**credentials, max_body_size=1000) as client:
         with pytest.raises(ResponseTooLargeError):
             await client.fetch_page(KD, UO)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, MAX_CONCURRENCY),
+        ({"rate_limit": 20}, MAX_CONCURRENCY),
+        ({"rate_limit": None}, FIXED_CONCURRENCY),
+        ({"limiter": AdaptiveLimiter(3)}, FIXED_CONCURRENCY),
+        ({"max_concurrency": 7}, 7),
+    ],
+    ids=["adaptive", "told", "no-rate", "own-limiter", "given"],
+)
+def test_max_concurrency_defaults_to_a_ceiling_only_where_a_rate_sets_the_slots(
+    credentials: Credentials, options: dict[str, Any], expected: int
+) -> None:
+    assert FlexClient(**credentials, **options).max_concurrency == expected

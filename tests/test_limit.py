@@ -577,9 +577,9 @@ def test_a_waiter_cancelled_in_the_slot_wait_hands_its_paced_start_back() -> Non
 
 
 @pytest.mark.parametrize(
-    ("rate", "burst"), [(0.5, 1), (4, 1), (9.99, 1), (10, 2), (20, 4), (100, 20)]
+    ("rate", "burst"), [(0.5, 1), (4, 1), (9.99, 1), (10, 2), (20, 4), (24.99, 4), (100, 4)]
 )
-def test_the_default_burst_is_a_fifth_of_a_second_of_the_rate_and_at_least_one(
+def test_the_default_burst_is_a_fifth_of_a_second_of_the_rate_from_one_to_four(
     rate: float, burst: int
 ) -> None:
     assert default_burst(rate) == burst
@@ -628,29 +628,41 @@ def test_without_a_rate_there_is_no_rate_nor_burst() -> None:
 # Which 429 adapts what
 
 
-async def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
+def answered_after(
+    limiter: AdaptiveLimiter, seconds: float, **release: Any
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """One request through ``limiter`` answered after ``seconds`` (in virtual time), then
+    released with ``release``."""
+
+    async def main() -> None:
+        permit = await limiter.acquire()
+        await asyncio.sleep(seconds)
+        await limiter.release(permit, **release)
+
+    return main
+
+
+def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=20429)))
 
+    # 5 per second at 1 s answers need 5 x 1.25 + the burst + 1 slots: the 8 are left.
     assert (limiter.level, limiter.rate, limiter.throttled) == (8, 5.0, 1)
 
 
-async def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
+def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10, burst=1)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True)
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True))
 
     assert (limiter.level, limiter.rate) == (8, 5.0)
 
 
-async def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
+def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
     limiter = AdaptiveLimiter(8, rate_limit=10)
 
-    permit = await limiter.acquire()
-    await limiter.release(permit, throttled=True, throttle=Throttle(code=45780))
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=45780)))
 
     assert (limiter.level, limiter.rate) == (4, 10.0)
 
@@ -880,3 +892,58 @@ def test_no_start_is_refunded_across_a_change_of_rate() -> None:
 
     before, after = in_virtual_time(main)
     assert after == before
+
+
+# The slots a rate needs: rate x the answer time (Little's law)
+
+
+def test_with_a_rate_the_level_is_what_the_rate_needs_at_the_answer_time() -> None:
+    limiter = AdaptiveLimiter(500, rate_limit=20, burst=4)
+
+    in_virtual_time(answered_after(limiter, 1.0, throttled=False))
+
+    # 20 per second, each answered after 1 s: 20 x 1.25 in flight, the burst and one more.
+    assert limiter.latency == pytest.approx(1.0)
+    assert limiter.level == math.floor(20 * 1.0 * _limit._ROOM + 4 + 1)
+
+
+def test_the_level_follows_the_answer_time_down() -> None:
+    limiter = AdaptiveLimiter(500, rate_limit=20, burst=4)
+
+    async def main() -> None:
+        await answered_after(limiter, 2.0, throttled=False)()
+        for _ in range(50):
+            await answered_after(limiter, 0.1, throttled=False)()
+
+    in_virtual_time(main)
+    assert limiter.latency == pytest.approx(0.1, rel=0.01)
+    assert limiter.level == math.floor(20 * 0.1 * _limit._ROOM + 4 + 1)
+
+
+def test_what_a_rate_needs_never_lifts_the_level_above_max_concurrency() -> None:
+    limiter = AdaptiveLimiter(12, rate_limit=100)
+
+    in_virtual_time(answered_after(limiter, 2.0, throttled=False))
+
+    assert limiter.level == 12
+
+
+def test_a_concurrency_429_halves_the_slots_in_use_not_the_ceiling() -> None:
+    limiter = AdaptiveLimiter(500, rate_limit=20, burst=4)
+
+    in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=45780)))
+
+    assert limiter.level == math.floor(20 * 1.0 * _limit._ROOM + 4 + 1) // 2
+
+
+def test_after_a_concurrency_429_slower_answers_do_not_lift_the_level_back() -> None:
+    # What the rate needs grows with the answer time; what the server's concurrency limit
+    # left grows back only by successes with the window full.
+    limiter = AdaptiveLimiter(500, rate_limit=20, burst=4)
+
+    async def main() -> None:
+        await answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=45780))()
+        await answered_after(limiter, 5.0, throttled=False)()
+
+    in_virtual_time(main)
+    assert limiter.level == math.floor(20 * 1.0 * _limit._ROOM + 4 + 1) // 2

@@ -361,6 +361,34 @@ def test_told_the_budget_the_client_uses_it_all_and_provokes_no_429() -> None:
     assert all(most_in_any_window(run.starts, w) <= 4 + 20 * w for w in (0.0, 0.05, 0.5, 1.0))
 
 
+@pytest.mark.parametrize(
+    ("rate", "latency"),
+    [(100, 0.2), (20, 1.0), (40, 2.0)],
+    ids=["100/s-200ms", "20/s-1s", "40/s-2s"],
+)
+def test_told_the_budget_the_client_uses_it_all_however_slow_the_answers(
+    rate: int, latency: float
+) -> None:
+    # At rate R and answers of L seconds, R x L requests must be in flight (Little's law):
+    # a fixed window of slots would cap the client at window / L requests a second.
+    channels, burst = 3 * rate, 5
+    run = against_budget(
+        rate=rate, burst=burst, channels=channels, latency=latency, rate_limit=rate
+    )
+
+    assert (run.delivered, run.lost, run.rate_throttled) == (channels, 0, 0)
+    assert run.wall <= 1.02 * ((channels - burst) / rate + latency)
+
+
+def test_untold_the_client_holds_the_documented_budget_at_1s_answers() -> None:
+    run = against_budget(rate=20, burst=5, channels=200, latency=1.0)
+
+    assert (run.delivered, run.lost) == (200, 0)
+    assert run.throttled_share <= 0.03
+    # A fixed window of 10 slots took 1.9 x the floor here: 10 requests a second.
+    assert run.wall <= 1.15 * ((200 - 5) / 20 + 1.0)
+
+
 def test_untold_the_client_holds_the_documented_budget_with_few_429s() -> None:
     run = against_budget(rate=20, burst=5, channels=200)
 

@@ -980,8 +980,10 @@ def test_whole_numbers_are_quantities_too() -> None:
     assert limiter.max_concurrency == 2
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(20, 4), (100, 20), (9.9, 1), (4, 1), (0.5, 1)])
-def test_burst_defaults_to_a_fifth_of_a_second_of_the_rate(rate: float, burst: int) -> None:
+@pytest.mark.parametrize(("rate", "burst"), [(20, 4), (100, 4), (9.9, 1), (4, 1), (0.5, 1)])
+def test_burst_defaults_to_a_fifth_of_a_second_of_the_rate_from_one_to_four(
+    rate: float, burst: int
+) -> None:
     limiter = RedisLimiter(aioredis.Redis(), max_concurrency=2, rate_limit=rate)
     assert (limiter.rate, limiter.burst) == (rate, burst)
 

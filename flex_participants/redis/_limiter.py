@@ -207,7 +207,7 @@ class RedisLimiter(SlotWindow):
             ``poll_interval`` reserves it and holds its slot until then; one cancelled before
             its start gives the start back, unless a later start was granted meanwhile.
         burst: how many requests the bucket lets start at once (its tokens); default a fifth
-            of a second of ``rate_limit``, at least 1 (4 at 20/s). Only with ``rate_limit``.
+            of a second of ``rate_limit``, 1 to 4 (4 at 20/s and above). Only with ``rate_limit``.
         lease_seconds: how long the slots of a worker that died stay taken.
         on_redis_error: what to do when Redis fails or does not answer within ``timeout``:
             ``"raise"``: `acquire` raises `~flex_participants.TransportError`; ``"local"``:
