@@ -700,11 +700,15 @@ class FlexClient:
             if status == 429:
                 self._throttled += 1
             try:
-                # To its end, even if close(), a deadline or a cancellation lands meanwhile:
-                # a slot not given back is lost (to the whole fleet, with Redis).
-                await uninterrupted(
-                    self._give_back(permit, status == 429, throttle), "give a slot back"
-                )
+                if type(self._limiter) is AdaptiveLimiter:
+                    # In one step, which nothing can land in the middle of.
+                    self._limiter._release_now(permit, throttled=status == 429, throttle=throttle)
+                else:
+                    # To its end, even if close(), a deadline or a cancellation lands
+                    # meanwhile: a slot not given back is lost (to the whole fleet, with Redis).
+                    await uninterrupted(
+                        self._give_back(permit, status == 429, throttle), "give a slot back"
+                    )
             except FlexError:
                 if finished:
                     raise

@@ -10,7 +10,10 @@ Two things adapt, each to the 429 that names it:
 * The number of slots (additive increase, multiplicative decrease): a 429 for requests in
   flight (Flex's code 45780, or any 429 when there is no rate) halves it, once per burst of
   429s, and every success while the window is full adds ``0.5 / level``, about one slot every
-  two rounds of requests, never above ``max_concurrency``.
+  two rounds of requests, never above ``max_concurrency``. With a rate, the slots in use are
+  also never more than the rate needs at the answer time measured (rate x latency, Little's
+  law, with room): that many, below the ceiling, is what lets the rate be reached at any
+  answer time.
 * The rate, a token bucket (see `_RateControl` for the rule): any other 429 lowers it and
   empties the bucket (and halves its burst for good, if the request started as part of a
   burst: sooner after another than the rate alone allows); while requests queue for tokens the rate is held, then probed back up, slowly,
@@ -325,6 +328,13 @@ class AdaptiveLimiter(SlotWindow):
             throttle: what the 429 said: one for requests in flight (45780) lowers the
                 number of slots; any other lowers the rate, if there is one.
         """
+        self._release_now(permit, throttled=throttled, throttle=throttle)
+
+    def _release_now(
+        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+    ) -> None:
+        # `release` without a suspension point, so that nothing can cut it short: the
+        # client's own limiter is given its slots back this way, with no task of its own.
         self._in_flight -= 1
         known = permit if isinstance(permit, _Permit) else None
         if known is not None and known.rate is not None:
