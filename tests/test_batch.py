@@ -458,6 +458,21 @@ def test_a_batch_yields_exactly_one_result_per_input_item(items: list[Any], wind
     assert all(r.error is None or isinstance(r.error, FlexError) for r in results)
 
 
+class CountingCollect:
+    """A channel's work that takes ``seconds`` and counts how many run at once."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.running = self.peak = 0
+
+    async def __call__(self, interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(self.seconds)
+        self.running -= 1
+        return ()
+
+
 @given(
     items=st.integers(0, 60),
     windows=st.lists(st.integers(-2, 12), min_size=1, max_size=40),
@@ -469,15 +484,7 @@ def test_a_window_that_follows_a_changing_level_still_yields_one_result_per_inpu
     # The level a batch follows grows and shrinks (and a limiter could say 0 or less) while
     # workers come and go: none may leave the input unread.
     wanted = itertools.cycle(windows)
-    running = peak = 0
-
-    async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0)
-        running -= 1
-        return ()
+    collect = CountingCollect()
 
     async def main() -> list[ChannelResult]:
         pairs = [(KD, sid("UO", n)) for n in range(items)]
@@ -487,24 +494,15 @@ def test_a_window_that_follows_a_changing_level_still_yields_one_result_per_inpu
 
     results = asyncio.run(main())
     assert sorted(r.channel_sid for r in results) == sorted(sid("UO", n) for n in range(items))
-    assert peak <= window
+    assert collect.peak <= window
 
 
 async def test_a_batch_works_on_as_many_channels_as_its_level_says() -> None:
-    running = peak = 0
-
-    async def collect(interaction_sid: str, channel_sid: str) -> tuple[Participant, ...]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.001)
-        running -= 1
-        return ()
-
+    collect = CountingCollect(0.001)
     pairs = [(KD, sid("UO", n)) for n in range(30)]
     async with ChannelBatch(pairs, collect, window=10, follow=lambda: 3) as batch:
         results = [r async for r in batch]
-    assert (len(results), peak) == (30, 3)
+    assert (len(results), collect.peak) == (30, 3)
 
 
 async def test_closing_the_client_while_the_input_is_awaited_raises_not_ends(
