@@ -112,8 +112,8 @@ class FlexClient:
             ``https://flex-api.{edge}.us1.twilio.com``; implies region ``us1`` if none.
         max_concurrency: the most HTTP requests this client has in flight at once. Default:
             with the client's own rate (``rate_limit``), as many as that rate needs at the
-            answer time measured (rate x latency, Little's law), up to `MAX_CONCURRENCY`
-            (500: 200 requests/s at 2 s answers, with room); without a rate, or with a
+            answer time measured (rate x latency, Little's law), up to 500 (200
+            requests/s at 2 s answers, with room); without a rate, or with a
             ``limiter`` of one's own, 10.
         timeout: seconds one attempt may take, connection and body included.
         retry: the `RetryPolicy`; default ``RetryPolicy()``.

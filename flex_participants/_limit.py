@@ -260,8 +260,8 @@ class AdaptiveLimiter(SlotWindow):
 
     @property
     def latency(self) -> float | None:
-        """How long answers take, in seconds: a moving average (``None``: no answer yet, or
-        no rate, for which it is not measured)."""
+        """The seconds answers take, as a moving average; ``None`` before the first answer,
+        and without a rate, for which it is not measured."""
         return self._latency
 
     def _needed(self) -> float:

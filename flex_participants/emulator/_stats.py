@@ -91,9 +91,9 @@ class EmulatorStats:
 
     @property
     def span(self) -> float | None:
-        """The server's span: seconds from the first request's arrival to the last answer
-        written, over every client, the log kept or not; ``None`` until a request arrived
-        and was answered."""
+        """The seconds from the first request's arrival to the last answer written (the
+        server's span), over every client, the log kept or not; ``None`` until a request
+        arrived and was answered."""
         if self.first_started is None or self.last_finished is None:
             return None
         return max(0.0, self.last_finished - self.first_started)
