@@ -61,8 +61,8 @@ FIXED_CONCURRENCY: Final = 10
 DOCUMENTED_RATE: Final = 20.0
 """Requests per second per endpoint per account: the Interactions API's documented budget."""
 
-MAX_BURST: Final = 4
-"""The largest default burst: a fifth of a second of the documented budget."""
+MAX_BURST: Final = math.floor(DOCUMENTED_RATE / 5)
+"""The largest default burst: a fifth of a second of the documented budget (4)."""
 
 CONCURRENCY_CODE: Final = 45780
 """Flex's code for a 429 that refuses a request for too many concurrent requests."""

@@ -15,8 +15,9 @@ from typing import Final, Literal
 import attrs
 from aiohttp import web
 
+from .._request import is_sid
 from ._budget import RateSchedule, TokenBucket, default_burst
-from ._data import CHANNEL_SID, INTERACTION_SID, Dataset, StoredChannel
+from ._data import Dataset, StoredChannel
 from ._faults import FaultPlan, answer_with_fault
 from ._paging import InvalidQueryError, RequestedPage, parse_page_request, peek_int
 from ._responses import dumps, json_response, page_response, send, twilio_error
@@ -319,7 +320,7 @@ class Endpoint:
             return twilio_error(401, "Authenticate")
         outcome.authorized = True
         channel: StoredChannel | None = None
-        if INTERACTION_SID.fullmatch(interaction_sid) and CHANNEL_SID.fullmatch(channel_sid):
+        if is_sid(interaction_sid, "KD") and is_sid(channel_sid, "UO"):
             channel = self.dataset.get(interaction_sid, channel_sid)
         if channel is None:
             return twilio_error(404, f"The requested resource {request.path} was not found")

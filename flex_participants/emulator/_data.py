@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -18,15 +17,10 @@ from .._request import sid_problem
 from ._responses import dumps, loads
 
 __all__ = [
-    "CHANNEL_SID",
-    "INTERACTION_SID",
     "PARTICIPANT_TYPES",
     "Dataset",
     "StoredChannel",
 ]
-
-INTERACTION_SID: Final = re.compile(r"KD[0-9a-fA-F]{32}")
-CHANNEL_SID: Final = re.compile(r"UO[0-9a-fA-F]{32}")
 
 PARTICIPANT_TYPES: Final = ("agent", "customer", "supervisor", "external", "unknown")
 """The five participant types the API documents."""
