@@ -14,10 +14,12 @@ Two things adapt, each to the 429 that names it:
   also never more than the rate needs at the answer time measured (rate x latency, Little's
   law, with room): that many, below the ceiling, is what lets the rate be reached at any
   answer time.
-* The rate, a token bucket (see `_RateControl` for the rule): any other 429 lowers it and
-  empties the bucket (and halves its burst for good, if the request started as part of a
-  burst: sooner after another than the rate alone allows); while requests queue for tokens the rate is held, then probed back up, slowly,
-  never above a rate the caller gave.
+* The rate, a token bucket (see `_RateControl` for the rule): an unknown budget is sought
+  from the documented one, doubling while nothing is refused; any other 429 lowers the rate
+  to what the server was seen to accept (`_Evidence`) and empties the bucket (and halves its
+  burst for good, if the request started as part of a burst: sooner after another than the
+  rate alone allows); while requests queue for tokens the rate is held, then probed back up,
+  slowly, never above a rate the caller gave.
 """
 
 from __future__ import annotations
@@ -237,6 +239,7 @@ class AdaptiveLimiter(SlotWindow):
         self._in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._latency: float | None = None  # how long answers take: a moving average
+        self._evidence = _Evidence()
         self.peak_in_flight = 0
         """The most requests that were in flight at once."""
         self.throttled = 0
@@ -339,6 +342,10 @@ class AdaptiveLimiter(SlotWindow):
         known = permit if isinstance(permit, _Permit) else None
         if known is not None and known.rate is not None:
             self._measure(known)
+            refused = throttled and not (throttle is not None and throttle.concurrency)
+            self._evidence.record(known.started, known.rate, accepted=not refused)
+            if not refused and self._control is not None:
+                self._refine(known)
         if throttled:
             self.throttled += 1
             for_slots = self._control is None or (throttle is not None and throttle.concurrency)
@@ -362,13 +369,33 @@ class AdaptiveLimiter(SlotWindow):
         took = max(0.0, asyncio.get_running_loop().time() - permit.started)
         old = self._latency
         self._latency = took if old is None else old + _LATENCY_WEIGHT * (took - old)
+        if self._control is not None:
+            self._control.latency = self._latency
+
+    def _refine(self, permit: _Permit) -> None:
+        """After a decrease, the answers to requests started before it still come in: when
+        what they show the server accepted is well below the new rate, go down to it."""
+        bucket, control = self._bucket, self._control
+        if bucket is None or control is None or permit.rate_generation == control.generation:
+            return
+        delivered = self._evidence.delivered(self._latency or 0.0)
+        if delivered is not None and delivered < control.rate * _NEAR_DECREASE:
+            now = asyncio.get_running_loop().time()
+            control.lower_to(delivered, bucket.saturated(now))
+            bucket.set_rate(control.rate, now)
 
     def _lower_rate(self, permit: _Permit) -> None:
         bucket, control = self._bucket, self._control
         if bucket is None or control is None or permit.rate is None:
             return
+        if permit.rate_generation != control.generation:
+            self._refine(permit)  # caused by an older rate, and already answered for
+            return
         now = asyncio.get_running_loop().time()
-        if control.throttled(permit.rate_generation, permit.rate, bucket.saturated(now)):
+        accepted = self._evidence.accepted(permit.started, self._latency or 0.0)
+        if control.throttled(
+            permit.rate_generation, permit.rate, bucket.saturated(now), accepted=accepted
+        ):
             if permit.from_burst:
                 # It started sooner after another than the rate allows, on the burst: the
                 # server's bucket is smaller than ours. It stays smaller: no regrowth.
@@ -387,35 +414,45 @@ class AdaptiveLimiter(SlotWindow):
 # How the rate adapts. The times are seconds during which requests queued for tokens: the
 # rate is the limit then. While nobody waits, nothing is learnt and nothing changes.
 _PROVEN: Final = 2.0  # a rate used this long with no 429 is one the server sustains
-_FIRST_DECREASE: Final = 0.5  # with nothing proven, a 429 halves the rate ...
-_NEAR_DECREASE: Final = 0.9  # ... and a proven rate that is then refused was close: 10% less
+# While an unknown budget is sought (until its first 429), the rate doubles every this many
+# answer times of queueing: TCP's slow start, on the rate, slowed down so that the server's
+# own burst, which hides an excess until it is spent, lets through little more.
+_SEARCH_DOUBLING: Final = 3.5
+_NEAR_DECREASE: Final = 0.95  # a proven rate that is then refused was close: 5% less
+_FIRST_DECREASE: Final = 0.5  # with nothing proven and no evidence, a 429 halves the rate
+_LEAST_SHARE: Final = 0.1  # a decrease to the evidence keeps at least this much of the rate
 _MIN_RATE: Final = 0.5
-# After a decrease to a rate known to work (or at the start), the rate is held this long,
-# then grows as base * (1 + (t / probe) ** 3): +1% after a fifth of `probe`, x2 after `probe`.
-_HOLD: Final = 5.0
-_PROBE: Final = 10.0
-# After a blind halving the budget lies between the two rates: it is sought sooner.
+# After a decrease, the rate is held this long, then grows as base * (1 + (t / probe) ** 3):
+# +1% after a fifth of `probe`, x2 after `probe`. After a blind halving the budget lies
+# between the two rates: it is sought sooner.
+_HOLD: Final = 2.0
+_PROBE: Final = 8.0
 _BLIND_HOLD: Final = 2.0
 _BLIND_PROBE: Final = 5.0
 
 
 class _RateControl:
-    """The rule by which the rate follows 429s: a decrease to what is known to work, a hold,
-    then a slow probe upwards.
+    """The rule by which the rate follows 429s.
 
+    * An unknown budget (no ceiling) is sought first, from the start rate: the rate doubles
+      every `_SEARCH_DOUBLING` answer times of queueing, until the first 429.
     * A 429 to a request started at rate ``w`` lowers the rate once per burst (a 429 to a
       request started before the last decrease was caused by the old rate). It goes to the
       highest rate *proven* below ``w`` (used for `_PROVEN` seconds of queueing with no 429
-      after it); with none, to half of ``w``; if ``w`` was itself proven (the server's
-      budget shrank, or another client now shares it), to 90% of ``w``.
+      after it); if ``w`` was itself proven (the server's budget shrank, or another client
+      now shares it), to 95% of ``w``; with nothing proven, to ``accepted``, the rate the
+      server was seen to accept (see `_Evidence`), never more than 95% of ``w``. With no
+      evidence yet, the search's first 429 takes 10% off, any later one halves.
+    * A rate the caller gave counts as proven from the start: a 429 to it (another
+      application spends the budget too, or the network bunched requests up) takes 5% off.
     * The new rate is held for a few seconds of queueing, then grows as a cubic of the
       queueing time since (flat at first, so that it lingers near the rate that worked),
       never above ``ceiling``.
 
-    botocore's adaptive mode, the usual anchor, goes back to 70% of the measured rate on
-    every throttle and climbs back on a cubic centred on the rate that failed, so that it
-    meets the limit again within seconds; this rule spends the 429s it needs to find the
-    budget once, then stays just under it.
+    botocore's adaptive mode goes back to 70% of the measured rate on every throttle and
+    climbs back on a cubic centred on the rate that failed, so that it meets the limit again
+    within seconds; this rule spends the 429s it needs to find the budget once, then stays
+    just under it.
     """
 
     def __init__(self, start: float, ceiling: float | None) -> None:
@@ -423,40 +460,79 @@ class _RateControl:
         self._base = start  # the rate set by the last decrease (or the start)
         self._since = 0.0  # queueing seconds when it was set
         self._hold, self._probe = _HOLD, _PROBE
-        self._proven: float | None = None
+        self._proven: float | None = None if ceiling is None else start
+        self._searching = ceiling is None
+        self._informed = False
+        self.latency: float | None = None
+        """How long answers take, as the limiter measures them; the search waits for it."""
         self.rate = start
         self.generation = 0
+
+    @property
+    def searching(self) -> bool:
+        """Whether an unknown budget is still sought: no 429 has come yet."""
+        return self._searching
 
     def rate_at(self, saturated: float) -> float:
         """The rate after ``saturated`` seconds of queueing in all; also proves older rates."""
         elapsed = saturated - self._since
+        if self._searching:
+            if self.latency is not None and elapsed > 0:
+                doubling = _SEARCH_DOUBLING * max(self.latency, 1e-3)
+                self.rate = self._base = self.rate * 2 ** (elapsed / doubling)
+            self._since = saturated
+            return self.rate
         self.rate = self._curve(elapsed)
         if elapsed >= _PROVEN:
             self._prove(self._curve(elapsed - _PROVEN))
         return self.rate
 
-    def throttled(self, generation: int, started_at: float, saturated: float) -> bool:
+    def throttled(
+        self, generation: int, started_at: float, saturated: float, accepted: float | None = None
+    ) -> bool:
         """Take in a 429 to a request started at rate ``started_at`` (in generation
-        ``generation`` of the rate), after ``saturated`` seconds of queueing; return whether
-        the rate fell."""
+        ``generation`` of the rate), after ``saturated`` seconds of queueing; ``accepted`` is
+        the rate the server was seen to accept, if answers say. Return whether the rate
+        fell."""
         self.rate_at(saturated)
         if generation != self.generation:
             return False
         proven = self._proven
         self._hold, self._probe = _HOLD, _PROBE
+        evidence = (
+            None
+            if accepted is None
+            else min(started_at * _NEAR_DECREASE, max(started_at * _LEAST_SHARE, accepted))
+        )
         if proven is not None and proven < started_at:
-            rate = proven
+            rate = proven if evidence is None else max(proven, evidence)
         elif proven is not None:
             rate = started_at * _NEAR_DECREASE
             self._proven = None
+        elif evidence is not None:
+            rate = evidence
+            self._informed = True
+        elif self._informed:
+            rate = started_at * _NEAR_DECREASE
         else:
             rate = started_at * _FIRST_DECREASE
             self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
+        self._searching = False
+        self._set(rate, saturated)
+        self.generation += 1
+        return True
+
+    def lower_to(self, rate: float, saturated: float) -> None:
+        """Lower the rate to ``rate``, what the server was seen to accept, if it is lower:
+        the same decrease, better informed, so no new generation."""
+        self.rate_at(saturated)
+        if rate < self.rate:
+            self._set(rate, saturated)
+
+    def _set(self, rate: float, saturated: float) -> None:
         # Never above a rate the caller gave, even one below the floor.
         self.rate = self._base = max(min(_MIN_RATE, self._ceiling), min(rate, self._ceiling))
         self._since = saturated
-        self.generation += 1
-        return True
 
     def _curve(self, elapsed: float) -> float:
         probing = max(0.0, elapsed - self._hold)
@@ -465,6 +541,76 @@ class _RateControl:
     def _prove(self, rate: float) -> None:
         if self._proven is None or rate > self._proven:
             self._proven = rate
+
+
+# What answers show the server accepted. A 429's answer comes an answer time after its
+# request: these are kept so that a decrease can be sized on what the server did.
+_EVIDENCE_KEPT: Final = 1024  # answers
+_EVIDENCE_SAMPLES: Final = 4  # the fewest answers an estimate is made from
+_EVIDENCE_HORIZON: Final = 4.0  # answer times (plus a second) back from the latest start
+_EVIDENCE_PAUSE: Final = 0.5  # seconds without a start after which the server's bucket may
+# have refilled
+
+
+class _Evidence:
+    """The latest answers to requests of a rate: when each started, at what rate, and
+    whether the server accepted it (any answer but a rate 429).
+
+    Two estimates of the rate the server accepts, Google SRE's accepts over requests and
+    TCP BBR's delivery rate, each ``None`` while too few answers say:
+
+    * `accepted`: the share of the answers started within an answer time before a refused
+      request that were accepted, times the mean rate they started at: quick to say, biased
+      upwards while the rate was climbing.
+    * `delivered`: between two refused starts with no pause between them, the server's
+      bucket was empty at both, so every token it made went to a request it accepted: the
+      accepted starts over the time between is the server's rate for this client, whatever
+      this client sent. It needs two refusals and a few acceptances between them.
+    """
+
+    def __init__(self) -> None:
+        self._answers: collections.deque[tuple[float, float, bool]] = collections.deque(
+            maxlen=_EVIDENCE_KEPT
+        )
+
+    def record(self, started: float, rate: float, *, accepted: bool) -> None:
+        """Take in the answer to a request started at ``started``, at rate ``rate``."""
+        self._answers.append((started, rate, accepted))
+
+    def accepted(self, started: float, latency: float) -> float | None:
+        """The rate the server accepted around ``started``, the start of a refused request:
+        the delivery rate if enough answers say, else the accepted share times the rate."""
+        delivered = self.delivered(latency)
+        if delivered is not None:
+            return delivered
+        since = started - latency
+        recent = [(rate, ok) for begun, rate, ok in self._answers if begun >= since]
+        if len(recent) < _EVIDENCE_SAMPLES:
+            return None
+        share = sum(ok for _, ok in recent) / len(recent)
+        return share * sum(rate for rate, _ in recent) / len(recent)
+
+    def delivered(self, latency: float) -> float | None:
+        """The rate the server accepted between the last refused starts, or ``None``."""
+        if not self._answers:
+            return None
+        latest = max(started for started, _, _ in self._answers)
+        horizon = latest - _EVIDENCE_HORIZON * latency - 1.0
+        starts = sorted((begun, ok) for begun, _, ok in self._answers if begun >= horizon)
+        refused = [i for i, (_, ok) in enumerate(starts) if not ok]
+        if len(refused) < 2:
+            return None
+        end = first = refused[-1]
+        for i in range(end, 0, -1):  # back over starts with no pause between them
+            if starts[i][0] - starts[i - 1][0] > _EVIDENCE_PAUSE:
+                break
+            if not starts[i - 1][1]:
+                first = i - 1
+        accepted = sum(ok for _, ok in starts[first:end])
+        span = starts[end][0] - starts[first][0]
+        if accepted < _EVIDENCE_SAMPLES or span <= 0:
+            return None
+        return accepted / span
 
 
 class _Bucket:
