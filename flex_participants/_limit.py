@@ -418,6 +418,7 @@ _PROVEN: Final = 2.0  # a rate used this long with no 429 is one the server sust
 # answer times of queueing: TCP's slow start, on the rate, slowed down so that the server's
 # own burst, which hides an excess until it is spent, lets through little more.
 _SEARCH_DOUBLING: Final = 3.5
+_FASTEST_DOUBLING: Final = 0.1  # seconds: however fast the answers, no faster than this
 _NEAR_DECREASE: Final = 0.95  # a proven rate that is then refused was close: 5% less
 _FIRST_DECREASE: Final = 0.5  # with nothing proven and no evidence, a 429 halves the rate
 _LEAST_SHARE: Final = 0.1  # a decrease to the evidence keeps at least this much of the rate
@@ -429,6 +430,10 @@ _HOLD: Final = 2.0
 _PROBE: Final = 8.0
 _BLIND_HOLD: Final = 2.0
 _BLIND_PROBE: Final = 5.0
+# Below a rate the caller gave, the budget is taken to come back: the rate is held briefly,
+# then climbs back to the told rate on a cubic that reaches it after `_TOLD_PROBE` seconds.
+_TOLD_HOLD: Final = 0.5
+_TOLD_PROBE: Final = 2.0
 
 
 class _RateControl:
@@ -443,11 +448,13 @@ class _RateControl:
       now shares it), to 95% of ``w``; with nothing proven, to ``accepted``, the rate the
       server was seen to accept (see `_Evidence`), never more than 95% of ``w``. With no
       evidence yet, the search's first 429 takes 10% off, any later one halves.
-    * A rate the caller gave counts as proven from the start: a 429 to it (another
-      application spends the budget too, or the network bunched requests up) takes 5% off.
     * The new rate is held for a few seconds of queueing, then grows as a cubic of the
-      queueing time since (flat at first, so that it lingers near the rate that worked),
-      never above ``ceiling``.
+      queueing time since (flat at first, so that it lingers near the rate that worked).
+    * A rate the caller gave (``ceiling``) counts as proven from the start: a 429 to it
+      (another application spends the budget too, or the network bunched requests up)
+      takes 5% off. Below it, the rate is held half a second, then climbs back to it within
+      `_TOLD_PROBE` seconds, never above it: the budget the caller knows is taken to come
+      back.
 
     botocore's adaptive mode goes back to 70% of the measured rate on every throttle and
     climbs back on a cubic centred on the rate that failed, so that it meets the limit again
@@ -478,7 +485,7 @@ class _RateControl:
         elapsed = saturated - self._since
         if self._searching:
             if self.latency is not None and elapsed > 0:
-                doubling = _SEARCH_DOUBLING * max(self.latency, 1e-3)
+                doubling = max(_FASTEST_DOUBLING, _SEARCH_DOUBLING * self.latency)
                 self.rate = self._base = self.rate * 2 ** (elapsed / doubling)
             self._since = saturated
             return self.rate
@@ -498,7 +505,8 @@ class _RateControl:
         if generation != self.generation:
             return False
         proven = self._proven
-        self._hold, self._probe = _HOLD, _PROBE
+        told = math.isfinite(self._ceiling)
+        self._hold, self._probe = (_TOLD_HOLD, _TOLD_PROBE) if told else (_HOLD, _PROBE)
         evidence = (
             None
             if accepted is None
@@ -516,7 +524,8 @@ class _RateControl:
             rate = started_at * _NEAR_DECREASE
         else:
             rate = started_at * _FIRST_DECREASE
-            self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
+            if not told:
+                self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
         self._searching = False
         self._set(rate, saturated)
         self.generation += 1
@@ -535,8 +544,10 @@ class _RateControl:
         self._since = saturated
 
     def _curve(self, elapsed: float) -> float:
-        probing = max(0.0, elapsed - self._hold)
-        return min(self._ceiling, self._base * (1 + (probing / self._probe) ** 3))
+        growth = (max(0.0, elapsed - self._hold) / self._probe) ** 3
+        if math.isfinite(self._ceiling):
+            return min(self._ceiling, self._base + (self._ceiling - self._base) * growth)
+        return self._base * (1 + growth)
 
     def _prove(self, rate: float) -> None:
         if self._proven is None or rate > self._proven:
@@ -565,7 +576,9 @@ class _Evidence:
     * `delivered`: between two refused starts with no pause between them, the server's
       bucket was empty at both, so every token it made went to a request it accepted: the
       accepted starts over the time between is the server's rate for this client, whatever
-      this client sent. It needs two refusals and a few acceptances between them.
+      this client sent, to a token. A bucket too small to hold what it makes between two
+      starts spills some: then it is less. It needs two refusals and a few acceptances
+      between them.
     """
 
     def __init__(self) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flex_participants import _limit
 from flex_participants._errors import InvalidArgumentError
@@ -18,9 +20,11 @@ from flex_participants._limit import (
     AdaptiveLimiter,
     Limiter,
     Throttle,
+    _Evidence,
     _RateControl,
     default_burst,
 )
+from flex_participants.emulator._budget import TokenBucket
 
 from .helpers import VirtualTimeLoop, in_virtual_time
 
@@ -647,8 +651,8 @@ def test_a_rate_429_lowers_the_rate_and_leaves_the_level() -> None:
 
     in_virtual_time(answered_after(limiter, 1.0, throttled=True, throttle=Throttle(code=20429)))
 
-    # 5 per second at 1 s answers need 5 x 1.25 + the burst + 1 slots: the 8 are left.
-    assert (limiter.level, limiter.rate, limiter.throttled) == (8, 5.0, 1)
+    # A told rate is proven: 5% less. 9.5 per second at 1 s answers need more than 8 slots.
+    assert (limiter.level, limiter.rate, limiter.throttled) == (8, 9.5, 1)
 
 
 def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
@@ -656,7 +660,7 @@ def test_a_429_without_a_code_is_taken_for_the_rate() -> None:
 
     in_virtual_time(answered_after(limiter, 1.0, throttled=True))
 
-    assert (limiter.level, limiter.rate) == (8, 5.0)
+    assert (limiter.level, limiter.rate) == (8, 9.5)
 
 
 def test_a_concurrency_429_halves_the_level_and_leaves_the_rate() -> None:
@@ -674,7 +678,7 @@ async def test_the_rate_429s_of_requests_started_before_a_decrease_count_once() 
     for permit in permits:
         await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
 
-    assert limiter.rate == 5.0
+    assert limiter.rate == 9.5
     assert limiter.throttled == 4
 
 
@@ -686,8 +690,8 @@ def test_after_a_rate_429_the_bucket_is_empty_so_no_burst_follows() -> None:
         await limiter.release(permit, throttled=True, throttle=Throttle(code=20429))
         return await start_times(limiter, 3)()
 
-    # 5 per second now, each one interval after the last: the 3 tokens left are gone.
-    assert in_virtual_time(main) == pytest.approx([0.2, 0.4, 0.6])
+    # 9.5 per second now, each one interval after the last: the 3 tokens left are gone.
+    assert in_virtual_time(main) == pytest.approx([1 / 9.5, 2 / 9.5, 3 / 9.5])
 
 
 async def test_a_429_to_a_start_inside_a_burst_halves_the_burst() -> None:
@@ -722,12 +726,70 @@ async def test_a_told_rate_is_never_exceeded_however_long_requests_queue() -> No
 # How the rate adapts (the rule, on queueing time)
 
 
-def test_an_unknown_budget_is_held_at_first_then_probed_up_slowly() -> None:
+def test_an_unknown_budget_is_sought_by_doubling_every_few_answer_times_of_queueing() -> None:
+    control = _RateControl(DOCUMENTED_RATE, ceiling=None)
+    control.latency = 0.2
+    doubling = _limit._SEARCH_DOUBLING * 0.2
+
+    assert control.searching
+    assert control.rate_at(doubling) == pytest.approx(2 * DOCUMENTED_RATE)
+    assert control.rate_at(3 * doubling) == pytest.approx(8 * DOCUMENTED_RATE)
+
+
+def test_the_search_waits_for_an_answer_time_to_go_by() -> None:
     control = _RateControl(DOCUMENTED_RATE, ceiling=None)
 
-    assert control.rate_at(_limit._HOLD) == DOCUMENTED_RATE
-    assert control.rate_at(_limit._HOLD + 2) == pytest.approx(DOCUMENTED_RATE * 1.008)
-    assert control.rate_at(_limit._HOLD + _limit._PROBE) == pytest.approx(2 * DOCUMENTED_RATE)
+    assert control.rate_at(10.0) == DOCUMENTED_RATE  # no answer yet: no answer time
+
+
+def test_the_search_doubles_at_most_every_tenth_of_a_second_however_fast_the_answers() -> None:
+    control = _RateControl(DOCUMENTED_RATE, ceiling=None)
+    control.latency = 0.0
+
+    assert control.rate_at(_limit._FASTEST_DOUBLING) == pytest.approx(2 * DOCUMENTED_RATE)
+
+
+def test_a_told_rate_is_not_sought() -> None:
+    control = _RateControl(20.0, ceiling=20.0)
+    control.latency = 0.2
+
+    assert not control.searching
+    assert control.rate_at(100.0) == 20.0
+
+
+def test_a_429_ends_the_search_at_the_rate_the_server_was_seen_to_accept() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.latency = 0.2
+    started_at = control.rate_at(1.0)
+
+    assert control.throttled(0, started_at, saturated=1.0, accepted=31.0)
+
+    assert (control.rate, control.searching) == (31.0, False)
+
+
+def test_a_decrease_to_the_evidence_takes_at_least_a_twentieth() -> None:
+    control = _RateControl(20.0, ceiling=None)
+
+    assert control.throttled(0, 20.0, saturated=0.5, accepted=25.0)
+
+    assert control.rate == pytest.approx(19.0)
+
+
+def test_a_decrease_to_the_evidence_keeps_at_least_a_tenth_of_the_rate() -> None:
+    control = _RateControl(20.0, ceiling=None)
+
+    assert control.throttled(0, 20.0, saturated=0.5, accepted=0.0)
+
+    assert control.rate == pytest.approx(2.0)
+
+
+def test_after_a_decrease_the_rate_is_held_then_probed_up_slowly() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 20.0, saturated=0.0, accepted=15.0)
+
+    assert control.rate_at(_limit._HOLD) == 15.0
+    assert control.rate_at(_limit._HOLD + _limit._PROBE / 5) == pytest.approx(15.0 * 1.008)
+    assert control.rate_at(_limit._HOLD + _limit._PROBE) == pytest.approx(30.0)
 
 
 def test_a_first_429_with_nothing_proven_halves_the_rate() -> None:
@@ -739,23 +801,53 @@ def test_a_first_429_with_nothing_proven_halves_the_rate() -> None:
 
 def test_a_429_while_probing_goes_back_to_the_highest_rate_proven_below_it() -> None:
     control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 40.0, saturated=0.0, accepted=20.0)  # the search ends at 20
     probing = _limit._HOLD + 4.0
     started_at = control.rate_at(probing)
     proven = 20.0 * (1 + ((probing - _limit._PROVEN - _limit._HOLD) / _limit._PROBE) ** 3)
 
-    assert control.throttled(0, started_at, saturated=probing)
+    assert control.throttled(1, started_at, saturated=probing)
 
     assert control.rate == pytest.approx(proven)
     assert 20.0 < control.rate < started_at
 
 
-def test_a_429_to_a_proven_rate_lowers_it_by_a_tenth() -> None:
+def test_a_429_while_probing_goes_no_lower_than_the_evidence_says() -> None:
     control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 40.0, saturated=0.0, accepted=20.0)
+    probing = _limit._HOLD + 4.0
+    started_at = control.rate_at(probing)
+
+    assert control.throttled(1, started_at, saturated=probing, accepted=started_at * 0.97)
+
+    assert control.rate == pytest.approx(started_at * _limit._NEAR_DECREASE)
+
+
+def test_a_429_to_a_told_rate_lowers_it_by_a_twentieth() -> None:
+    control = _RateControl(20.0, ceiling=20.0)  # a rate the caller gave is proven
+
+    assert control.throttled(0, 20.0, saturated=0.1)
+
+    assert control.rate == pytest.approx(19.0)
+
+
+def test_a_429_to_a_proven_rate_lowers_it_by_a_twentieth() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 40.0, saturated=0.0, accepted=20.0)
     control.rate_at(3.0)  # 20 has been used for 3 s with no 429: proven
 
-    assert control.throttled(0, 20.0, saturated=3.0)
+    assert control.throttled(1, 20.0, saturated=3.0)
 
-    assert control.rate == pytest.approx(18.0)
+    assert control.rate == pytest.approx(19.0)
+
+
+def test_once_evidence_has_sized_a_decrease_a_429_without_any_takes_a_twentieth() -> None:
+    control = _RateControl(20.0, ceiling=None)
+    control.throttled(0, 40.0, saturated=0.0, accepted=20.0)
+
+    assert control.throttled(1, 20.0, saturated=0.5)  # too soon to be proven, no evidence
+
+    assert control.rate == pytest.approx(19.0)
 
 
 def test_a_429_of_an_older_generation_changes_nothing() -> None:
@@ -786,16 +878,16 @@ def test_while_nobody_queues_the_rate_does_not_grow() -> None:
     assert in_virtual_time(main) == DOCUMENTED_RATE
 
 
-def test_requests_queueing_for_the_rate_probe_it_up_after_the_hold() -> None:
+def test_requests_queueing_for_an_unknown_budget_raise_it_while_none_is_refused() -> None:
     limiter = AdaptiveLimiter(100, rate_limit="adaptive")
 
     async def main() -> float | None:
-        await start_times(limiter, 400)()  # 20 s of queueing at 20 per second, and more
+        await asyncio.gather(*(answered_after(limiter, 0.2, throttled=False)() for _ in range(400)))
         return limiter.rate
 
     rate = in_virtual_time(main)
     assert rate is not None
-    assert rate > DOCUMENTED_RATE
+    assert rate > 2 * DOCUMENTED_RATE
 
 
 def test_a_429_never_raises_the_rate_above_a_told_rate_below_the_floor() -> None:
@@ -947,3 +1039,95 @@ def test_after_a_concurrency_429_slower_answers_do_not_lift_the_level_back() -> 
 
     in_virtual_time(main)
     assert limiter.level == math.floor(20 * 1.0 * _limit._ROOM + 4 + 1) // 2
+
+
+# What the server was seen to accept (the evidence a decrease is sized on)
+
+
+def against_bucket(
+    rate: float, burst: int, sent: float, seconds: float
+) -> tuple[_Evidence, list[float]]:
+    """Starts at ``sent`` a second for ``seconds`` against a token bucket of ``rate`` and
+    ``burst``, each recorded as the bucket answered it; and the refused starts."""
+    now = 0.0
+    bucket = TokenBucket(rate, burst, lambda: now)
+    evidence, refused = _Evidence(), []
+    for i in range(math.floor(seconds * sent)):
+        now = i / sent
+        accepted = bucket.take()
+        evidence.record(now, sent, accepted=accepted)
+        if not accepted:
+            refused.append(now)
+    return evidence, refused
+
+
+@given(
+    rate=st.floats(2.0, 200.0),
+    over=st.floats(1.2, 4.0),
+    burst=st.integers(1, 10),
+)
+def test_the_delivery_rate_between_refusals_is_the_servers_rate_to_one_token_or_less(
+    rate: float, over: float, burst: int
+) -> None:
+    sent = rate * over
+    # At most the answers the evidence keeps.
+    evidence, refused = against_bucket(rate, burst, sent=sent, seconds=min(5.0, 1000 / sent))
+    between = (refused[-1] - refused[0]) * sent - (len(refused) - 1) if refused else 0
+
+    delivered = evidence.delivered(latency=10.0)  # a horizon that holds every answer
+
+    if len(refused) < 2 or round(between) < 4:
+        assert delivered is None  # too little to say
+    else:
+        # The bucket was empty at the first refused start and at the last: what it made
+        # between went to the requests it accepted, give or take the token on its way, unless
+        # it was too small to hold what it made between two starts and spilled some.
+        assert delivered is not None
+        span = refused[-1] - refused[0]
+        assert (delivered - rate) * span <= 1.0 + 1e-6
+        if burst >= 1 + rate / sent:  # it can hold what it makes between two starts
+            assert (rate - delivered) * span <= 1.0 + 1e-6
+
+
+def test_a_delivery_rate_needs_two_refusals() -> None:
+    evidence = _Evidence()
+    for i in range(20):
+        evidence.record(i * 0.05, 20.0, accepted=i != 10)
+
+    assert evidence.delivered(latency=0.2) is None
+
+
+def test_a_delivery_rate_needs_a_few_acceptances_between_its_refusals() -> None:
+    evidence = _Evidence()
+    for i, accepted in enumerate([False, True, True, True, False]):
+        evidence.record(i * 0.05, 20.0, accepted=accepted)
+
+    assert evidence.delivered(latency=0.2) is None
+
+
+def test_a_pause_between_refusals_leaves_the_time_before_it_out() -> None:
+    # Two stretches of refusals a second apart: in the pause the bucket may have refilled,
+    # so only the later stretch says what the server's rate is.
+    evidence, _ = against_bucket(10.0, 2, sent=20.0, seconds=2.0)
+    for i in range(40):
+        start = 3.0 + i / 40.0  # 40 a second against the same 10
+        evidence.record(start, 40.0, accepted=i % 4 == 0)
+
+    assert evidence.delivered(latency=0.2) == pytest.approx(10.0, rel=0.1)
+
+
+def test_without_a_delivery_rate_the_accepted_share_of_the_last_answer_time_says() -> None:
+    evidence = _Evidence()
+    for i in range(10):
+        evidence.record(1.0 + i * 0.02, 25.0, accepted=i not in (3, 7))  # 80% accepted
+    evidence.record(0.0, 25.0, accepted=True)  # before the last answer time: left out
+
+    assert evidence.delivered(latency=0.2) is None  # two refusals, three accepted between
+    assert evidence.accepted(1.2, latency=0.2) == pytest.approx(20.0)
+
+
+def test_too_few_answers_give_no_estimate() -> None:
+    evidence = _Evidence()
+    evidence.record(0.0, 20.0, accepted=False)
+
+    assert evidence.accepted(0.0, latency=0.2) is None
