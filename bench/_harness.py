@@ -76,9 +76,10 @@ across runs.
 - **Any budget** (the `grid` scenario). A real account's budget is rarely exactly 20/s for
   one client: other applications of the account spend it, Twilio raises it for some
   accounts, and answers take longer on a bad day. The grid meets every budget of 5, 10, 15,
-  20, 30, 50 and 100 requests/s at answers of 50 ms, 200 ms and 1 s, each with a bucket of a
-  quarter second of requests (the emulator's default: 1 at 5/s, 5 at 20/s, 25 at 100/s),
-  with two clients: `untold`, `FlexClient()`, which must find the budget; and `told`,
+  20, 30, 50 and 100 requests/s at answers of 50 ms, 200 ms and 1 s, each with a bucket of 5
+  tokens, as the budget scenario's, or of a quarter second of requests where that is less
+  (1 at 5/s, 2 at 10/s, 4 at 15/s): a larger budget need not come with a larger bucket,
+  and a bucket of 5 would hold a whole second at 5/s. Two clients: `untold`, `FlexClient()`, which must find the budget; and `told`,
   `FlexClient(rate_limit=R)`, the true budget. Each run has the fewest channels that keep the
   bucket busy 10 s, burst + 10 x rate, so its floor, (channels - burst) / rate + latency, is
   10 s plus the latency. Targets: untold at most 1.05 x floor and 3 % of 429s (8 % below

@@ -49,11 +49,11 @@ __all__ = [
     "Sizes",
     "budget_cases",
     "crowd_cases",
-    "default_burst",
     "fleet_concurrency",
     "grid_cases",
     "run_scenarios",
     "schedule_cases",
+    "server_burst",
 ]
 
 SEED = 20_260_101
@@ -858,11 +858,13 @@ def fleet_concurrency(server: Budget) -> int:
     return max(FLEET_CONCURRENCY, math.ceil(2 * server.rate * server.latency))
 
 
-def default_burst(rate: float) -> int:
-    """The burst the emulator gives a bucket of ``rate`` unless told: a quarter second."""
-    burst = FlexEmulator(rate_limit=rate).burst
-    assert burst is not None
-    return burst
+def server_burst(rate: float, sizes: Sizes) -> int:
+    """The burst of a budget scenario's server at ``rate``: `Sizes.budget_burst` tokens, as
+    the budget scenario's server holds, or the emulator's default (a quarter second of
+    requests) where that is less: a bucket of 5 would hold a whole second at 5/s."""
+    quarter = FlexEmulator(rate_limit=rate).burst
+    assert quarter is not None
+    return min(sizes.budget_burst, quarter)
 
 
 def _of_case(result: ScenarioResult, name: str, key: str) -> list[float]:
@@ -955,7 +957,7 @@ def grid_cases(sizes: Sizes) -> list[BudgetCase]:
     cases = []
     for rate in sizes.grid_rates:
         for latency in sizes.grid_latencies:
-            server = Budget.lasting(rate, default_burst(rate), latency, sizes.grid_seconds)
+            server = Budget.lasting(rate, server_burst(rate, sizes), latency, sizes.grid_seconds)
             point = f"{rate:g}/s {_milliseconds(latency)}"
             # Below 10/s a 429 is a larger share of far fewer requests.
             untold = Target(1.05, 0.08 if rate < 10 else 0.03)
@@ -979,7 +981,7 @@ def schedule_cases(sizes: Sizes) -> list[BudgetCase]:
     rate, start = sizes.schedule_rate, sizes.schedule_from
     steps = ((start, sizes.schedule_low), (start + sizes.schedule_for, rate))
     server = Budget.lasting(
-        rate, default_burst(rate), sizes.schedule_latency, sizes.schedule_seconds, steps
+        rate, server_burst(rate, sizes), sizes.schedule_latency, sizes.schedule_seconds, steps
     )
     return [
         BudgetCase("untold", "`FlexClient()`", server, Target(1.08, None)),
@@ -998,7 +1000,7 @@ def crowd_cases(sizes: Sizes) -> list[BudgetCase]:
     nothing of the others, then on one `RedisLimiter` told the budget at each of
     `Sizes.fleet_latencies`."""
     rate, processes = sizes.crowd_rate, sizes.crowd_processes
-    burst = default_burst(rate)
+    burst = server_burst(rate, sizes)
     crowd = Budget.lasting(rate, burst, sizes.crowd_latency, sizes.crowd_seconds)
     cases = [
         BudgetCase(
