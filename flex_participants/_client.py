@@ -702,7 +702,12 @@ class FlexClient:
             try:
                 if type(self._limiter) is AdaptiveLimiter:
                     # In one step, which nothing can land in the middle of.
-                    self._limiter._release_now(permit, throttled=status == 429, throttle=throttle)
+                    self._limiter._release_now(
+                        permit,
+                        throttled=status == 429,
+                        throttle=throttle,
+                        answered=status is not None,
+                    )
                 else:
                     # To its end, even if close(), a deadline or a cancellation lands
                     # meanwhile: a slot not given back is lost (to the whole fleet, with Redis).

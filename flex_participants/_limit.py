@@ -335,18 +335,24 @@ class AdaptiveLimiter(SlotWindow):
         self._release_now(permit, throttled=throttled, throttle=throttle)
 
     def _release_now(
-        self, permit: object, *, throttled: bool, throttle: Throttle | None = None
+        self,
+        permit: object,
+        *,
+        throttled: bool,
+        throttle: Throttle | None = None,
+        answered: bool = True,
     ) -> None:
         # `release` without a suspension point, so that nothing can cut it short: the
         # client's own limiter is given its slots back this way, with no task of its own.
+        # ``answered``: whether the server answered at all (not a timeout, a broken
+        # connection or a cancellation), which only the client knows.
         self._in_flight -= 1
         known = permit if isinstance(permit, _Permit) else None
-        if known is not None and known.rate is not None:
+        concurrency = throttle is not None and throttle.concurrency
+        if known is not None and known.rate is not None and answered:
             self._measure(known)
-            refused = throttled and not (throttle is not None and throttle.concurrency)
-            self._evidence.record(known.started, known.rate, accepted=not refused)
-            if not refused and self._control is not None:
-                self._refine(known)
+            if not concurrency:  # a 45780 says nothing of the rate, and takes no token
+                self._evidence.record(known.started, known.rate, accepted=not throttled)
         if throttled:
             self.throttled += 1
             for_slots = self._control is None or (throttle is not None and throttle.concurrency)
@@ -373,16 +379,17 @@ class AdaptiveLimiter(SlotWindow):
         if self._control is not None:
             self._control.latency = self._latency
 
-    def _refine(self, permit: _Permit) -> None:
-        """After a decrease, the answers to requests started before it still come in: when
-        what they show the server accepted is well below the new rate, go down to it."""
+    def _refine(self) -> None:
+        """After a decrease, the 429s to requests started before it still come in: when
+        what the answers show the server accepted is well below the new rate, go down to
+        it (as a decrease does, never below a tenth of the rate)."""
         bucket, control = self._bucket, self._control
-        if bucket is None or control is None or permit.rate_generation == control.generation:
+        if bucket is None or control is None:
             return
         delivered = self._evidence.delivered(self._latency or 0.0)
         if delivered is not None and delivered < control.rate * _NEAR_DECREASE:
             now = asyncio.get_running_loop().time()
-            control.lower_to(delivered, bucket.saturated(now))
+            control.lower_to(max(delivered, control.rate * _LEAST_SHARE), bucket.saturated(now))
             bucket.set_rate(control.rate, now)
 
     def _lower_rate(self, permit: _Permit) -> None:
@@ -390,7 +397,7 @@ class AdaptiveLimiter(SlotWindow):
         if bucket is None or control is None or permit.rate is None:
             return
         if permit.rate_generation != control.generation:
-            self._refine(permit)  # caused by an older rate, and already answered for
+            self._refine()  # caused by an older rate, and already answered for
             return
         now = asyncio.get_running_loop().time()
         accepted = self._evidence.accepted(permit.started, self._latency or 0.0)
@@ -420,6 +427,7 @@ _PROVEN: Final = 2.0  # a rate used this long with no 429 is one the server sust
 # own burst, which hides an excess until it is spent, lets through little more.
 _SEARCH_DOUBLING: Final = 3.5
 _FASTEST_DOUBLING: Final = 0.1  # seconds: however fast the answers, no faster than this
+_MOST_RATE: Final = 10_000.0  # an unknown budget is never taken to be above this
 _NEAR_DECREASE: Final = 0.95  # a proven rate that is then refused was close: 5% less
 _FIRST_DECREASE: Final = 0.5  # with nothing proven and no evidence, a 429 halves the rate
 _LEAST_SHARE: Final = 0.1  # a decrease to the evidence keeps at least this much of the rate
@@ -447,8 +455,10 @@ class _RateControl:
       highest rate *proven* below ``w`` (used for `_PROVEN` seconds of queueing with no 429
       after it); if ``w`` was itself proven (the server's budget shrank, or another client
       now shares it), to 95% of ``w``; with nothing proven, to ``accepted``, the rate the
-      server was seen to accept (see `_Evidence`), never more than 95% of ``w``. With no
-      evidence yet, the search's first 429 takes 10% off, any later one halves.
+      server was seen to accept (see `_Evidence`), never more than 95% of ``w`` nor less
+      than a tenth. With no evidence, a 429 halves the rate, or takes 5% off once the
+      budget is known roughly (evidence sized a decrease, or the caller gave the rate).
+      A 429 never raises the rate; `lower_to` lowers it further on later evidence.
     * The new rate is held for a few seconds of queueing, then grows as a cubic of the
       queueing time since (flat at first, so that it lingers near the rate that worked).
     * A rate the caller gave (``ceiling``) counts as proven from the start: a 429 to it
@@ -470,7 +480,7 @@ class _RateControl:
         self._hold, self._probe = _HOLD, _PROBE
         self._proven: float | None = None if ceiling is None else start
         self._searching = ceiling is None
-        self._informed = False
+        self._informed = ceiling is not None  # whether the budget is known, at least roughly
         self.latency: float | None = None
         """How long answers take, as the limiter measures them; the search waits for it."""
         self.rate = start
@@ -487,7 +497,8 @@ class _RateControl:
         if self._searching:
             if self.latency is not None and elapsed > 0:
                 doubling = max(_FASTEST_DOUBLING, _SEARCH_DOUBLING * self.latency)
-                self.rate = self._base = self.rate * 2 ** (elapsed / doubling)
+                growth = 2 ** min(elapsed / doubling, math.log2(_MOST_RATE))
+                self.rate = self._base = min(_MOST_RATE, self.rate * growth)
             self._since = saturated
             return self.rate
         self.rate = self._curve(elapsed)
@@ -528,16 +539,20 @@ class _RateControl:
             if not told:
                 self._hold, self._probe = _BLIND_HOLD, _BLIND_PROBE
         self._searching = False
-        self._set(rate, saturated)
+        self._set(min(rate, self.rate), saturated)  # a 429 never raises the rate
         self.generation += 1
         return True
 
     def lower_to(self, rate: float, saturated: float) -> None:
         """Lower the rate to ``rate``, what the server was seen to accept, if it is lower:
-        the same decrease, better informed, so no new generation."""
+        a decrease of its own, so that the 429s to requests started before it count no
+        more, and a proven rate above it is proven no more."""
         self.rate_at(saturated)
         if rate < self.rate:
             self._set(rate, saturated)
+            if self._proven is not None and self._proven > self.rate:
+                self._proven = None
+            self.generation += 1
 
     def _set(self, rate: float, saturated: float) -> None:
         # Never above a rate the caller gave, even one below the floor.
@@ -545,10 +560,10 @@ class _RateControl:
         self._since = saturated
 
     def _curve(self, elapsed: float) -> float:
-        growth = (max(0.0, elapsed - self._hold) / self._probe) ** 3
+        growth = min(_MOST_RATE, (max(0.0, elapsed - self._hold) / self._probe) ** 3)
         if math.isfinite(self._ceiling):
             return min(self._ceiling, self._base + (self._ceiling - self._base) * growth)
-        return self._base * (1 + growth)
+        return min(_MOST_RATE, self._base * (1 + growth))
 
     def _prove(self, rate: float) -> None:
         if self._proven is None or rate > self._proven:
@@ -598,7 +613,7 @@ class _Evidence:
         if delivered is not None:
             return delivered
         since = started - latency
-        recent = [(rate, ok) for begun, rate, ok in self._answers if begun >= since]
+        recent = [(rate, ok) for begun, rate, ok in self._answers if since <= begun <= started]
         if len(recent) < _EVIDENCE_SAMPLES:
             return None
         share = sum(ok for _, ok in recent) / len(recent)
@@ -606,11 +621,14 @@ class _Evidence:
 
     def delivered(self, latency: float) -> float | None:
         """The rate the server accepted between the last refused starts, or ``None``."""
+        # Answers are taken to come back in about the order their requests started: a
+        # server that answers 429s much sooner than pages makes this an underestimate
+        # for an answer time (the acceptances started before a refusal not all in yet).
         if not self._answers:
             return None
-        latest = max(started for started, _, _ in self._answers)
+        latest = max(begun for begun, _, _ in self._answers)
         horizon = latest - _EVIDENCE_HORIZON * latency - 1.0
-        starts = sorted((begun, ok) for begun, _, ok in self._answers if begun >= horizon)
+        starts = sorted((begun, ok) for begun, _, ok in self._answers if horizon <= begun <= latest)
         refused = [i for i, (_, ok) in enumerate(starts) if not ok]
         if len(refused) < 2:
             return None

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from flex_participants import _limit
 from flex_participants._errors import InvalidArgumentError
@@ -1131,3 +1132,80 @@ def test_too_few_answers_give_no_estimate() -> None:
     evidence.record(0.0, 20.0, accepted=False)
 
     assert evidence.accepted(0.0, latency=0.2) is None
+
+
+class RateRule(RuleBasedStateMachine):
+    """Any order of queueing, answers, 429s and later evidence, told a rate or not: the rate
+    stays a finite number within its bounds, and no 429 nor evidence ever raises it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.control = _RateControl(DOCUMENTED_RATE, ceiling=None)
+        self.ceiling: float | None = None
+        self.saturated = 0.0
+
+    @initialize(told=st.one_of(st.none(), st.floats(0.01, 500.0)))
+    def start(self, told: float | None) -> None:
+        self.ceiling = told
+        self.control = _RateControl(DOCUMENTED_RATE if told is None else told, ceiling=told)
+
+    @rule(seconds=st.floats(0.0, 1e6), latency=st.one_of(st.none(), st.floats(0.0, 100.0)))
+    def queue(self, seconds: float, latency: float | None) -> None:
+        if latency is not None:
+            self.control.latency = latency
+        self.saturated += seconds
+        self.control.rate_at(self.saturated)
+
+    @rule(
+        older=st.booleans(),
+        scale=st.floats(0.0, 4.0),
+        accepted=st.one_of(st.none(), st.floats(0.0, 1e5)),
+    )
+    def refused(self, older: bool, scale: float, accepted: float | None) -> None:
+        control = self.control
+        generation = max(0, control.generation - 1) if older else control.generation
+        before = control.rate_at(self.saturated)
+        control.throttled(generation, before * scale, self.saturated, accepted=accepted)
+        assert control.rate <= before
+
+    @rule(rate=st.floats(0.0, 1e5))
+    def evidence(self, rate: float) -> None:
+        before = self.control.rate_at(self.saturated)
+        self.control.lower_to(rate, self.saturated)
+        assert self.control.rate <= before
+
+    @invariant()
+    def within_bounds(self) -> None:
+        rate = self.control.rate
+        assert math.isfinite(rate)
+        if self.ceiling is None:
+            assert _limit._MIN_RATE <= rate <= _limit._MOST_RATE
+        else:
+            assert min(_limit._MIN_RATE, self.ceiling) <= rate <= self.ceiling
+
+
+TestRateRule = RateRule.TestCase
+
+
+def test_a_request_the_server_never_answered_is_no_answer_time() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit="adaptive")
+
+    async def main() -> float | None:
+        permit = await limiter.acquire()
+        await asyncio.sleep(30.0)  # a timeout, say
+        limiter._release_now(permit, throttled=False, answered=False)
+        return limiter.latency
+
+    assert in_virtual_time(main) is None
+
+
+def test_a_concurrency_429_is_no_evidence_of_the_rate() -> None:
+    limiter = AdaptiveLimiter(10, rate_limit="adaptive")
+
+    async def main() -> None:
+        for _ in range(8):
+            permit = await limiter.acquire()
+            await limiter.release(permit, throttled=True, throttle=Throttle(code=45780))
+
+    in_virtual_time(main)
+    assert limiter._evidence.accepted(1000.0, latency=1.0) is None

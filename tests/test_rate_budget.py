@@ -298,6 +298,7 @@ class BudgetRun:
     wall: float
     starts: tuple[float, ...]
     rate: float | None
+    rate_decreases: int  # the generations of the rate: how many times it was lowered
     level: int
 
     @property
@@ -342,6 +343,7 @@ def against_budget(
                 wall=max(r.finished for r in log) - min(r.started for r in log),
                 starts=tuple(sorted(r.started for r in log)),
                 rate=limiter.rate,
+                rate_decreases=0 if limiter._control is None else limiter._control.generation,
                 level=limiter.level,
             )
 
@@ -458,12 +460,13 @@ def test_told_the_old_budget_a_budget_that_halves_is_followed_down_and_back_up()
 
 def test_told_a_budget_another_application_shares_the_client_takes_what_is_left() -> None:
     # Told 20 a second, but another application spends 2 of them: a told rate is proven,
-    # so the 429s take 5% off at a time instead of half.
+    # so the 429s take 5% off at a time instead of half. The rate climbs back to the told
+    # one every few seconds (the budget is taken to come back), and pays a 429 for it.
     run = against_budget(rate=18, burst=5, channels=185, rate_limit=20)
 
     assert (run.delivered, run.lost) == (185, 0)
     assert run.throttled_share <= 0.03
-    assert run.wall <= 1.05 * ((185 - 5) / 18 + 0.2)
+    assert run.wall <= 1.08 * ((185 - 5) / 18 + 0.2)
 
 
 def test_a_budget_far_below_the_start_costs_time_but_loses_no_channel() -> None:
@@ -482,8 +485,7 @@ def test_a_concurrency_429_lowers_the_requests_in_flight_and_not_the_rate() -> N
     )
 
     assert (run.delivered, run.lost) == (40, 0)
-    assert run.rate is not None
-    assert run.rate >= DOCUMENTED_RATE  # no rate 429: it was never lowered
+    assert run.rate_decreases == 0
     assert run.level < 10
 
 
