@@ -628,7 +628,7 @@ class _Evidence:
             return None
         latest = max(begun for begun, _, _ in self._answers)
         horizon = latest - _EVIDENCE_HORIZON * latency - 1.0
-        starts = sorted((begun, ok) for begun, _, ok in self._answers if horizon <= begun <= latest)
+        starts = sorted((begun, ok) for begun, _, ok in self._answers if begun >= horizon)
         refused = [i for i, (_, ok) in enumerate(starts) if not ok]
         if len(refused) < 2:
             return None
