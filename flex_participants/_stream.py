@@ -210,6 +210,8 @@ class _Prefetcher:
         self._buffer: asyncio.Queue[_Placed | Exception | None] = asyncio.Queue()
         # Pages requested but not yet asked for by the caller: at most `depth`.
         self._credits = asyncio.Semaphore(depth)
+        # Whether the producer waits for a credit, having fetched `depth` pages ahead.
+        self._waiting_for_credit = False
         self.task = asyncio.create_task(self._produce(), name=name)
 
     async def take(self) -> _Placed | None:
@@ -217,6 +219,11 @@ class _Prefetcher:
         # may be requested: released now, before waiting, the producer can request the page
         # after this one the moment this one arrives, without waiting for the caller to wake.
         self._credits.release()
+        if self._waiting_for_credit and not self._buffer.empty():
+            # The page is here already and the producer waited for this credit: let it send
+            # its request first, or that request waits until the caller has built and
+            # consumed this page.
+            await asyncio.sleep(0)
         item = await self._buffer.get()
         if isinstance(item, Exception):
             raise item
@@ -225,7 +232,11 @@ class _Prefetcher:
     async def _produce(self) -> None:
         try:
             while not self._pager.exhausted():
-                await self._credits.acquire()
+                self._waiting_for_credit = True
+                try:
+                    await self._credits.acquire()
+                finally:
+                    self._waiting_for_credit = False
                 page = await self._pager.fetch_next()
                 if page is None:
                     break

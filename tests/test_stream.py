@@ -213,6 +213,43 @@ async def test_the_next_page_is_requested_while_the_caller_consumes_the_current_
     assert events.index("caller started page 0") < events.index("request 0001 page 1")
 
 
+async def test_a_page_already_here_lets_the_next_request_start_before_the_caller_gets_it(
+    paged_server: PagedServer, client_for: ClientFor
+) -> None:
+    # The prefetch is a page ahead and waits for the caller to ask for it: the request after
+    # it must start before the caller has the page, or it waits for all the caller does with
+    # that page, and the prefetch hides nothing.
+    uo = paged_server.add_channel(1, 30)
+    events: list[str] = []
+    page_1_answered = asyncio.Event()
+
+    class Recording:
+        def __init__(self) -> None:
+            self.started = self.answered = 0
+
+        async def acquire(self) -> object:
+            events.append(f"request {self.started} starts")
+            self.started += 1
+            return None
+
+        async def release(self, permit: object, *, throttled: bool) -> None:
+            self.answered += 1
+            if self.answered == 2:
+                page_1_answered.set()
+
+    async with client_for(paged_server, limiter=Recording()) as client:
+        stream = client.participants(KD, uo, page_size=10, prefetch=1)
+        async with stream:
+            async for p in stream:
+                if p.sid == sid("UT", 9):  # the last of page 0: page 1 is on its way
+                    await page_1_answered.wait()
+                    await settle()  # page 1 is in hand, and the prefetch waits
+                    assert events == ["request 0 starts", "request 1 starts"]
+                if p.sid == sid("UT", 10):
+                    events.append("caller gets page 1")
+    assert events.index("request 2 starts") < events.index("caller gets page 1")
+
+
 @pytest.mark.parametrize("prefetch", [1, 3])
 async def test_prefetch_keeps_exactly_that_many_pages_ahead_and_no_more(
     paged_server: PagedServer, client_for: ClientFor, prefetch: int
