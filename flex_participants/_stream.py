@@ -220,9 +220,9 @@ class _Prefetcher:
         # after this one the moment this one arrives, without waiting for the caller to wake.
         self._credits.release()
         if self._waiting_for_credit and not self._buffer.empty():
-            # The page is here already and the producer waited for this credit: let it send
-            # its request first, or that request waits until the caller has built and
-            # consumed this page.
+            # The page is here already and the producer waited for this credit: let it
+            # start its request first (sent at once if the limiter grants it without a
+            # wait), or that request waits until the caller has built and consumed this page.
             await asyncio.sleep(0)
         item = await self._buffer.get()
         if isinstance(item, Exception):
