@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -41,7 +42,14 @@ from ._limit import (
     takes_throttle,
 )
 from ._models import Participant, ParticipantPage
-from ._network import check_session, check_trace_configs, refused_by_aiohttp, route_to
+from ._network import (
+    check_session,
+    check_trace_configs,
+    refused_by_aiohttp,
+    route_to,
+    sent_trace_config,
+    when_sent,
+)
 from ._options import CallOptions, call_options
 from ._request import (
     DEFAULT_PAGE_SIZE,
@@ -355,9 +363,9 @@ class FlexClient:
             # Made here, inside the running loop, on first use. Without trust_env: the route
             # has the proxy already, and aiohttp's would read .netrc too (see _network).
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trace_configs=self._trace_configs
-            )
+            # Ours first: the limiter hears when each request went out (see `_attempt`).
+            trace_configs = [sent_trace_config(), *(self._trace_configs or ())]
+            self._session = aiohttp.ClientSession(connector=connector, trace_configs=trace_configs)
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session of this FlexClient is closed")
         return self._session
@@ -640,6 +648,14 @@ class FlexClient:
             else:
                 await self._limiter.release(permit, throttled=throttled)
 
+    def _when_sent(self, permit: object) -> contextlib.AbstractContextManager[None]:
+        # The client's own limiter hears when the request went out, from a session it
+        # made: its rate's schedule then follows the server's (`AdaptiveLimiter._sent`).
+        limiter = self._limiter
+        if type(limiter) is AdaptiveLimiter:
+            return when_sent(functools.partial(limiter._sent, permit))
+        return contextlib.nullcontext()
+
     async def _attempt(
         self,
         url: URL,
@@ -668,7 +684,11 @@ class FlexClient:
             if events is not None:
                 told = True
                 events.sent()
-            with refused_by_aiohttp(url_text, session), _transport_errors(url_text):
+            with (
+                refused_by_aiohttp(url_text, session),
+                _transport_errors(url_text),
+                self._when_sent(permit),
+            ):
                 async with session.get(
                     url,
                     headers=self._headers,

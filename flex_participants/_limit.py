@@ -197,6 +197,7 @@ class _Permit:
     rate: float | None
     from_burst: bool = False  # whether it started sooner after another than the rate allows
     started: float = 0.0  # the loop's time when it was let start
+    anchor: float = -math.inf  # the bucket's `_tat` before this start (see `_Bucket.sent`)
 
 
 class AdaptiveLimiter(SlotWindow):
@@ -313,13 +314,21 @@ class AdaptiveLimiter(SlotWindow):
         if bucket is None or control is None:
             return _Permit(self._generation, 0, None)
         try:
-            from_burst = await bucket.wait()
+            from_burst, anchor = await bucket.wait()
         except BaseException:
             self._in_flight -= 1
             self._wake()
             raise
         started = asyncio.get_running_loop().time()
-        return _Permit(self._generation, control.generation, bucket.rate, from_burst, started)
+        return _Permit(
+            self._generation, control.generation, bucket.rate, from_burst, started, anchor
+        )
+
+    def _sent(self, permit: object, at: float) -> None:
+        """The request of ``permit`` went out at ``at`` (the loop's time), after its start:
+        the bucket's schedule moves as the server's does (see `_Bucket.sent`)."""
+        if self._bucket is not None and isinstance(permit, _Permit) and permit.rate is not None:
+            self._bucket.sent(permit.anchor, permit.started, at)
 
     async def release(
         self, permit: object, *, throttled: bool, throttle: Throttle | None = None
@@ -668,7 +677,7 @@ class _Bucket:
         self._starts = 0  # how many starts were given; the last one can be handed back
         self._before_last: float | None = None  # `_tat` before the last start, if refundable
         self._last_start = -math.inf
-        self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[tuple[int, float]]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._saturated = 0.0  # seconds during which someone waited, until `_counted`
         self._counted = -math.inf
@@ -699,25 +708,26 @@ class _Bucket:
             self._tat = now + owed * self._interval
             self._before_last = None  # no refund across a change of rate
 
-    async def wait(self) -> bool:
+    async def wait(self) -> tuple[bool, float]:
         """Return when this caller may start: whether its start was part of a burst (it
-        came sooner after the last one than the rate alone allows)."""
+        came sooner after the last one than the rate alone allows), and ``_tat`` before
+        it, for `sent`."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.saturated(now)
         if not self._waiters and self._conforms(now):
             in_burst = now - self._last_start < self._interval
-            self._start(now)
-            return in_burst
-        waiter: asyncio.Future[int] = loop.create_future()
+            _, anchor = self._start(now)
+            return in_burst, anchor
+        waiter: asyncio.Future[tuple[int, float]] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
         try:
-            await waiter
-            return False  # it queued: its start came with a single token
+            _, anchor = await waiter
+            return False, anchor  # it queued: its start came with a single token
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.refund(waiter.result())  # given the start just as we were cancelled
+                self.refund(waiter.result()[0])  # given the start just as we were cancelled
             else:
                 self.saturated(loop.time())
                 with contextlib.suppress(ValueError):
@@ -746,16 +756,30 @@ class _Bucket:
     def _conforms(self, now: float) -> bool:
         return now >= self._due()
 
-    def _start(self, now: float) -> int:
+    def _start(self, now: float) -> tuple[int, float]:
         # Adapt before each start, on the queueing time so far.
         self._retune(self._control.rate_at(self.saturated(now)), now)
         self._starts += 1
         self._last_start = now
-        self._before_last = self._tat
+        anchor = self._before_last = self._tat
         # GCRA as it is: a timer that runs late slows that start down, and never lets one
         # come sooner than the bucket allows.
         self._tat = max(self._tat, now) + self._interval
-        return self._starts
+        return self._starts, anchor
+
+    def sent(self, anchor: float, started: float, at: float) -> None:
+        """A request started at ``started``, when ``_tat`` was ``anchor``, went out at
+        ``at``: move the schedule on as the server's moves.
+
+        The server's bucket counts from when a request arrives, ours from when it started:
+        a request that went out late (a connection to open, a busy loop) moves the
+        server's schedule on by as much when its bucket was full, and the next request,
+        on time by ours, would come early by theirs. With a bucket of one token, nothing
+        absorbs that: the start is moved on as GCRA would have moved it at ``at``.
+        """
+        late = max(anchor, at) - max(anchor, started)
+        if late > 0:
+            self._tat += late
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:

@@ -12,11 +12,13 @@ entry for the origin there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import netrc
 import os
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from ssl import SSLContext
 from typing import Any, TypedDict
@@ -33,7 +35,13 @@ __all__ = [
     "netrc_has_entry",
     "refused_by_aiohttp",
     "route_to",
+    "sent_trace_config",
+    "when_sent",
 ]
+
+_on_sent: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "flex_participants_on_sent", default=None
+)
 
 
 class _RequestOptions(TypedDict):
@@ -257,3 +265,32 @@ def check_trace_configs(
                 f"trace_configs must hold aiohttp.TraceConfig objects, got {config!r}"
             )
     return checked
+
+
+@contextlib.contextmanager
+def when_sent(callback: Callable[[float], None]) -> Iterator[None]:
+    """Within the block, a request of a session made with `sent_trace_config` calls
+    ``callback`` with the loop's time once its headers have gone out."""
+    token = _on_sent.set(callback)
+    try:
+        yield
+    finally:
+        _on_sent.reset(token)
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    callback = _on_sent.get()
+    if callback is not None:
+        callback(asyncio.get_running_loop().time())
+
+
+def sent_trace_config() -> aiohttp.TraceConfig:
+    """The trace config by which a session the client makes tells `when_sent` when a
+    request went out (first in the session's list, so that no other callback delays it)."""
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_headers_sent)
+    return config

@@ -9,6 +9,7 @@ import itertools
 import random
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 from aiohttp import web
@@ -381,6 +382,57 @@ def test_told_the_budget_the_client_uses_it_all_and_provokes_no_429() -> None:
     assert run.wall <= 1.02 * floor
     # Never more than the client's own bucket allows: its burst of 4, then 20 a second.
     assert all(most_in_any_window(run.starts, w) <= 4 + 20 * w for w in (0.0, 0.05, 0.5, 1.0))
+
+
+def _late_sends(every: int, by: float) -> aiohttp.TraceConfig:
+    """A trace config that holds every ``every``-th request back ``by`` seconds before it
+    goes out, as a connection to open or a busy loop does."""
+    config = aiohttp.TraceConfig()
+    count = itertools.count()
+
+    async def hold(*_: object) -> None:
+        if next(count) % every == 0:
+            await asyncio.sleep(by)
+
+    config.on_request_start.append(hold)
+    return config
+
+
+def test_told_a_request_that_goes_out_late_moves_the_next_one_on_as_the_server_does() -> None:
+    # With a bucket of one token the server has no room: a request that arrives late moves
+    # its schedule on by as much, and the next, on time by the client's own schedule,
+    # would come early by the server's and be refused.
+    channels, late, by = 20, 7, 0.01  # requests 0, 3, ..., 18 go out 10 ms late
+    run = against_budget(
+        rate=5,
+        burst=1,
+        channels=channels,
+        latency=0.05,
+        rate_limit=5,
+        trace_configs=[_late_sends(every=3, by=by)],
+    )
+
+    assert (run.delivered, run.lost, run.rate_throttled) == (channels, 0, 0)
+    # Each late request costs the time it was late, no more.
+    assert run.wall <= (channels - 1) / 5 + 0.05 + late * by + 1e-9
+
+
+def test_told_late_requests_cost_nothing_while_the_buckets_have_room() -> None:
+    # At 20/s the client's bucket of 4 keeps starts ahead of the server's schedule: a request
+    # that goes out late, within that room, moves neither schedule.
+    channels, by = 60, 0.01  # every request 10 ms late
+    run = against_budget(
+        rate=20,
+        burst=5,
+        channels=channels,
+        rate_limit=20,
+        trace_configs=[_late_sends(every=1, by=by)],
+    )
+
+    assert (run.delivered, run.lost, run.rate_throttled) == (channels, 0, 0)
+    # The client's own burst of 4 at once, then 20 a second: only the first request, sent
+    # when both buckets were full, moves the schedule on by its 10 ms.
+    assert run.wall <= (channels - 4) / 20 + 0.2 + by + 1e-9
 
 
 @pytest.mark.parametrize(
