@@ -158,7 +158,8 @@ class FlexClient:
             logged on the ``flex_participants`` logger and the request goes on.
         trace_configs: `aiohttp.TraceConfig` objects for the session the client makes, so
             that aiohttp's own request tracing (and instrumentation built on it) plugs in;
-            not with ``session=``, whose own trace configs are used.
+            not with ``session=``, whose own trace configs are used. They come before the
+            client's own, which tells the rate's bucket when each request goes out.
 
     Each call (`participants`, `fetch_page`, `fetch_page_url`, `participants_for_channels`)
     takes three options of its own, each defaulting to the client's: ``timeout``, the seconds
@@ -363,8 +364,9 @@ class FlexClient:
             # Made here, inside the running loop, on first use. Without trust_env: the route
             # has the proxy already, and aiohttp's would read .netrc too (see _network).
             connector = aiohttp.TCPConnector(limit=self._max_concurrency, limit_per_host=0)
-            # Ours first: the limiter hears when each request went out (see `_attempt`).
-            trace_configs = [sent_trace_config(), *(self._trace_configs or ())]
+            # Ours last: the limiter hears when each request goes out (see `_attempt`),
+            # after whatever the caller's own trace configs do first.
+            trace_configs = [*(self._trace_configs or ()), sent_trace_config()]
             self._session = aiohttp.ClientSession(connector=connector, trace_configs=trace_configs)
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session of this FlexClient is closed")
@@ -652,8 +654,8 @@ class FlexClient:
         # The client's own limiter hears when the request went out, from a session it
         # made: its rate's schedule then follows the server's (`AdaptiveLimiter._sent`).
         limiter = self._limiter
-        if type(limiter) is AdaptiveLimiter:
-            return when_sent(functools.partial(limiter._sent, permit))
+        if type(limiter) is AdaptiveLimiter and (clock := limiter._send_clock(permit)):
+            return when_sent(clock)
         return contextlib.nullcontext()
 
     async def _attempt(

@@ -29,7 +29,7 @@ import collections
 import contextlib
 import inspect
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, Literal, Protocol, runtime_checkable
 
 import attrs
@@ -188,6 +188,16 @@ class SlotWindow:
 
 
 @attrs.frozen
+class _Start:
+    """A start the rate's bucket gave: its place in the bucket's schedule, for `_Bucket.sent`."""
+
+    token: int  # which start it was, for `_Bucket.refund`
+    at: float  # the loop's time when the bucket gave it
+    anchor: float  # the bucket's `_tat` just before it
+    shifted: float  # the bucket's `_shifted` then
+
+
+@attrs.frozen
 class _Permit:
     """What `AdaptiveLimiter.acquire` hands out: the generations it was granted in, and the
     rate it started under, so that a 429 to it is counted once and against the right rate."""
@@ -197,7 +207,7 @@ class _Permit:
     rate: float | None
     from_burst: bool = False  # whether it started sooner after another than the rate allows
     started: float = 0.0  # the loop's time when it was let start
-    anchor: float = -math.inf  # the bucket's `_tat` before this start (see `_Bucket.sent`)
+    start: _Start | None = None  # what the rate's bucket gave, for `_Bucket.sent`
 
 
 class AdaptiveLimiter(SlotWindow):
@@ -314,21 +324,32 @@ class AdaptiveLimiter(SlotWindow):
         if bucket is None or control is None:
             return _Permit(self._generation, 0, None)
         try:
-            from_burst, anchor = await bucket.wait()
+            from_burst, start = await bucket.wait()
         except BaseException:
             self._in_flight -= 1
             self._wake()
             raise
         started = asyncio.get_running_loop().time()
         return _Permit(
-            self._generation, control.generation, bucket.rate, from_burst, started, anchor
+            self._generation, control.generation, bucket.rate, from_burst, started, start
         )
 
-    def _sent(self, permit: object, at: float) -> None:
-        """The request of ``permit`` went out at ``at`` (the loop's time), after its start:
-        the bucket's schedule moves as the server's does (see `_Bucket.sent`)."""
-        if self._bucket is not None and isinstance(permit, _Permit) and permit.rate is not None:
-            self._bucket.sent(permit.anchor, permit.started, at)
+    def _send_clock(self, permit: object) -> Callable[[float], None] | None:
+        """What to call, with the loop's time, each time the request of ``permit`` goes out
+        (aiohttp sends a request again, once, when a kept-alive connection turns out to be
+        closed): the bucket's schedule then follows the server's (see `_Bucket.sent`).
+        ``None`` without a rate."""
+        bucket = self._bucket
+        if bucket is None or not isinstance(permit, _Permit) or permit.start is None:
+            return None
+        start = permit.start
+        applied = 0.0
+
+        def sent(at: float) -> None:
+            nonlocal applied
+            applied = bucket.sent(start, at, applied)
+
+        return sent
 
     async def release(
         self, permit: object, *, throttled: bool, throttle: Throttle | None = None
@@ -677,7 +698,9 @@ class _Bucket:
         self._starts = 0  # how many starts were given; the last one can be handed back
         self._before_last: float | None = None  # `_tat` before the last start, if refundable
         self._last_start = -math.inf
-        self._waiters: collections.deque[asyncio.Future[tuple[int, float]]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[_Start]] = collections.deque()
+        self._shifted = 0.0  # seconds by which `sent` has moved the schedule on, in all
+        self._shifted_before_last = 0.0  # `_shifted` at the last start
         self._timer: asyncio.TimerHandle | None = None
         self._saturated = 0.0  # seconds during which someone waited, until `_counted`
         self._counted = -math.inf
@@ -708,26 +731,23 @@ class _Bucket:
             self._tat = now + owed * self._interval
             self._before_last = None  # no refund across a change of rate
 
-    async def wait(self) -> tuple[bool, float]:
+    async def wait(self) -> tuple[bool, _Start]:
         """Return when this caller may start: whether its start was part of a burst (it
-        came sooner after the last one than the rate alone allows), and ``_tat`` before
-        it, for `sent`."""
+        came sooner after the last one than the rate alone allows), and the start."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.saturated(now)
         if not self._waiters and self._conforms(now):
             in_burst = now - self._last_start < self._interval
-            _, anchor = self._start(now)
-            return in_burst, anchor
-        waiter: asyncio.Future[tuple[int, float]] = loop.create_future()
+            return in_burst, self._start(now)
+        waiter: asyncio.Future[_Start] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
         try:
-            _, anchor = await waiter
-            return False, anchor  # it queued: its start came with a single token
+            return False, await waiter  # it queued: its start came with a single token
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.refund(waiter.result()[0])  # given the start just as we were cancelled
+                self.refund(waiter.result().token)  # given the start just as we were cancelled
             else:
                 self.saturated(loop.time())
                 with contextlib.suppress(ValueError):
@@ -742,7 +762,8 @@ class _Bucket:
         if token != self._starts or self._before_last is None:
             return  # the schedule has moved on past it: nothing to give back
         self._starts += 1  # a second refund of the same token does nothing
-        self._tat = self._before_last
+        # What other requests' sends have added since stays: they did go out late.
+        self._tat = self._before_last + (self._shifted - self._shifted_before_last)
         self._before_last = None
         if self._waiters:
             self._grant(asyncio.get_running_loop())
@@ -756,30 +777,37 @@ class _Bucket:
     def _conforms(self, now: float) -> bool:
         return now >= self._due()
 
-    def _start(self, now: float) -> tuple[int, float]:
+    def _start(self, now: float) -> _Start:
         # Adapt before each start, on the queueing time so far.
         self._retune(self._control.rate_at(self.saturated(now)), now)
         self._starts += 1
         self._last_start = now
-        anchor = self._before_last = self._tat
+        start = _Start(self._starts, now, self._tat, self._shifted)
+        self._before_last, self._shifted_before_last = self._tat, self._shifted
         # GCRA as it is: a timer that runs late slows that start down, and never lets one
         # come sooner than the bucket allows.
         self._tat = max(self._tat, now) + self._interval
-        return self._starts, anchor
+        return start
 
-    def sent(self, anchor: float, started: float, at: float) -> None:
-        """A request started at ``started``, when ``_tat`` was ``anchor``, went out at
-        ``at``: move the schedule on as the server's moves.
+    def sent(self, start: _Start, at: float, applied: float) -> float:
+        """The request of ``start`` went out at ``at``: move the schedule on as the server's
+        moves; ``applied``, what this request has moved it on by already (it may be sent
+        twice). Return what it has moved it on by in all.
 
-        The server's bucket counts from when a request arrives, ours from when it started:
-        a request that went out late (a connection to open, a busy loop) moves the
-        server's schedule on by as much when its bucket was full, and the next request,
-        on time by ours, would come early by theirs. With a bucket of one token, nothing
-        absorbs that: the start is moved on as GCRA would have moved it at ``at``.
+        The server's bucket counts from when a request arrives, ours from its start. A
+        request that goes out late (a connection to open, a busy loop) moves the server's
+        schedule on by as much when its bucket was full, and the next request, on time by
+        ours, would come early by theirs: with a bucket of one token, nothing absorbs
+        that. GCRA at ``at`` instead of at the start, on the schedule as it stood then,
+        moved on by what the other requests' sends have added since.
         """
-        late = max(anchor, at) - max(anchor, started)
-        if late > 0:
-            self._tat += late
+        anchor = start.anchor + (self._shifted - start.shifted - applied)
+        late = max(anchor, at) - max(anchor, start.at)
+        if late > applied:
+            self._tat += late - applied
+            self._shifted += late - applied
+            return late
+        return applied
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:

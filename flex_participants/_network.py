@@ -270,7 +270,7 @@ def check_trace_configs(
 @contextlib.contextmanager
 def when_sent(callback: Callable[[float], None]) -> Iterator[None]:
     """Within the block, a request of a session made with `sent_trace_config` calls
-    ``callback`` with the loop's time once its headers have gone out."""
+    ``callback`` with the loop's time as it goes out (each time it is sent)."""
     token = _on_sent.set(callback)
     try:
         yield
@@ -290,7 +290,10 @@ async def _headers_sent(
 
 def sent_trace_config() -> aiohttp.TraceConfig:
     """The trace config by which a session the client makes tells `when_sent` when a
-    request went out (first in the session's list, so that no other callback delays it)."""
+    request goes out: as its headers are written, which follows at once.
+
+    It goes last in the session's list: aiohttp awaits each config's callbacks in turn
+    first, so that what they take is part of the request's lateness."""
     config = aiohttp.TraceConfig()
     config.on_request_headers_sent.append(_headers_sent)
     return config

@@ -609,6 +609,105 @@ def test_a_burst_saved_up_while_idle_is_never_more_than_burst() -> None:
     assert in_virtual_time(main) == pytest.approx([60.0, 60.0, 60.1, 60.2])
 
 
+# -- the schedule follows the server's, which counts from when requests arrive -----------
+
+
+def send(limiter: AdaptiveLimiter, permit: object, *delays: float) -> Callable[[], Any]:
+    """A coroutine function that sends ``permit``'s request after each of ``delays`` in
+    turn (aiohttp sends a request again when a kept-alive connection turns out closed),
+    telling the limiter each time, as the client's own trace config does."""
+    clock = limiter._send_clock(permit)
+    assert clock is not None
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for delay in delays:
+            await asyncio.sleep(delay)
+            clock(loop.time())
+
+    return run
+
+
+@given(
+    rate=st.floats(1.0, 100.0),
+    burst=st.integers(1, 5),
+    sends=st.lists(
+        st.tuples(st.floats(0.0, 0.5), st.none() | st.floats(0.0, 0.2), st.floats(0.0, 0.3)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_requests_that_go_out_late_keep_to_a_server_bucket_that_counts_their_arrival(
+    rate: float, burst: int, sends: list[tuple[float, float | None, float]]
+) -> None:
+    # One request after another, each going out late (or twice: the server then sees the
+    # second), each answered some time after it arrived. A server bucket of the same rate
+    # and size, fed the arrivals, accepts every one: and, when a request had to wait for
+    # its start, it started the moment that bucket held a token again, not later.
+    limiter = AdaptiveLimiter(1, rate_limit=rate, burst=burst)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = TokenBucket(rate, burst, loop.time)
+        for late, again, answer in sends:
+            asked = loop.time()
+            permit = await limiter.acquire()
+            if loop.time() > asked:  # it waited: the server's bucket has only now a token
+                assert 1.0 - 1e-6 <= server.tokens < 1.0 + 1e-6
+            delays = (late,) if again is None else (late, again)
+            await send(limiter, permit, *delays)()
+            assert server.take()
+            await asyncio.sleep(answer)
+            await limiter.release(permit, throttled=False)
+
+    in_virtual_time(main)
+
+
+def test_requests_that_overlap_move_the_schedule_on_once_between_them() -> None:
+    # A starts at 0 and goes out at 0.3; B starts at 0.2 and goes out at 0.5. The server's
+    # bucket of one token is then next full at 0.7: B's lateness is counted from where A's
+    # left the schedule, not again from B's start.
+    limiter = AdaptiveLimiter(3, rate_limit=5, burst=1)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        first = await limiter.acquire()
+        sending = asyncio.create_task(send(limiter, first, 0.3)())
+        second = await limiter.acquire()
+        assert loop.time() - 1000.0 == pytest.approx(0.2)
+        await send(limiter, second, 0.3)()
+        await sending
+        await limiter.acquire()
+        return loop.time() - 1000.0
+
+    assert in_virtual_time(main) == pytest.approx(0.7)
+
+
+def test_a_request_that_goes_out_on_time_moves_nothing() -> None:
+    limiter = AdaptiveLimiter(1, rate_limit=4, burst=1)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        starts = []
+        for _ in range(3):
+            permit = await limiter.acquire()
+            starts.append(loop.time() - 1000.0)
+            await send(limiter, permit, 0.0)()
+            await limiter.release(permit, throttled=False)
+        return starts
+
+    assert in_virtual_time(main) == pytest.approx([0.0, 0.25, 0.5])
+
+
+def test_without_a_rate_there_is_no_schedule_to_move() -> None:
+    limiter = AdaptiveLimiter(1)
+
+    async def main() -> object:
+        return limiter._send_clock(await limiter.acquire())
+
+    assert in_virtual_time(main) is None
+
+
 @pytest.mark.parametrize("burst", [0, -1, 1.5, True, "2"], ids=repr)
 def test_burst_must_be_an_integer_of_at_least_one(burst: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="burst must be an integer >= 1"):
