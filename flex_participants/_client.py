@@ -652,7 +652,7 @@ class FlexClient:
 
     def _when_sent(self, permit: object) -> contextlib.AbstractContextManager[None]:
         # The client's own limiter hears when the request went out, from a session it
-        # made: its rate's schedule then follows the server's (`AdaptiveLimiter._sent`).
+        # made: its rate's schedule then follows the server's (`_Bucket.sent`).
         limiter = self._limiter
         if type(limiter) is AdaptiveLimiter and (clock := limiter._send_clock(permit)):
             return when_sent(clock)

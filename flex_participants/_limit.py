@@ -696,11 +696,10 @@ class _Bucket:
         self._interval = 1.0 / rate
         self._tat = -math.inf
         self._starts = 0  # how many starts were given; the last one can be handed back
-        self._before_last: float | None = None  # `_tat` before the last start, if refundable
+        self._refundable: _Start | None = None  # the last start, while it can be handed back
         self._last_start = -math.inf
         self._waiters: collections.deque[asyncio.Future[_Start]] = collections.deque()
         self._shifted = 0.0  # seconds by which `sent` has moved the schedule on, in all
-        self._shifted_before_last = 0.0  # `_shifted` at the last start
         self._timer: asyncio.TimerHandle | None = None
         self._saturated = 0.0  # seconds during which someone waited, until `_counted`
         self._counted = -math.inf
@@ -729,7 +728,7 @@ class _Bucket:
             self.rate = rate
             self._interval = 1.0 / rate
             self._tat = now + owed * self._interval
-            self._before_last = None  # no refund across a change of rate
+            self._refundable = None  # no refund across a change of rate
 
     async def wait(self) -> tuple[bool, _Start]:
         """Return when this caller may start: whether its start was part of a burst (it
@@ -759,12 +758,12 @@ class _Bucket:
 
     def refund(self, token: int) -> None:
         """Hand back a start that was not used, if no later start has been given since."""
-        if token != self._starts or self._before_last is None:
+        last = self._refundable
+        if last is None or token != last.token:
             return  # the schedule has moved on past it: nothing to give back
-        self._starts += 1  # a second refund of the same token does nothing
         # What other requests' sends have added since stays: they did go out late.
-        self._tat = self._before_last + (self._shifted - self._shifted_before_last)
-        self._before_last = None
+        self._tat = last.anchor + (self._shifted - last.shifted)
+        self._refundable = None  # a second refund of the same token does nothing
         if self._waiters:
             self._grant(asyncio.get_running_loop())
 
@@ -782,8 +781,7 @@ class _Bucket:
         self._retune(self._control.rate_at(self.saturated(now)), now)
         self._starts += 1
         self._last_start = now
-        start = _Start(self._starts, now, self._tat, self._shifted)
-        self._before_last, self._shifted_before_last = self._tat, self._shifted
+        start = self._refundable = _Start(self._starts, now, self._tat, self._shifted)
         # GCRA as it is: a timer that runs late slows that start down, and never lets one
         # come sooner than the bucket allows.
         self._tat = max(self._tat, now) + self._interval
