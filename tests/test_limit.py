@@ -1065,7 +1065,7 @@ def test_a_refund_of_a_start_given_before_another_changes_nothing() -> None:
         first = bucket._start(now)
         bucket._start(now)
         before = bucket._tat
-        bucket.refund(first)  # stale: it would undo the second start
+        bucket.refund(first.token)  # stale: it would undo the second start
         return before, bucket._tat
 
     before, after = in_virtual_time(main)
@@ -1076,10 +1076,10 @@ def test_no_start_is_refunded_across_a_change_of_rate() -> None:
     async def main() -> tuple[float, float]:
         bucket = _limit._Bucket(_RateControl(10.0, ceiling=10.0), burst=1)
         now = asyncio.get_running_loop().time()
-        token = bucket._start(now)
+        start = bucket._start(now)
         bucket.set_rate(5.0, now)
         before = bucket._tat
-        bucket.refund(token)
+        bucket.refund(start.token)
         return before, bucket._tat
 
     before, after = in_virtual_time(main)
