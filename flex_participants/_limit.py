@@ -189,9 +189,9 @@ class SlotWindow:
 
 @attrs.frozen
 class _Start:
-    """A start the rate's bucket gave: its place in the bucket's schedule, for `_Bucket.sent`."""
+    """A start the rate's bucket gave: its place in the bucket's schedule, for `_Bucket.sent`
+    and `_Bucket.refund` (which knows it by identity)."""
 
-    token: int  # which start it was, for `_Bucket.refund`
     at: float  # the loop's time when the bucket gave it
     anchor: float  # the bucket's `_tat` just before it
     shifted: float  # the bucket's `_shifted` then
@@ -695,7 +695,6 @@ class _Bucket:
         self.burst = burst
         self._interval = 1.0 / rate
         self._tat = -math.inf
-        self._starts = 0  # how many starts were given; the last one can be handed back
         self._refundable: _Start | None = None  # the last start, while it can be handed back
         self._last_start = -math.inf
         self._waiters: collections.deque[asyncio.Future[_Start]] = collections.deque()
@@ -746,7 +745,7 @@ class _Bucket:
             return False, await waiter  # it queued: its start came with a single token
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.refund(waiter.result().token)  # given the start just as we were cancelled
+                self.refund(waiter.result())  # given the start just as we were cancelled
             else:
                 self.saturated(loop.time())
                 with contextlib.suppress(ValueError):
@@ -756,14 +755,13 @@ class _Bucket:
                     self._timer = None
             raise
 
-    def refund(self, token: int) -> None:
+    def refund(self, start: _Start) -> None:
         """Hand back a start that was not used, if no later start has been given since."""
-        last = self._refundable
-        if last is None or token != last.token:
+        if start is not self._refundable:
             return  # the schedule has moved on past it: nothing to give back
         # What other requests' sends have added since stays: they did go out late.
-        self._tat = last.anchor + (self._shifted - last.shifted)
-        self._refundable = None  # a second refund of the same token does nothing
+        self._tat = self._anchor(start)
+        self._refundable = None  # a second refund of the same start does nothing
         if self._waiters:
             self._grant(asyncio.get_running_loop())
 
@@ -779,9 +777,8 @@ class _Bucket:
     def _start(self, now: float) -> _Start:
         # Adapt before each start, on the queueing time so far.
         self._retune(self._control.rate_at(self.saturated(now)), now)
-        self._starts += 1
         self._last_start = now
-        start = self._refundable = _Start(self._starts, now, self._tat, self._shifted)
+        start = self._refundable = _Start(now, self._tat, self._shifted)
         # GCRA as it is: a timer that runs late slows that start down, and never lets one
         # come sooner than the bucket allows.
         self._tat = max(self._tat, now) + self._interval
@@ -799,13 +796,17 @@ class _Bucket:
         that. GCRA at ``at`` instead of at the start, on the schedule as it stood then,
         moved on by what the other requests' sends have added since.
         """
-        anchor = start.anchor + (self._shifted - start.shifted - applied)
+        anchor = self._anchor(start) - applied
         late = max(anchor, at) - max(anchor, start.at)
         if late > applied:
             self._tat += late - applied
             self._shifted += late - applied
             return late
         return applied
+
+    def _anchor(self, start: _Start) -> float:
+        # `_tat` just before ``start``, moved on by what the sends have added since.
+        return start.anchor + (self._shifted - start.shifted)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and self._waiters:

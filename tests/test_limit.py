@@ -1065,7 +1065,7 @@ def test_a_refund_of_a_start_given_before_another_changes_nothing() -> None:
         first = bucket._start(now)
         bucket._start(now)
         before = bucket._tat
-        bucket.refund(first.token)  # stale: it would undo the second start
+        bucket.refund(first)  # stale: it would undo the second start
         return before, bucket._tat
 
     before, after = in_virtual_time(main)
@@ -1079,7 +1079,7 @@ def test_no_start_is_refunded_across_a_change_of_rate() -> None:
         start = bucket._start(now)
         bucket.set_rate(5.0, now)
         before = bucket._tat
-        bucket.refund(start.token)
+        bucket.refund(start)
         return before, bucket._tat
 
     before, after = in_virtual_time(main)
